@@ -1,0 +1,148 @@
+"""``fedcloud-site``: one command line for every daemon.
+
+Exit statuses (also documented in README.rst):
+
+* 0 - success
+* 1 - a job failed or left work undone (e.g. messages still unsent)
+* 2 - invalid configuration or command line
+* 3 - another instance of the daemon holds its lock
+* 4 - a safety check refused to apply changes
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence
+
+import yaml
+
+from . import __version__
+from .config import DAEMONS, DEFAULT_CONFIG, Config, available_daemons, load_config
+from .log import configure_logging
+from .runner import EXIT_CONFIG, EXIT_LOCKED, EXIT_OK, AlreadyRunning, Runner
+from .schema import ConfigError
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("-c", "--config", type=Path, default=default if not top else None,
+                        help=f"configuration file (default {DEFAULT_CONFIG}; conf.d/*.yaml beside it is merged)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="debug logging, tracebacks on errors")
+    parser.add_argument("-n", "--dry-run", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="show what would be done, change nothing")
+
+
+def _run_daemon(args: argparse.Namespace, config: Config) -> int:
+    runner = Runner(args.daemon, args.config, config=config, dry_run=args.dry_run, verbose=args.verbose,
+                    options=vars(args))
+    try:
+        with runner.locked():
+            if args.action == "once":
+                return runner.run_once()
+            return runner.run_forever()
+    except AlreadyRunning as exc:
+        print(f"fedcloud-site {args.daemon}: another instance is running: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+
+
+def _check_config(args: argparse.Namespace, config: Config) -> int:
+    print(f"# configuration OK: {', '.join(str(f) for f in config.files)}")
+    print(yaml.safe_dump(config.as_plain(), sort_keys=False, default_flow_style=False), end="")
+    return EXIT_OK
+
+
+def _version(args: argparse.Namespace, config: Optional[Config]) -> int:
+    print(f"fedcloud-site {__version__}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (daemon packages add their own subcommands)."""
+    parser = argparse.ArgumentParser(
+        prog="fedcloud-site",
+        description="EGI Federated Cloud site daemons: accounting, SSM sender, cloud information, "
+                    "image lists, Perun user sync.",
+        epilog="Exit status: 0 ok, 1 job failed or work left, 2 bad configuration or usage, "
+               "3 daemon already running, 4 refused by a safety check.")
+    _add_common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"fedcloud-site {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(handler=_version, needs_config=False)
+    check = commands.add_parser("check-config", help="validate the configuration and print it (secrets masked)")
+    _add_common(check, top=False)
+    check.set_defaults(handler=_check_config, needs_config=True)
+
+    try:
+        probes = importlib.import_module("fedcloud_site.probes.cli")
+        probes.add_commands(commands, _add_common)
+    except ModuleNotFoundError:
+        pass
+
+    for daemon in available_daemons():
+        sub = commands.add_parser(daemon, help=f"the {daemon} daemon")
+        _add_common(sub, top=False)
+        actions = sub.add_subparsers(dest="action", metavar="ACTION")
+        actions.required = True
+        run = actions.add_parser("run", help="run as a daemon (scheduled jobs until SIGTERM)")
+        once = actions.add_parser("once", help="run every job once and exit (cron, tests)")
+        for p in (run, once):
+            _add_common(p, top=False)
+            p.set_defaults(handler=_run_daemon, daemon=daemon, needs_config=True)
+        try:
+            extra = importlib.import_module(f"fedcloud_site.{daemon}.cli")
+        except ModuleNotFoundError:
+            continue
+        extra.add_commands(actions, lambda p: _add_common(p, top=False))
+        for name, p in actions.choices.items():
+            p.set_defaults(daemon=daemon)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``fedcloud-site``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(verbose=args.verbose)
+    config: Optional[Config] = None
+    if getattr(args, "needs_config", True):
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            print(f"fedcloud-site: invalid configuration: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        configure_logging(config.logging, args.verbose)
+    handler: Any = args.handler
+    return int(handler(args, config))
+
+
+def daemon_main(daemon: str) -> Callable[[], int]:
+    """``fedcloud-site-<daemon> [options] [run|once|...]`` = ``fedcloud-site <daemon> ...``."""
+
+    def entry() -> int:
+        argv: List[str] = sys.argv[1:]
+        if argv and not argv[0].startswith("-"):
+            return main([daemon, *argv])
+        return main([daemon, "run", *argv])
+
+    return entry
+
+
+accounting_main = daemon_main("accounting")
+ssm_main = daemon_main("ssm")
+cloudinfo_main = daemon_main("cloudinfo")
+images_main = daemon_main("images")
+perun_main = daemon_main("perun")
+
+__all__ = ["main", "build_parser", "DAEMONS"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""The cloud backend interface every daemon uses.
+
+A daemon never talks to a cloud API directly: it receives a :class:`CloudBackend`
+and works with the plain, immutable records defined here.  All times are
+timezone-aware UTC datetimes.  Backends translate their own vocabulary (Nova
+server status, OpenNebula VM state codes, ...) into :class:`VMState` through an
+explicit table in their module.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO, Iterator, Mapping, Optional, Sequence
+
+
+class CloudError(Exception):
+    """Any failure talking to the cloud."""
+
+
+class CloudUnavailable(CloudError):
+    """The cloud API could not be reached or answered with a server error (retry later)."""
+
+
+class CloudAuthError(CloudError):
+    """Credentials were rejected."""
+
+
+class NotFound(CloudError):
+    """The named object does not exist."""
+
+
+class NotSupported(CloudError):
+    """The backend cannot do this operation."""
+
+
+class BadCloudData(CloudError):
+    """The cloud returned a record we cannot interpret; the message names the record."""
+
+
+class VMState(str, enum.Enum):
+    """Backend-neutral VM life-cycle state."""
+
+    PENDING = "pending"  # being built / scheduled, not yet consuming resources
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUSPENDED = "suspended"
+    STOPPED = "stopped"  # shut off but still allocated
+    ERROR = "error"
+    DELETED = "deleted"  # gone for good (terminated, done)
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A tenant / project (OpenStack) or group (OpenNebula)."""
+
+    id: str
+    name: str
+    enabled: bool = True
+    domain: Optional[str] = None
+    description: str = ""
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """GPU (or other accelerator) attached by a flavour."""
+
+    type: str  # e.g. "GPU"
+    vendor: str
+    model: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """An instance type (OpenStack flavour / OpenNebula template)."""
+
+    id: str
+    name: str
+    vcpus: float
+    ram_mb: int
+    disk_gb: int
+    ephemeral_gb: int = 0
+    public: bool = True
+    extra_specs: Mapping[str, str] = field(default_factory=dict)
+    accelerator: Optional[Accelerator] = None
+    benchmark_type: Optional[str] = None
+    benchmark_value: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Image:
+    """A registered VM image."""
+
+    id: str
+    name: str
+    owner: Optional[str] = None  # project id
+    status: str = "active"
+    visibility: str = "private"  # public / private / shared / community
+    disk_format: Optional[str] = None
+    container_format: Optional[str] = None
+    size: Optional[int] = None
+    checksum: Optional[str] = None
+    min_ram_mb: int = 0
+    min_disk_gb: int = 0
+    created_at: Optional[datetime] = None
+    updated_at: Optional[datetime] = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+    members: Sequence[str] = ()  # project ids the image is shared with
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What to register: a new image with its metadata."""
+
+    name: str
+    disk_format: str
+    container_format: str = "bare"
+    owner: Optional[str] = None  # project id / group that receives it
+    visibility: str = "private"
+    min_ram_mb: int = 0
+    min_disk_gb: int = 0
+    properties: Mapping[str, str] = field(default_factory=dict)
+    share_with: Sequence[str] = ()  # project ids
+
+
+@dataclass(frozen=True)
+class IPAddress:
+    address: str
+    version: int  # 4 or 6
+    floating: bool = False  # public floating IP attached to the VM
+    public: bool = False  # publicly routable (floating or public network)
+
+
+@dataclass(frozen=True)
+class RunPeriod:
+    """A span of time in which the VM consumed resources (OpenNebula history record)."""
+
+    start: datetime
+    end: Optional[datetime]  # None: still running
+
+
+@dataclass(frozen=True)
+class VM:
+    """A virtual machine as the accounting extractor and the information provider see it."""
+
+    id: str
+    name: str
+    project_id: str
+    user_id: str
+    state: VMState
+    status: str  # backend's own status word, for logs
+    created_at: datetime
+    ended_at: Optional[datetime] = None  # set once the VM is DELETED
+    updated_at: Optional[datetime] = None
+    flavor_id: Optional[str] = None
+    vcpus: float = 0
+    ram_mb: int = 0
+    disk_gb: int = 0
+    image_id: Optional[str] = None
+    host: Optional[str] = None
+    user_name: Optional[str] = None  # global user name (X.509 DN or IdP id) when the backend has it
+    addresses: Sequence[IPAddress] = ()
+    run_periods: Optional[Sequence[RunPeriod]] = None  # exact running time when the backend records it
+    suspended_seconds: Optional[int] = None
+    cpu_seconds: Optional[int] = None
+    network_in_bytes: Optional[int] = None
+    network_out_bytes: Optional[int] = None
+    accelerator: Optional[Accelerator] = None
+    benchmark_type: Optional[str] = None
+    benchmark_value: Optional[float] = None
+
+    @property
+    def public_ip_count(self) -> int:
+        return len({a.address for a in self.addresses if a.public or a.floating})
+
+
+@dataclass(frozen=True)
+class FloatingIP:
+    id: str
+    address: str
+    version: int
+    project_id: str
+    user_id: Optional[str] = None
+    created_at: Optional[datetime] = None
+    attached: bool = False
+
+
+@dataclass(frozen=True)
+class Volume:
+    id: str
+    name: str
+    project_id: str
+    user_id: Optional[str]
+    size_gb: int
+    status: str
+    created_at: datetime
+    deleted_at: Optional[datetime] = None
+    updated_at: Optional[datetime] = None
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the cloud manager knows of its size (None: not told)."""
+
+    total_vcpus: Optional[int] = None
+    used_vcpus: Optional[int] = None
+    total_ram_mb: Optional[int] = None
+    used_ram_mb: Optional[int] = None
+    running_vms: Optional[int] = None
+    hypervisor: Optional[str] = None
+    hypervisor_version: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Per-project limits (None: unlimited or unknown)."""
+
+    instances: Optional[int] = None
+    cores: Optional[int] = None
+    ram_mb: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class User:
+    """A local cloud user."""
+
+    id: str
+    name: str
+    email: Optional[str] = None
+    display_name: Optional[str] = None
+    enabled: bool = True
+    groups: Sequence[str] = ()  # group / project ids
+    x509_dns: Sequence[str] = ()
+    ssh_keys: Sequence[str] = ()
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    """Desired state of a user we manage."""
+
+    name: str
+    groups: Sequence[str]
+    email: Optional[str] = None
+    display_name: Optional[str] = None
+    enabled: bool = True
+    x509_dns: Sequence[str] = ()
+    ssh_keys: Sequence[str] = ()
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    name: str
+
+
+class CloudBackend(abc.ABC):
+    """The operations daemons need from a cloud.
+
+    Listing methods return iterators so that backends can page through large
+    collections without loading them at once.  Write methods that a backend
+    cannot perform raise :class:`NotSupported`.
+    """
+
+    #: entry-point name of the backend ("openstack", "opennebula", "static")
+    name: str = "abstract"
+
+    # -- projects, flavours, capacity -------------------------------------------------
+    @abc.abstractmethod
+    def list_projects(self) -> Iterator[Project]:
+        """All projects (tenants / groups) the configured credentials can see."""
+
+    @abc.abstractmethod
+    def list_flavors(self) -> Iterator[Flavor]:
+        """All instance types, with GPU and benchmark properties decoded."""
+
+    def capacity(self) -> Capacity:
+        """Totals of the cloud manager, where the backend tells them."""
+        return Capacity()
+
+    def quota(self, project_id: str) -> Quota:
+        """Limits of one project, where the backend tells them."""
+        return Quota()
+
+    # -- VMs and usage ------------------------------------------------------------------
+    @abc.abstractmethod
+    def list_vms(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[VM]:
+        """VMs of a project (all projects if None).
+
+        Without ``active_since`` only VMs that currently exist (not deleted) are
+        returned.  With it, VMs that were alive at any time since then are returned
+        too, including those deleted after ``active_since``.
+        """
+
+    def list_floating_ips(self, project_id: Optional[str] = None) -> Iterator[FloatingIP]:
+        """Public IPs allocated to a project."""
+        return iter(())
+
+    def list_volumes(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[Volume]:
+        """Block-storage volumes alive at any time since ``active_since``."""
+        return iter(())
+
+    # -- images ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def list_images(self, owner: Optional[str] = None) -> Iterator[Image]:
+        """Images, optionally only those owned by a project."""
+
+    def get_image(self, image_id: str) -> Image:
+        for image in self.list_images():
+            if image.id == image_id:
+                return image
+        raise NotFound(f"image {image_id} not found")
+
+    def create_image(self, spec: ImageSpec, data: BinaryIO) -> Image:
+        """Register an image and upload its bytes from ``data`` (a readable stream)."""
+        raise NotSupported(f"{self.name} backend cannot create images")
+
+    def update_image(self, image_id: str, properties: Mapping[str, Optional[str]], name: Optional[str] = None,
+                     visibility: Optional[str] = None) -> Image:
+        """Set (value str) or remove (value None) image properties."""
+        raise NotSupported(f"{self.name} backend cannot update images")
+
+    def set_image_active(self, image_id: str, active: bool) -> None:
+        """Deactivate (hide from new VMs) or reactivate an image."""
+        raise NotSupported(f"{self.name} backend cannot deactivate images")
+
+    def delete_image(self, image_id: str) -> None:
+        raise NotSupported(f"{self.name} backend cannot delete images")
+
+    def image_in_use(self, image_id: str) -> Optional[bool]:
+        """True if VMs still use the image; None if the backend cannot tell."""
+        for vm in self.list_vms():
+            if vm.image_id == image_id and vm.state is not VMState.DELETED:
+                return True
+        return False
+
+    # -- users and groups (Perun sync) ----------------------------------------------------
+    def list_groups(self) -> Iterator[Group]:
+        raise NotSupported(f"{self.name} backend has no user groups")
+
+    def list_users(self) -> Iterator[User]:
+        raise NotSupported(f"{self.name} backend cannot list users")
+
+    def create_user(self, spec: UserSpec) -> User:
+        raise NotSupported(f"{self.name} backend cannot create users")
+
+    def update_user(self, user_id: str, spec: UserSpec) -> User:
+        """Make the user match ``spec`` (groups, e-mail, DNs, keys, properties, enabled)."""
+        raise NotSupported(f"{self.name} backend cannot update users")
+
+    def set_user_enabled(self, user_id: str, enabled: bool) -> None:
+        raise NotSupported(f"{self.name} backend cannot disable users")
+
+    def delete_user(self, user_id: str) -> None:
+        raise NotSupported(f"{self.name} backend cannot delete users")
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release connections."""
+
+    def request_count(self) -> Mapping[str, Any]:
+        """Counters of API calls made (for run summaries and benchmarks)."""
+        return {}

@@ -1,0 +1,1 @@
+"""Image-list subscriber: verified VO images registered in the cloud, expired ones retired."""

@@ -1,0 +1,1 @@
+"""Perun user synchroniser: VO membership mirrored into local cloud users and groups."""

@@ -1,0 +1,328 @@
+"""The daemon runner shared by every daemon.
+
+A daemon package provides ``daemon.jobs(config) -> list[Job]``.  The runner
+schedules them with apscheduler (interval or cron, with jitter, never two runs
+of one job at once), isolates failures (a failing job is logged and retried
+with backoff while the others keep running), reloads the configuration on
+SIGHUP (keeping the old one if the new one is invalid), stops cleanly on
+SIGTERM/SIGINT (running jobs see ``ctx.stop`` and finish or abandon their unit
+of work safely), talks to systemd (READY, STATUS, WATCHDOG, STOPPING), and
+holds a lock so that two instances of one daemon cannot run at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from . import systemd
+from .cloud import open_backend
+from .cloud.base import CloudBackend
+from .config import Config, load_config
+from .log import configure_logging, get_logger
+from .schema import ConfigError
+from .timeutil import utcnow
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1  # a job failed or left work undone (e.g. messages still unsent)
+EXIT_CONFIG = 2  # invalid configuration or command line
+EXIT_LOCKED = 3  # another instance of this daemon is running
+EXIT_REFUSED = 4  # a safety check refused to apply changes (e.g. Perun mass change)
+
+
+class JobIncomplete(Exception):
+    """A job ran but could not finish everything (work is left for the next run)."""
+
+    def __init__(self, message: str, summary: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__(message)
+        self.summary = dict(summary or {})
+
+
+class JobRefused(Exception):
+    """A job refused to act because a safety check failed (exit status EXIT_REFUSED)."""
+
+
+class AlreadyRunning(Exception):
+    """The daemon's lock is held by another process."""
+
+
+JobFunc = Callable[["JobContext"], Optional[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of scheduled work of a daemon."""
+
+    name: str
+    func: JobFunc
+    interval: float  # seconds between runs
+    cron: Optional[str] = None  # crontab expression; wins over interval
+    jitter: float = 0.0
+    run_at_start: bool = True  # run once right after start-up
+
+
+@dataclass
+class JobContext:
+    """What a job gets: config, logger, cloud access, stop flag, dry-run flag."""
+
+    config: Config
+    daemon: str
+    job: str
+    stop: threading.Event
+    dry_run: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+    log: Any = None
+    _cloud: Optional[CloudBackend] = None
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            self.log = get_logger(self.daemon, job=self.job)
+
+    @property
+    def settings(self) -> Any:
+        """This daemon's configuration section."""
+        return self.config.section(self.daemon)
+
+    @property
+    def cloud(self) -> CloudBackend:
+        """The cloud backend, opened on first use and closed when the job ends."""
+        if self._cloud is None:
+            self._cloud = open_backend(self.config)
+        return self._cloud
+
+    def stopping(self) -> bool:
+        """True once a shutdown was requested: stop at the next safe point."""
+        return self.stop.is_set()
+
+    def close(self) -> None:
+        if self._cloud is not None:
+            self._cloud.close()
+            self._cloud = None
+
+
+def daemon_jobs(daemon: str, config: Config) -> List[Job]:
+    """The jobs of a daemon package (``fedcloud_site.<daemon>.daemon.jobs``)."""
+    module = importlib.import_module(f"fedcloud_site.{daemon}.daemon")
+    return list(module.jobs(config))
+
+
+class DaemonLock:
+    """An exclusive ``flock`` on ``<state_dir>/<daemon>.lock``, released when the process ends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AlreadyRunning(f"{self.path} is locked by process {holder}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "DaemonLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def lock_path(config: Config, daemon: str) -> Path:
+    return Path(config.section(daemon).state_path(daemon)) / f"{daemon}.lock"
+
+
+class Runner:
+    """Runs the jobs of one daemon, once or for ever."""
+
+    def __init__(self, daemon: str, config_path: Optional[Path], config: Optional[Config] = None,
+                 dry_run: bool = False, verbose: bool = False, options: Optional[Mapping[str, Any]] = None,
+                 jobs_factory: Optional[Callable[[Config], List[Job]]] = None) -> None:
+        self.daemon = daemon
+        self.config_path = config_path
+        self.config = config if config is not None else load_config(config_path)
+        self.dry_run = dry_run
+        self.verbose = verbose
+        self.options = dict(options or {})
+        self.jobs_factory = jobs_factory or (lambda cfg: daemon_jobs(daemon, cfg))
+        self.stop = threading.Event()
+        self.log = get_logger(daemon)
+        self._failures: Dict[str, int] = {}
+        self._last_status: Dict[str, str] = {}
+        self._scheduler: Optional[BackgroundScheduler] = None
+        self._reload_requested = threading.Event()
+        self._wake = threading.Event()
+        self._job_locks: Dict[str, threading.Lock] = {}
+
+    # -- running one job --------------------------------------------------------------------
+    def run_job(self, job: Job) -> int:
+        """Run one job now; returns an exit status.  Never raises (but on KeyboardInterrupt)."""
+        lock = self._job_locks.setdefault(job.name, threading.Lock())
+        if not lock.acquire(blocking=False):
+            self.log.warning("job still running, skipping this run", job=job.name)
+            return EXIT_OK
+        ctx = JobContext(config=self.config, daemon=self.daemon, job=job.name, stop=self.stop,
+                         dry_run=self.dry_run, options=self.options)
+        started = time.monotonic()
+        status = EXIT_OK
+        try:
+            summary = dict(job.func(ctx) or {})
+            summary.update({f"api_{k}": v for k, v in self._api_counts(ctx).items()})
+            ctx.log.info("run summary", status="ok", duration=round(time.monotonic() - started, 3), **summary)
+            self._failures.pop(job.name, None)
+            self._last_status[job.name] = "ok"
+        except JobIncomplete as exc:
+            status = EXIT_JOB_FAILED
+            ctx.log.warning("run summary", status="incomplete", reason=str(exc),
+                            duration=round(time.monotonic() - started, 3), **exc.summary)
+            self._last_status[job.name] = f"incomplete: {exc}"
+        except JobRefused as exc:
+            status = EXIT_REFUSED
+            ctx.log.error("run summary", status="refused", reason=str(exc),
+                          duration=round(time.monotonic() - started, 3))
+            self._last_status[job.name] = f"refused: {exc}"
+        except Exception as exc:  # noqa: BLE001 - isolate every job failure
+            status = EXIT_JOB_FAILED
+            failures = self._failures.get(job.name, 0) + 1
+            self._failures[job.name] = failures
+            ctx.log.error("run summary", status="failed", error=f"{type(exc).__name__}: {exc}",
+                          failures=failures, duration=round(time.monotonic() - started, 3),
+                          exc_info=self.verbose)
+            self._last_status[job.name] = f"failed: {exc}"
+            self._schedule_retry(job, failures)
+        finally:
+            ctx.close()
+            lock.release()
+        return status
+
+    @staticmethod
+    def _api_counts(ctx: JobContext) -> Mapping[str, Any]:
+        if ctx._cloud is None:
+            return {}
+        counts = ctx._cloud.request_count()
+        return {"requests": sum(v for v in counts.values() if isinstance(v, int))} if counts else {}
+
+    def run_once(self) -> int:
+        """Run every job once, in order; the worst exit status wins."""
+        status = EXIT_OK
+        for job in self.jobs_factory(self.config):
+            if self.stop.is_set():
+                break
+            status = max(status, self.run_job(job))
+        return status
+
+    # -- scheduling -------------------------------------------------------------------------
+    def _trigger(self, job: Job) -> Any:
+        if job.cron:
+            return CronTrigger.from_crontab(job.cron, timezone="UTC", jitter=int(job.jitter) or None)
+        return IntervalTrigger(seconds=max(job.interval, 1), timezone="UTC", jitter=int(job.jitter) or None)
+
+    def _schedule(self, scheduler: BackgroundScheduler, first_run: bool) -> None:
+        for job in self.jobs_factory(self.config):
+            scheduler.add_job(self.run_job, self._trigger(job), args=[job], id=job.name, name=job.name,
+                              max_instances=1, coalesce=True, misfire_grace_time=None, replace_existing=True)
+            if first_run and job.run_at_start:
+                scheduler.add_job(self.run_job, DateTrigger(utcnow()), args=[job], id=f"{job.name}-start",
+                                  max_instances=1, replace_existing=True)
+
+    def _schedule_retry(self, job: Job, failures: int) -> None:
+        scheduler = self._scheduler
+        if scheduler is None or self.stop.is_set():
+            return
+        delay = min(job.interval, 30 * 2 ** min(failures - 1, 10))
+        try:
+            scheduler.add_job(self.run_job, DateTrigger(utcnow().timestamp() + delay), args=[job],
+                              id=f"{job.name}-retry", max_instances=1, replace_existing=True)
+        except Exception:  # noqa: BLE001 - scheduler shutting down
+            return
+        self.log.info("retry scheduled", job=job.name, in_seconds=round(delay, 1))
+
+    def reload(self) -> bool:
+        """Re-read the configuration; keep the old one if the new one is invalid."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.log.error("configuration reload failed, keeping the previous configuration", error=str(exc))
+            systemd.notify(f"STATUS=reload failed, running with previous configuration: {exc}")
+            return False
+        self.config = config
+        configure_logging(config.logging, self.verbose)
+        if self._scheduler is not None:
+            for scheduled in self._scheduler.get_jobs():
+                if not scheduled.id.endswith(("-start", "-retry")):
+                    scheduled.remove()
+            self._schedule(self._scheduler, first_run=False)
+        self.log.info("configuration reloaded", files=[str(f) for f in config.files])
+        return True
+
+    def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        if signum == signal.SIGHUP:
+            self._reload_requested.set()
+        else:
+            self.stop.set()
+        self._wake.set()
+
+    def run_forever(self, install_signals: bool = True) -> int:
+        """Schedule the jobs and serve until SIGTERM/SIGINT."""
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, self._on_signal)
+        scheduler = BackgroundScheduler(timezone="UTC", executors={"default": ThreadPoolExecutor(4)})
+        self._scheduler = scheduler
+        self._schedule(scheduler, first_run=True)
+        scheduler.start()
+        systemd.notify("READY=1\nSTATUS=running")
+        self.log.info("daemon started", jobs=[j.id for j in scheduler.get_jobs()], pid=os.getpid())
+        watchdog = systemd.watchdog_interval()
+        tick = min(watchdog or 5.0, 5.0)
+        try:
+            while not self.stop.is_set():
+                self._wake.wait(tick)
+                self._wake.clear()
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    systemd.notify("RELOADING=1")
+                    self.reload()
+                    systemd.notify("READY=1")
+                if watchdog:
+                    systemd.notify("WATCHDOG=1")
+                status = ", ".join(f"{k}: {v}" for k, v in sorted(self._last_status.items()))
+                if status:
+                    systemd.notify(f"STATUS={status}"[:1000])
+        finally:
+            systemd.notify("STOPPING=1")
+            self.log.info("stopping: waiting for running jobs to finish their current unit of work")
+            scheduler.shutdown(wait=True)
+            self._scheduler = None
+            self.log.info("daemon stopped")
+        return EXIT_OK
+
+    def locked(self) -> "DaemonLock":
+        return DaemonLock(lock_path(self.config, self.daemon))
+
