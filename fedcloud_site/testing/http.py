@@ -1,0 +1,235 @@
+"""A small threaded HTTP(S) server base for the protocol simulators.
+
+Simulators register routes ``(method, regex) -> handler(request) -> Response``.
+The server counts requests per route name (for benchmarks) and can inject
+faults: an HTTP status, a delay, a dropped connection or a truncated body, for
+the next N requests matching a route name (or any route).  It binds to
+127.0.0.1 (or ::1) only, on an ephemeral port unless one is given.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, List, Mapping, Optional, Pattern, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: Dict[str, List[str]]
+    headers: Mapping[str, str]
+    body: bytes
+    match: "re.Match[str]"
+    client_cert: Optional[Dict[str, Any]] = None
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8")) if self.body else None
+
+    def arg(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = b""
+    headers: Dict[str, str] = field(default_factory=dict)
+
+    def payload(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode("utf-8")
+        self.headers.setdefault("Content-Type", "application/json")
+        return json.dumps(self.body).encode("utf-8")
+
+
+def json_response(body: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> Response:
+    return Response(status=status, body=body, headers=dict(headers or {}, **{"Content-Type": "application/json"}))
+
+
+@dataclass
+class Fault:
+    """An injected failure for the next ``count`` requests matching ``route`` (None = any)."""
+
+    kind: str  # "status", "delay", "drop", "truncate"
+    route: Optional[str] = None
+    count: int = 1
+    status: int = 503
+    delay: float = 0.0
+    body: Any = None
+
+
+Handler = Callable[[Request], Response]
+
+
+class SimServer:
+    """Route table + request counters + fault injection over a threaded HTTP(S) server."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+        if host not in LOOPBACK:
+            raise ValueError("simulators only listen on loopback addresses")
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.routes: List[Tuple[str, str, Pattern[str], Handler]] = []
+        self.requests: Counter[str] = Counter()
+        self.faults: List[Fault] = []
+        self._lock = threading.Lock()
+        self._httpd: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # -- configuration -----------------------------------------------------------------------
+    def route(self, method: str, pattern: str, name: str, handler: Handler) -> None:
+        """Serve ``method`` requests whose path matches ``pattern`` (a full-match regex)."""
+        self.routes.append((method.upper(), name, re.compile(pattern), handler))
+
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    # -- serving -------------------------------------------------------------------------------
+    def _take_fault(self, name: str) -> Optional[Fault]:
+        with self._lock:
+            for fault in self.faults:
+                if fault.route in (None, name) and fault.count > 0:
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    def resolve(self, method: str, raw_path: str) -> Tuple[Optional[str], Optional[Handler], Optional["re.Match[str]"]]:
+        """The route name, handler and path match serving a request (None when no route matches)."""
+        path = urlsplit(raw_path).path
+        for route_method, name, pattern, handler in self.routes:
+            if route_method == method:
+                match = pattern.fullmatch(path)
+                if match:
+                    return name, handler, match
+        return None, None, None
+
+    def dispatch(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes,
+                 client_cert: Optional[Dict[str, Any]] = None, fault: Optional[Fault] = None) -> Response:
+        """Count the request, apply a pre-processing fault, else call the route's handler."""
+        name, handler, match = self.resolve(method, raw_path)
+        if handler is None or match is None or name is None:
+            return json_response({"error": {"code": 404, "message": f"no route for {method} {raw_path}"}}, 404)
+        with self._lock:
+            self.requests[name] += 1
+        if fault is not None and fault.kind == "status":
+            return json_response(fault.body or {"error": {"code": fault.status, "message": "injected fault"}},
+                                 fault.status)
+        if fault is not None and fault.kind == "delay":
+            time.sleep(fault.delay)
+        parts = urlsplit(raw_path)
+        request = Request(method, parts.path, parse_qs(parts.query, keep_blank_values=True), headers, body,
+                          match, client_cert)
+        return handler(request)
+
+    def start(self) -> "SimServer":
+        server = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence access log
+                return
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                cert = None
+                if isinstance(self.connection, ssl.SSLSocket):
+                    cert = self.connection.getpeercert()
+                name, _, _ = server.resolve(self.command, self.path)
+                fault = server._take_fault(name) if name else None
+                if fault is not None and fault.kind == "drop":
+                    with server._lock:
+                        server.requests[name or ""] += 1
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                response = server.dispatch(self.command, self.path, dict(self.headers.items()), body, cert, fault)
+                payload = response.payload()
+                self.send_response(response.status)
+                for key, value in response.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                if fault is not None and fault.kind == "truncate":
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve  # noqa: N815
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+        class _Server(ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+            request_queue_size = 128
+
+        httpd = _Server((self.host, self.port), _Handler)
+        if self.ssl_context is not None:
+            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name=f"sim-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "SimServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
