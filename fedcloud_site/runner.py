@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from datetime import timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -257,7 +258,7 @@ class Runner:
             return
         delay = min(job.interval, 30 * 2 ** min(failures - 1, 10))
         try:
-            scheduler.add_job(self.run_job, DateTrigger(utcnow().timestamp() + delay), args=[job],
+            scheduler.add_job(self.run_job, DateTrigger(utcnow() + timedelta(seconds=delay)), args=[job],
                               id=f"{job.name}-retry", max_instances=1, replace_existing=True)
         except Exception:  # noqa: BLE001 - scheduler shutting down
             return

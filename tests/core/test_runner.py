@@ -1,0 +1,263 @@
+"""The shared daemon runner: once mode, failure isolation, overlap, lock, signals, systemd notify."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fedcloud_site.config import load_config
+from fedcloud_site.runner import (
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    AlreadyRunning,
+    DaemonLock,
+    Job,
+    JobIncomplete,
+    JobRefused,
+    Runner,
+)
+
+MINIMAL = "site: {name: TEST-SITE}\n"
+
+
+@pytest.fixture
+def config(write_config, tmp_path):
+    return load_config(write_config(MINIMAL + f"accounting: {{state_dir: {tmp_path / 'state'}}}\n"))
+
+
+def make_runner(config, jobs, **kwargs):
+    return Runner("accounting", None, config=config, jobs_factory=lambda cfg: jobs, **kwargs)
+
+
+def test_once_runs_every_job_and_reports_success(config):
+    ran = []
+    jobs = [Job("a", lambda ctx: ran.append("a") or {"records": 3}, 60),
+            Job("b", lambda ctx: ran.append("b"), 60)]
+    assert make_runner(config, jobs).run_once() == EXIT_OK
+    assert ran == ["a", "b"]
+
+
+def test_a_failing_job_does_not_stop_the_others(config):
+    ran = []
+
+    def broken(ctx):
+        raise RuntimeError("cloud exploded")
+
+    jobs = [Job("broken", broken, 60), Job("fine", lambda ctx: ran.append("fine"), 60)]
+    assert make_runner(config, jobs).run_once() == EXIT_JOB_FAILED
+    assert ran == ["fine"]
+
+
+def test_incomplete_and_refused_jobs_have_their_exit_status(config):
+    def incomplete(ctx):
+        raise JobIncomplete("3 messages left", {"remaining": 3})
+
+    def refused(ctx):
+        raise JobRefused("input empty")
+
+    assert make_runner(config, [Job("i", incomplete, 60)]).run_once() == EXIT_JOB_FAILED
+    assert make_runner(config, [Job("r", refused, 60)]).run_once() == EXIT_REFUSED
+
+
+def test_job_context_gives_settings_options_and_cloud(config):
+    seen = {}
+
+    def job(ctx):
+        seen["queue"] = ctx.settings.queue_dir
+        seen["option"] = ctx.options.get("project")
+        seen["projects"] = list(ctx.cloud.list_projects())
+        seen["dry_run"] = ctx.dry_run
+
+    make_runner(config, [Job("j", job, 60)], options={"project": "p1"}, dry_run=True).run_once()
+    assert seen == {"queue": config.accounting.queue_dir, "option": "p1", "projects": [], "dry_run": True}
+
+
+def test_overlapping_runs_of_one_job_are_skipped(config):
+    started = threading.Event()
+    release = threading.Event()
+    calls = []
+
+    def slow(ctx):
+        calls.append(1)
+        started.set()
+        release.wait(10)
+
+    job = Job("slow", slow, 60)
+    runner = make_runner(config, [job])
+    first = threading.Thread(target=runner.run_job, args=[job])
+    first.start()
+    assert started.wait(5)
+    assert runner.run_job(job) == EXIT_OK  # skipped, not run twice
+    release.set()
+    first.join(5)
+    assert calls == [1]
+
+
+def test_lock_prevents_a_second_instance(tmp_path):
+    path = tmp_path / "daemon.lock"
+    with DaemonLock(path):
+        probe = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(f"""
+                from pathlib import Path
+                from fedcloud_site.runner import DaemonLock, AlreadyRunning
+                try:
+                    DaemonLock(Path({str(path)!r})).acquire()
+                except AlreadyRunning as exc:
+                    print("locked:", exc)
+            """)], capture_output=True, text=True, timeout=30)
+        assert f"locked: {path} is locked by process {os.getpid()}" in probe.stdout
+    DaemonLock(path).acquire()  # free again once released
+
+
+def test_lock_in_process_raises(tmp_path):
+    path = tmp_path / "x.lock"
+    first = DaemonLock(path)
+    first.acquire()
+    with pytest.raises(AlreadyRunning):
+        DaemonLock(path).acquire()
+    first.release()
+
+
+DAEMON_SCRIPT = """
+import sys, time, threading
+from pathlib import Path
+from fedcloud_site.runner import Runner, Job
+from fedcloud_site.log import configure_logging
+from fedcloud_site.config import load_config
+
+marker = Path(sys.argv[2])
+
+def tick(ctx):
+    marker.write_text(f"{ctx.config.accounting.interval}\\n")
+    # a unit of work that checks the stop flag
+    for _ in range(20):
+        if ctx.stopping():
+            marker.with_suffix(".abandoned").write_text("yes")
+            return {"abandoned": 1}
+        time.sleep(0.05)
+    return {"done": 1}
+
+def failing(ctx):
+    raise RuntimeError("always broken")
+
+config = load_config(Path(sys.argv[1]))
+configure_logging(config.logging)
+runner = Runner("accounting", Path(sys.argv[1]), config=config,
+                jobs_factory=lambda cfg: [Job("tick", tick, 1), Job("failing", failing, 1)])
+sys.exit(runner.run_forever())
+"""
+
+
+def start_daemon(tmp_path, config_path, env=None):
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON_SCRIPT)
+    marker = tmp_path / "marker.txt"
+    proc = subprocess.Popen([sys.executable, str(script), str(config_path), str(marker)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, **(env or {})))
+    return proc, marker
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sighup_with_bad_config_keeps_old_config_then_good_config_applies(write_config, tmp_path):
+    path = write_config(MINIMAL + "accounting: {interval: 1}\n")
+    proc, marker = start_daemon(tmp_path, path)
+    try:
+        assert wait_for(lambda: marker.exists() and marker.read_text().strip() == "1.0")
+        path.write_text(MINIMAL + "accounting: {interval: 1, bogus: 1}\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        assert proc.poll() is None, "a bad reload must not stop the daemon"
+        assert marker.read_text().strip() == "1.0"
+        path.write_text(MINIMAL + "accounting: {interval: 2}\n")
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: marker.read_text().strip() == "2.0")
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "configuration reload failed, keeping the previous configuration" in output
+    assert "accounting.bogus: unknown key" in output
+    assert "configuration reloaded" in output
+    assert "always broken" in output and "retry scheduled" in output, "failing job is logged and retried"
+    assert "daemon stopped" in output
+
+
+def test_sigterm_lets_the_running_unit_of_work_stop_safely(write_config, tmp_path):
+    path = write_config(MINIMAL + "accounting: {interval: 1}\n")
+    proc, marker = start_daemon(tmp_path, path)
+    try:
+        assert wait_for(marker.exists)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "stopping: waiting for running jobs" in output
+    assert "daemon stopped" in output
+
+
+def test_systemd_notify_ready_watchdog_and_stopping(write_config, tmp_path):
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    messages = []
+    path = write_config(MINIMAL + "accounting: {interval: 1}\n")
+    proc, _ = start_daemon(tmp_path, path, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any("WATCHDOG=1" in m for m in messages):
+            try:
+                messages.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any("STOPPING=1" in m for m in messages):
+            try:
+                messages.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+    joined = "\n".join(messages)
+    assert "READY=1" in joined
+    assert "WATCHDOG=1" in joined
+    assert "STATUS=" in joined
+    assert "STOPPING=1" in joined
+
+
+def test_daemon_cli_reports_lock_held(write_config, tmp_path):
+    state = tmp_path / "state"
+    path = write_config(MINIMAL + f"accounting: {{state_dir: {state}}}\n")
+    with DaemonLock(Path(state) / "accounting.lock"):
+        result = subprocess.run([sys.executable, "-m", "fedcloud_site.cli", "--config", str(path),
+                                 "accounting", "once"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert "another instance is running" in result.stderr
