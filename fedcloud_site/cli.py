@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError:
             continue
         extra.add_commands(actions, lambda p: _add_common(p, top=False))
-        for name, p in actions.choices.items():
-            p.set_defaults(daemon=daemon)
+        for action_parser in actions.choices.values():
+            action_parser.set_defaults(daemon=daemon)
     return parser
 
 

@@ -143,7 +143,8 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     return data
 
 
-def _merge(into: Dict[str, Any], data: Mapping[str, Any], origin: str, origins: Dict[str, str], prefix: str = "") -> None:
+def _merge(into: Dict[str, Any], data: Mapping[str, Any], origin: str, origins: Dict[str, str],
+           prefix: str = "") -> None:
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if isinstance(value, dict) and isinstance(into.get(key), dict):
@@ -226,7 +227,7 @@ def load_config(path: Optional[Path] = None) -> Config:
     for other in cloud_data:
         raise ConfigError(origins.get(f"cloud.{other}", main_file), f"cloud.{other}",
                           f"unknown key (expected backend, vo_property and {backend})")
-    backend_settings = build_section(settings_cls, backend_data, f"cloud.{backend}", origins, main_file)
+    backend_settings: Any = build_section(settings_cls, backend_data, f"cloud.{backend}", origins, main_file)
     cloud = CloudSettings(backend=backend, vo_property=str(vo_property), options=dict(backend_data or {}))
 
     vos_data = merged.get("vos") or {}
@@ -234,7 +235,7 @@ def load_config(path: Optional[Path] = None) -> Config:
         raise ConfigError(origins.get("vos", main_file), "vos", "expected a mapping of VO name to its settings")
     vos = {str(vo): build_section(VOSettings, data, f"vos.{vo}", origins, main_file) for vo, data in vos_data.items()}
     logging_settings = build_section(LoggingSettings, merged.get("logging"), "logging", origins, main_file)
-    sections = {d: build_section(daemon_settings_class(d), merged.get(d), d, origins, main_file) for d in daemons}
+    sections: Dict[str, Any] = {d: build_section(daemon_settings_class(d), merged.get(d), d, origins, main_file) for d in daemons}
     config = Config(site=site, cloud=cloud, cloud_backend_settings=backend_settings, vos=vos,
                     logging=logging_settings, daemons=sections, files=files, origins=origins)
     for name, settings in sections.items():

@@ -18,8 +18,8 @@ import os
 import signal
 import threading
 import time
-from datetime import timedelta
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -147,7 +147,7 @@ class DaemonLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "DaemonLock":
+    def __enter__(self) -> DaemonLock:
         self.acquire()
         return self
 
@@ -324,6 +324,6 @@ class Runner:
             self.log.info("daemon stopped")
         return EXIT_OK
 
-    def locked(self) -> "DaemonLock":
+    def locked(self) -> DaemonLock:
         return DaemonLock(lock_path(self.config, self.daemon))
 

@@ -63,7 +63,7 @@ def backend_settings_class(name: str) -> type:
     return backend_class(name).Settings  # type: ignore[attr-defined,no-any-return]
 
 
-def open_backend(config: "Config") -> CloudBackend:
+def open_backend(config: Config) -> CloudBackend:
     """Build the configured backend."""
     cls = backend_class(config.cloud.backend)
     return cls(config.cloud_backend_settings, config)  # type: ignore[call-arg]

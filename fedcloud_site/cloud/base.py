@@ -302,7 +302,8 @@ class CloudBackend(abc.ABC):
         """Public IPs allocated to a project."""
         return iter(())
 
-    def list_volumes(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[Volume]:
+    def list_volumes(self, project_id: Optional[str] = None,
+                     active_since: Optional[datetime] = None) -> Iterator[Volume]:
         """Block-storage volumes alive at any time since ``active_since``."""
         return iter(())
 
@@ -361,7 +362,7 @@ class CloudBackend(abc.ABC):
         raise NotSupported(f"{self.name} backend cannot delete users")
 
     # -- lifecycle ------------------------------------------------------------------------
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
     def request_count(self) -> Mapping[str, Any]:

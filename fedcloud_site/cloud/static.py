@@ -45,8 +45,8 @@ from .base import (
     BadCloudData,
     Capacity,
     CloudBackend,
-    FloatingIP,
     Flavor,
+    FloatingIP,
     Group,
     Image,
     ImageSpec,
@@ -260,7 +260,8 @@ class StaticBackend(CloudBackend):
                              user_id=f.get("user"), created_at=_time(f.get("created"), where),
                              attached=bool(f.get("attached", False)))
 
-    def list_volumes(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[Volume]:
+    def list_volumes(self, project_id: Optional[str] = None,
+                     active_since: Optional[datetime] = None) -> Iterator[Volume]:
         self._count("volumes")
         for i, v in enumerate(self._items("volumes")):
             if project_id is not None and str(v.get("project")) != project_id:

@@ -31,7 +31,7 @@ class Request:
     query: Dict[str, List[str]]
     headers: Mapping[str, str]
     body: bytes
-    match: "re.Match[str]"
+    match: re.Match[str]
     client_cert: Optional[Dict[str, Any]] = None
 
     def json(self) -> Any:
@@ -130,7 +130,7 @@ class SimServer:
                     return fault
         return None
 
-    def resolve(self, method: str, raw_path: str) -> Tuple[Optional[str], Optional[Handler], Optional["re.Match[str]"]]:
+    def resolve(self, method: str, raw_path: str) -> Tuple[Optional[str], Optional[Handler], Optional[re.Match[str]]]:
         """The route name, handler and path match serving a request (None when no route matches)."""
         path = urlsplit(raw_path).path
         for route_method, name, pattern, handler in self.routes:
@@ -158,7 +158,7 @@ class SimServer:
                           match, client_cert)
         return handler(request)
 
-    def start(self) -> "SimServer":
+    def start(self) -> SimServer:
         server = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -228,7 +228,7 @@ class SimServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "SimServer":
+    def __enter__(self) -> SimServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
