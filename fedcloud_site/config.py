@@ -235,7 +235,9 @@ def load_config(path: Optional[Path] = None) -> Config:
         raise ConfigError(origins.get("vos", main_file), "vos", "expected a mapping of VO name to its settings")
     vos = {str(vo): build_section(VOSettings, data, f"vos.{vo}", origins, main_file) for vo, data in vos_data.items()}
     logging_settings = build_section(LoggingSettings, merged.get("logging"), "logging", origins, main_file)
-    sections: Dict[str, Any] = {d: build_section(daemon_settings_class(d), merged.get(d), d, origins, main_file) for d in daemons}
+    sections: Dict[str, Any] = {
+        d: build_section(daemon_settings_class(d), merged.get(d), d, origins, main_file) for d in daemons
+    }
     config = Config(site=site, cloud=cloud, cloud_backend_settings=backend_settings, vos=vos,
                     logging=logging_settings, daemons=sections, files=files, origins=origins)
     for name, settings in sections.items():
