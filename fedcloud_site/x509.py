@@ -311,7 +311,8 @@ class TrustStore:
         candidates = [c for c in self.cas if c.subject == cert.issuer]
         candidates += [c for c in untrusted if c.subject == cert.issuer and c not in path]
         if not candidates:
-            errors.append(f"issuer {issuer_dn(cert)} of {subject_dn(cert)} is not a trusted CA")
+            of = f" (issuer of {subject_dn(cert)})" if len(path) > 1 else ""
+            errors.append(f"issuer {issuer_dn(cert)}{of} is not a trusted CA")
             return None
         for issuer in candidates:
             try:
