@@ -1,0 +1,82 @@
+"""The outgoing dirq queue: apel/ssm-compatible layout, durable adds, reject area, stats."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from dirq.QueueSimple import QueueSimple
+
+from fedcloud_site.queue import MessageQueue
+
+
+def test_added_messages_have_the_dirq_layout_and_are_readable_by_dirq(tmp_path):
+    queue = MessageQueue(tmp_path / "outgoing")
+    names = [queue.add(f"APEL-cloud-message: v0.4\nVMUUID: {i}\n") for i in range(3)]
+    for name in names:
+        assert re.fullmatch(r"[0-9a-f]{8}/[0-9a-f]{14}", name)
+    # read back exactly as apel/ssm's sender does
+    dirq = QueueSimple(str(tmp_path / "outgoing"))
+    seen = []
+    name = dirq.first()
+    while name:
+        assert dirq.lock(name)
+        seen.append(dirq.get(name))
+        dirq.remove(name)
+        name = dirq.next()
+    assert seen == [f"APEL-cloud-message: v0.4\nVMUUID: {i}\n".encode() for i in range(3)]
+    assert queue.count() == 0
+
+
+def test_lock_get_remove_cycle_and_locked_elements_are_skipped_by_others(tmp_path):
+    queue = MessageQueue(tmp_path / "q")
+    name = queue.add(b"payload")
+    assert queue.lock(name)
+    assert not MessageQueue(tmp_path / "q").lock(name)
+    assert queue.get(name) == b"payload"
+    queue.remove(name)
+    assert list(queue.names()) == []
+
+
+def test_non_ascii_text_is_refused_at_add(tmp_path):
+    queue = MessageQueue(tmp_path / "q")
+    try:
+        queue.add("MachineName: caf\u00e9\n")
+    except UnicodeEncodeError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("non-ASCII text must not enter the queue")
+    assert queue.count() == 0
+
+
+def test_reject_moves_the_element_aside_with_its_reason(tmp_path):
+    queue = MessageQueue(tmp_path / "q")
+    name = queue.add(b"garbage")
+    assert queue.lock(name)
+    target = queue.reject(name, "not an APEL message")
+    assert target.read_bytes() == b"garbage"
+    assert target.with_name(target.name + ".reason").read_text() == "not an APEL message\n"
+    assert target.parent == tmp_path / "q.reject"
+    assert queue.count() == 0
+
+
+def test_stale_locks_are_recovered_by_purge(tmp_path):
+    queue = MessageQueue(tmp_path / "q")
+    name = queue.add(b"m")
+    assert queue.lock(name)
+    old = time.time() - 3600
+    os.utime(tmp_path / "q" / f"{name}.lck", (old, old))
+    os.utime(tmp_path / "q" / name, (old, old))
+    queue.purge(max_lock=600)
+    assert MessageQueue(tmp_path / "q").lock(name)
+
+
+def test_stats_give_depth_bytes_and_oldest_age(tmp_path):
+    queue = MessageQueue(tmp_path / "q")
+    assert queue.stats().count == 0 and queue.stats().oldest_age is None
+    queue.add(b"12345")
+    queue.add(b"678")
+    stats = queue.stats()
+    assert stats.count == 2 and stats.bytes == 8
+    assert stats.oldest_age is not None and 0 <= stats.oldest_age < 60
