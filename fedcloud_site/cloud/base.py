@@ -13,7 +13,7 @@ import abc
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, Iterator, Mapping, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Optional, Sequence
 
 
 class CloudError(Exception):
@@ -270,6 +270,16 @@ class CloudBackend(abc.ABC):
 
     #: entry-point name of the backend ("openstack", "opennebula", "static")
     name: str = "abstract"
+
+    #: set by a caller that wants listings to skip records they cannot interpret (each error names
+    #: its record) instead of failing the whole listing; None: listings raise BadCloudData
+    on_bad_record: Optional[Callable[[BadCloudData], None]] = None
+
+    def bad_record(self, error: BadCloudData) -> None:
+        """A listed record cannot be interpreted: raise ``error``, or hand it to ``on_bad_record`` and go on."""
+        if self.on_bad_record is None:
+            raise error
+        self.on_bad_record(error)
 
     # -- projects, flavours, capacity -------------------------------------------------
     @abc.abstractmethod

@@ -241,7 +241,11 @@ class StaticBackend(CloudBackend):
         for i, raw in enumerate(self._items("vms")):
             if project_id is not None and str(raw.get("project")) != project_id:
                 continue
-            vm = self._vm(i, raw, flavors)
+            try:
+                vm = self._vm(i, raw, flavors)
+            except BadCloudData as exc:
+                self.bad_record(exc)
+                continue
             if vm.state is VMState.DELETED:
                 if active_since is None:
                     continue
