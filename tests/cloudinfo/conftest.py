@@ -1,0 +1,42 @@
+"""Fixtures of the cloud information provider tests: a real slapd with the GLUE 2.0 schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from fedcloud_site.testing.ldap import SlapdServer, slapd_available
+
+GLUE_BASE = "GLUE2GroupID=cloud,o=glue"
+
+
+def _require_slapd() -> None:
+    missing = slapd_available(("GLUE20.schema",))
+    if missing:
+        pytest.skip(f"needs the Debian packages slapd, ldap-utils and glue-schema (missing: {missing})")
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdServer]:
+    """One slapd (core, cosine, nis, BDII, GLUE 2.0 schemas; mdb ``o=glue``) shared by the session."""
+    _require_slapd()
+    server = SlapdServer(tmp_path_factory.mktemp("slapd"), suffixes=("o=glue",))
+    server.start()
+    server.add_root_entries()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def glue_ldap(slapd: SlapdServer) -> Iterator[SlapdServer]:
+    """The shared slapd with an empty ``o=glue`` (our subtree removed before and after the test)."""
+    slapd.delete_subtree(GLUE_BASE)
+    yield slapd
+    slapd.delete_subtree(GLUE_BASE)
+
+
+@pytest.fixture
+def offline_dir(tmp_path: Path) -> Path:
+    return tmp_path / "slapadd"
