@@ -169,3 +169,11 @@ def test_strip_mime_headers_decodes_transfer_encodings():
 def test_ec_keys_sign_too(ca):
     ec_host = ca.issue("ec-host.example.org", key_type="ec")
     assert smime.verify(smime.sign(PAYLOAD, ec_host.cert, ec_host.key)).signer == ec_host.cert
+
+
+@pytest.mark.parametrize("payload", [b"no trailing newline", b"crlf lines\r\nsecond\r\n", b"x" * 40000 + b"\n"])
+def test_any_text_payload_round_trips_through_openssl(ca, host, payload):
+    signed = smime.sign(payload, host.cert, host.key)
+    result = _openssl("smime", "-verify", "-CAfile", str(ca.cert_path), data=signed)
+    assert result.returncode == 0, result.stderr
+    assert smime.verify(signed).content == payload.replace(b"\r\n", b"\n")

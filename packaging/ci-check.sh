@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Build and check the fedcloud-site packages; run as root on a Debian 12 host (CI), from a checkout.
+#
+#   1. source tarball of the checkout (the files git tracks, as they are in the work tree)
+#   2. RPM: rpmbuild -bb, then `rpm -qlp` / `rpm -qp --requires` against packaging/rpm/expected-*.txt
+#   3. DEB: dpkg-buildpackage -us -uc -b in a copy of the tree with packaging/deb/debian at its top,
+#      `dpkg-deb -c` against packaging/deb/expected-files.txt, lintian (errors fail)
+#   4. apt-get install ./fedcloud-site_*.deb; the installed CLI: --version, check-config of the
+#      installed example configuration, `check` probes' --help; the RPM payload's CLI too
+#   5. systemd-analyze verify of every installed unit; systemd-analyze security --offline exposure
+#      per service (each must be <= 4.0, "OK")
+#   6. apt-get purge, then nothing of the package may be left
+#
+# Environment: FCS_PKG_WORKDIR (default: a new /tmp directory, removed on success),
+# FCS_PKG_SKIP_APT=1 (do not apt-get install the build tools), FCS_PKG_KEEP=1 (keep the work dir).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${FCS_PKG_WORKDIR:-$(mktemp -d /tmp/fedcloud-site-pkg.XXXXXX)}
+SYSPY=/usr/bin/python3
+MAX_EXPOSURE=4.0
+DAEMONS="accounting ssm cloudinfo images perun"
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+# the system Python and system tools only: no virtualenv/pyenv shims in the way
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+unset PYTHONPATH PYTHONHOME VIRTUAL_ENV
+
+step() { printf '\n=== %s\n' "$*"; }
+fail() { printf 'FAILED: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || fail "run as root (installs build tools and the .deb)"
+mkdir -p "$WORK"
+
+# ------------------------------------------------------------------------------------------- tools
+if [ "${FCS_PKG_SKIP_APT:-0}" != 1 ]; then
+    step "installing build and check tools"
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends \
+        rpm cpio debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+        lintian devscripts fakeroot build-essential systemd logrotate git ca-certificates >/dev/null
+fi
+
+VERSION=$(cd "$REPO" && $SYSPY -c 'import re; print(re.search(r"__version__ = \"(.+?)\"", open("fedcloud_site/__init__.py").read()).group(1))')
+PYVER=$($SYSPY -c 'import sys; print("{0}.{1}".format(*sys.version_info))')
+echo "fedcloud-site $VERSION, system Python $PYVER, work directory $WORK"
+
+# ------------------------------------------------------------------------------------------ source
+step "source tarball"
+SRCNAME=fedcloud-site-$VERSION
+TARBALL=$WORK/$SRCNAME.tar.gz
+(
+    cd "$REPO"
+    if git rev-parse --git-dir >/dev/null 2>&1; then
+        git ls-files -z --cached
+    else
+        find . -path ./.git -prune -o -type f -print0 | sed -z 's,^\./,,'
+    fi | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done \
+       | tar --null -T - --transform "s,^,$SRCNAME/," --owner=0 --group=0 -czf "$TARBALL"
+)
+rm -rf "$WORK/src" && mkdir -p "$WORK/src" && tar -xzf "$TARBALL" -C "$WORK/src"
+SRC=$WORK/src/$SRCNAME
+echo "$TARBALL ($(tar -tzf "$TARBALL" | wc -l) entries)"
+
+# --------------------------------------------------------------------------------------------- RPM
+step "RPM: rpmbuild"
+RPMTOP=$WORK/rpmbuild
+rm -rf "$RPMTOP" && mkdir -p "$RPMTOP/SOURCES"
+cp "$TARBALL" "$RPMTOP/SOURCES/"
+# --nodeps: BuildRequires name RPM packages, which a Debian host's rpm database does not know
+rpmbuild -bb --nodeps --define "_topdir $RPMTOP" --define "__python3 $SYSPY" \
+    "$SRC/packaging/rpm/fedcloud-site.spec" >"$WORK/rpmbuild.log" 2>&1 \
+    || { tail -40 "$WORK/rpmbuild.log"; fail "rpmbuild"; }
+RPM=$(ls "$RPMTOP"/RPMS/noarch/fedcloud-site-"$VERSION"-*.noarch.rpm)
+SITELIB=$(rpm --define "__python3 $SYSPY" --eval '%{?python3_sitelib}')
+[ -n "$SITELIB" ] && [ "$SITELIB" != "%{?python3_sitelib}" ] \
+    || SITELIB=$($SYSPY -Ic "import sysconfig; print(sysconfig.get_path('purelib', 'posix_prefix', vars={'base': '/usr'}))")
+echo "built $(basename "$RPM")"
+rpm -qip "$RPM" | sed -n '1,/^Description/p'
+
+step "RPM: file list (rpm -qlp) against packaging/rpm/expected-files.txt"
+rpm -qlp "$RPM" | $SYSPY "$SRC/packaging/check-package-files.py" "$SRC/packaging/rpm/expected-files.txt" \
+    --source "$SRC" --var "sitelib=$SITELIB" --var "pyver=$PYVER" --var "version=$VERSION"
+step "RPM: ownership and modes"
+rpm -qlvp "$RPM" | grep -E ' /(etc|var)/' | grep -v '/site-packages/'
+for path in /etc/fedcloud-site/fedcloud-site.yaml /var/lib/fedcloud-site /var/log/fedcloud-site \
+            /var/spool/apel/outgoing; do
+    line=$(rpm -qlvp "$RPM" | awk -v p="$path" '$NF == p')
+    case "$line" in
+        *" fedcloud "*|*" root     fedcloud "*) ;;
+        *) fail "RPM: $path is not owned by the fedcloud user/group: $line" ;;
+    esac
+    case "$line" in
+        -rw-r-----*|drwxr-x---*) ;;
+        *) fail "RPM: $path is not 0640/0750: $line" ;;
+    esac
+done
+rpm -qp --configfiles "$RPM" | grep -qx /etc/fedcloud-site/fedcloud-site.yaml || fail "RPM: config not %config"
+step "RPM: requirements (rpm -qp --requires) against packaging/rpm/expected-requires.txt"
+rpm -qp --requires "$RPM" | $SYSPY "$SRC/packaging/check-package-files.py" \
+    "$SRC/packaging/rpm/expected-requires.txt" --var "pyver=$PYVER" --var "version=$VERSION"
+echo "weak dependencies:"; rpm -qp --recommends --suggests "$RPM" | sed 's/^/  /'
+step "RPM: scriptlets"
+rpm -qp --scripts "$RPM"
+rpm -qp --scripts "$RPM" | grep -q 'useradd -r -g fedcloud' || fail "RPM: %pre does not create the fedcloud user"
+if rpm -qp --scripts "$RPM" | grep -qE 'systemctl[^|]* (start|restart) '; then
+    fail "RPM: scriptlets start units on install"
+fi
+
+# --------------------------------------------------------------------------------------------- DEB
+step "DEB: dpkg-buildpackage -us -uc -b"
+DEBTOP=$WORK/deb
+rm -rf "$DEBTOP" && mkdir -p "$DEBTOP"
+cp -a "$SRC" "$DEBTOP/$SRCNAME"
+cp -a "$SRC/packaging/deb/debian" "$DEBTOP/$SRCNAME/debian"
+if [ "${FCS_PKG_SKIP_APT:-0}" != 1 ]; then
+    apt-get build-dep -y -q --no-install-recommends "$DEBTOP/$SRCNAME" >/dev/null
+fi
+(cd "$DEBTOP/$SRCNAME" && dpkg-buildpackage -us -uc -b) >"$WORK/debbuild.log" 2>&1 \
+    || { tail -60 "$WORK/debbuild.log"; fail "dpkg-buildpackage"; }
+DEB=$(ls "$DEBTOP"/fedcloud-site_"$VERSION"-*_all.deb)
+echo "built $(basename "$DEB")"
+dpkg-deb --info "$DEB" | sed -n '/Package:/,$p'
+
+step "DEB: file list (dpkg-deb -c) against packaging/deb/expected-files.txt"
+dpkg-deb -c "$DEB" | $SYSPY "$SRC/packaging/check-package-files.py" "$SRC/packaging/deb/expected-files.txt" \
+    --dpkg --source "$SRC" --var "version=$VERSION"
+
+step "DEB: lintian"
+set +e
+lintian --info --display-level '>=info' --fail-on error "$DEB" >"$WORK/lintian.log" 2>&1
+LINTIAN_STATUS=$?
+set -e
+cat "$WORK/lintian.log"
+echo "lintian summary: $(grep -c '^E:' "$WORK/lintian.log") errors, $(grep -c '^W:' "$WORK/lintian.log") warnings," \
+     "$(grep -c '^I:' "$WORK/lintian.log") info tags"
+[ "$LINTIAN_STATUS" -eq 0 ] || fail "lintian reported errors"
+
+# --------------------------------------------------------------------------------- install and run
+step "DEB: apt-get install ./$(basename "$DEB")"
+if dpkg -s fedcloud-site >/dev/null 2>&1; then
+    echo "removing a fedcloud-site left installed by an earlier run"
+    apt-get purge -y -q fedcloud-site >/dev/null
+fi
+(cd "$DEBTOP" && apt-get install -y -q "./$(basename "$DEB")") >"$WORK/install.log" 2>&1 \
+    || { tail -40 "$WORK/install.log"; fail "apt-get install"; }
+tail -3 "$WORK/install.log"
+dpkg -s fedcloud-site | grep -E '^(Status|Version)'
+id fedcloud
+stat -c '%A %U:%G %n' /etc/fedcloud-site /etc/fedcloud-site/fedcloud-site.yaml /var/lib/fedcloud-site \
+    /var/cache/fedcloud-site /var/log/fedcloud-site /var/spool/apel/outgoing
+[ "$(stat -c '%U:%G %a' /var/lib/fedcloud-site)" = "fedcloud:fedcloud 750" ] || fail "state dir ownership"
+[ "$(stat -c '%U:%G %a' /etc/fedcloud-site/fedcloud-site.yaml)" = "root:fedcloud 640" ] || fail "config mode"
+for unit in $DAEMONS; do
+    state=$(systemctl is-enabled "fedcloud-site-$unit.service" 2>/dev/null || true)
+    case "$state" in enabled*) fail "fedcloud-site-$unit.service was enabled on install" ;; esac
+done
+
+step "installed CLI: /usr/bin/fedcloud-site"
+/usr/bin/fedcloud-site --version
+/usr/bin/fedcloud-site version
+/usr/bin/fedcloud-site check-config >"$WORK/check-config.out"
+head -3 "$WORK/check-config.out"
+echo "... ($(wc -l <"$WORK/check-config.out") lines)"
+# as the daemons run it: the fedcloud user must be able to read its configuration
+runuser -u fedcloud -- /usr/bin/fedcloud-site --config /etc/fedcloud-site/fedcloud-site.yaml check-config >/dev/null
+for daemon in $DAEMONS; do
+    "/usr/bin/fedcloud-site-$daemon" --help >/dev/null
+done
+/usr/bin/fedcloud-site check --help >/dev/null 2>&1 || echo "(no 'check' probes in this build)"
+if /usr/bin/fedcloud-site --config /nonexistent.yaml check-config >/dev/null 2>&1; then
+    fail "check-config accepted a missing file"
+fi
+
+step "RPM payload: its CLI on this host's Python (dependencies from the .deb install)"
+rm -rf "$WORK/rpmroot" && mkdir -p "$WORK/rpmroot"
+(cd "$WORK/rpmroot" && rpm2cpio "$RPM" | cpio -idm --quiet)
+PYTHONPATH="$WORK/rpmroot$SITELIB" $SYSPY "$WORK/rpmroot/usr/bin/fedcloud-site" --version
+PYTHONPATH="$WORK/rpmroot$SITELIB" $SYSPY "$WORK/rpmroot/usr/bin/fedcloud-site" \
+    --config "$WORK/rpmroot/etc/fedcloud-site/fedcloud-site.yaml" check-config >/dev/null
+echo "RPM payload check-config: OK"
+
+step "logrotate -d /etc/logrotate.d/fedcloud-site"
+mkdir -p /var/log/fedcloud-site && touch /var/log/fedcloud-site/check.log
+logrotate -d /etc/logrotate.d/fedcloud-site 2>&1 | grep -E 'error|rotating pattern|considering' || true
+if logrotate -d /etc/logrotate.d/fedcloud-site 2>&1 | grep -qi '^error'; then
+    fail "logrotate configuration"
+fi
+rm -f /var/log/fedcloud-site/check.log
+
+# ----------------------------------------------------------------------------------------- systemd
+step "systemd-analyze verify (installed units)"
+UNITDIR=/lib/systemd/system
+for unit in $DAEMONS; do
+    systemd-analyze verify "$UNITDIR/fedcloud-site-$unit.service"
+    echo "fedcloud-site-$unit.service: verify OK"
+done
+systemd-analyze verify "$UNITDIR/fedcloud-site.target" && echo "fedcloud-site.target: verify OK"
+for unit in "$SRC"/systemd/*; do
+    cmp -s "$unit" "$UNITDIR/$(basename "$unit")" || fail "installed $(basename "$unit") differs from systemd/"
+done
+
+step "systemd-analyze security --offline=true (exposure must be <= $MAX_EXPOSURE)"
+worst=0
+for unit in $DAEMONS; do
+    line=$(systemd-analyze security --offline=true "$UNITDIR/fedcloud-site-$unit.service" 2>&1 \
+           | grep 'Overall exposure level')
+    score=$(echo "$line" | sed -E 's/.*: ([0-9.]+) .*/\1/')
+    echo "fedcloud-site-$unit.service: exposure $score ($(echo "$line" | awk '{print $(NF-1)}'))"
+    awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s <= m) }' \
+        || fail "fedcloud-site-$unit.service exposure $score > $MAX_EXPOSURE"
+    worst=$(awk -v s="$score" -v w="$worst" 'BEGIN { print (s > w ? s : w) }')
+done
+echo "worst exposure: $worst"
+
+# ------------------------------------------------------------------------------------------- purge
+step "DEB: apt-get purge fedcloud-site"
+apt-get purge -y -q fedcloud-site >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; fail "purge"; }
+tail -2 "$WORK/purge.log"
+if dpkg -s fedcloud-site >/dev/null 2>&1 && ! dpkg -s fedcloud-site | grep -q 'Status: deinstall ok config-files'; then
+    fail "fedcloud-site still installed after purge"
+fi
+dpkg -l fedcloud-site 2>/dev/null | grep -q '^[pr][ic]' && fail "fedcloud-site not purged: $(dpkg -l fedcloud-site | tail -1)"
+for path in /usr/bin/fedcloud-site /etc/fedcloud-site /var/lib/fedcloud-site /var/cache/fedcloud-site \
+            /var/log/fedcloud-site /usr/lib/python3/dist-packages/fedcloud_site "$UNITDIR/fedcloud-site.target" \
+            "$UNITDIR/fedcloud-site-accounting.service"; do
+    [ ! -e "$path" ] || fail "$path left behind after purge"
+done
+echo "purged cleanly (the fedcloud system user is kept, as Debian policy recommends)"
+
+step "packaging checks passed"
+echo "RPM: $(basename "$RPM")  DEB: $(basename "$DEB")  worst systemd exposure: $worst"
+if [ "${FCS_PKG_KEEP:-0}" != 1 ] && [ -z "${FCS_PKG_WORKDIR:-}" ]; then
+    rm -rf "$WORK"
+fi
