@@ -37,6 +37,7 @@ if [ "${FCS_PKG_SKIP_APT:-0}" != 1 ]; then
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends \
         rpm cpio debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools \
+        python3-build python3-installer python3-wheel \
         lintian devscripts fakeroot build-essential systemd logrotate git ca-certificates >/dev/null
 fi
 

@@ -1,0 +1,141 @@
+"""What a VM had used at a given instant: lifetime, status and cumulative durations.
+
+All arithmetic is on whole UNIX epoch seconds computed from aware UTC datetimes, so the
+result never depends on the host's timezone.
+
+Durations are cumulative since the VM started (the APEL server subtracts the VM's
+previous record to get a month's usage).  They never decrease between two instants:
+
+* with running periods (OpenNebula history records) wall time is the running time
+  inside them and suspended time is the rest;
+* with a reported total of suspended seconds (as of the run's end ``T``), the
+  suspension is assumed to have happened as late as possible, so at an earlier instant
+  ``m`` the suspended time is ``max(0, S - (T - m))``;
+* otherwise wall time is the time since creation and SuspendDuration is not sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..cloud.base import VM, BadCloudData, VMState
+from ..timeutil import month_start, parse_time, to_epoch
+from .status import apel_status
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """When a VM existed: from ``start`` to ``end`` (None: still exists), as epoch seconds."""
+
+    vm: VM
+    start: int
+    end: Optional[int]
+
+    @classmethod
+    def of(cls, vm: VM) -> Lifetime:
+        """The VM's lifetime; BadCloudData (naming the VM) if its times make no sense."""
+        start = to_epoch(vm.created_at)
+        end: Optional[int] = None
+        if vm.state is VMState.DELETED:
+            ended = vm.ended_at or vm.updated_at
+            if ended is None:
+                raise BadCloudData(f"VM {vm.id} ({vm.name}): deleted but has neither an end nor an update time")
+            end = to_epoch(ended)
+            if end < start:
+                raise BadCloudData(f"VM {vm.id} ({vm.name}): ended ({ended.isoformat()}) before it was created "
+                                   f"({vm.created_at.isoformat()})")
+        return cls(vm=vm, start=start, end=end)
+
+    def exists_at(self, moment: int) -> bool:
+        return self.start <= moment
+
+    def ended_by(self, moment: int) -> bool:
+        return self.end is not None and self.end <= moment
+
+    def measured_at(self, moment: int) -> int:
+        """The instant a record for ``moment`` describes: the end for a VM gone by then."""
+        return self.end if self.end is not None and self.end <= moment else moment
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Cumulative figures of a VM at one instant."""
+
+    measured: int  # epoch seconds the figures are for
+    status: str  # started / suspended / completed
+    wall: int
+    suspended: Optional[int]
+    cpu: int
+    network_in_gib: Optional[int]
+    network_out_gib: Optional[int]
+
+
+def _running_seconds(vm: VM, start: int, upto: int) -> int:
+    total = 0
+    for period in vm.run_periods or ():
+        begin = max(to_epoch(period.start), start)
+        finish = min(to_epoch(period.end) if period.end is not None else upto, upto)
+        if finish > begin:
+            total += finish - begin
+    return total
+
+
+def _running_at(vm: VM, moment: int) -> bool:
+    for period in vm.run_periods or ():
+        if to_epoch(period.start) <= moment and (period.end is None or moment < to_epoch(period.end)):
+            return True
+    return False
+
+
+def usage_at(life: Lifetime, moment: int, run_end: int) -> Usage:
+    """The VM's usage at ``moment`` (not after ``run_end``, the instant the listing describes)."""
+    vm = life.vm
+    measured = life.measured_at(moment)
+    elapsed = max(0, measured - life.start)
+    final = moment >= run_end
+    if vm.run_periods is not None:
+        wall = min(elapsed, _running_seconds(vm, life.start, measured))
+        suspended: Optional[int] = elapsed - wall
+    elif vm.suspended_seconds is not None:
+        run_measured = life.measured_at(run_end)
+        later = max(0, run_measured - measured)
+        suspended = min(elapsed, max(0, int(vm.suspended_seconds) - later))
+        wall = elapsed - suspended
+    else:
+        suspended = None
+        wall = elapsed
+
+    if life.ended_by(moment):
+        status = "completed"
+    elif final:
+        status = apel_status(vm.state) if vm.state is not VMState.DELETED else "started"
+    elif vm.run_periods is not None:
+        status = "started" if _running_at(vm, moment) else "suspended"
+    elif vm.state is VMState.DELETED:
+        status = "started"
+    else:
+        status = apel_status(vm.state)
+
+    estimated_cpu = int(round(wall * float(vm.vcpus)))
+    if vm.cpu_seconds is not None:
+        cpu = int(vm.cpu_seconds) if final or life.ended_by(moment) else min(int(vm.cpu_seconds), estimated_cpu)
+    else:
+        cpu = estimated_cpu
+
+    with_network = final or life.ended_by(moment)
+    net_in = vm.network_in_bytes // GIB if with_network and vm.network_in_bytes is not None else None
+    net_out = vm.network_out_bytes // GIB if with_network and vm.network_out_bytes is not None else None
+    return Usage(measured=measured, status=status, wall=wall, suspended=suspended, cpu=cpu,
+                 network_in_gib=net_in, network_out_gib=net_out)
+
+
+def seconds_in_month(life: Lifetime, measured: int) -> int:
+    """Seconds the VM held its resources in the calendar month of ``measured``, up to ``measured``."""
+    first = to_epoch(month_start(parse_time(measured)))
+    begin = max(first, life.start)
+    if life.vm.run_periods is not None:
+        return _running_seconds(life.vm, begin, measured)
+    return max(0, measured - begin)
