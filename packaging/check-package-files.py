@@ -8,7 +8,8 @@ Usage::
     rpm -qp --requires X.rpm | check-package-files.py packaging/rpm/expected-requires.txt --var pyver=3.11
 
 Expected-list syntax: one entry per line, ``#`` comments, ``{name}`` placeholders filled from ``--var``.
-``@package DIR`` stands for the ``fedcloud_site`` package as found in the source tree (``--source``):
+An entry with ``*`` is a pattern (``fnmatch``) that must match at least one listed entry (e.g. man
+pages that one distribution compresses and another does not).  ``@package DIR`` stands for the ``fedcloud_site`` package as found in the source tree (``--source``):
 every directory, module and package-data file below ``DIR/fedcloud_site``.  Byte-code
 (``__pycache__``, ``*.pyc``) in the listing is ignored.  Stdlib only: runs on a bare Debian/RHEL host.
 """
@@ -16,6 +17,7 @@ every directory, module and package-data file below ``DIR/fedcloud_site``.  Byte
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import re
 import sys
 from pathlib import Path
@@ -87,8 +89,10 @@ def main(argv: List[str]) -> int:
     variables = dict(v.split("=", 1) for v in args.var)
     expected = expected_entries(args.expected.read_text(encoding="utf-8").splitlines(), variables, args.source)
     actual = actual_entries(sys.stdin, args.dpkg)
-    missing = sorted(expected - actual)
-    unexpected = sorted(actual - expected)
+    patterns = {e for e in expected if "*" in e}
+    exact = expected - patterns
+    missing = sorted(exact - actual) + sorted(p for p in patterns if not fnmatch.filter(actual, p))
+    unexpected = sorted(a for a in actual - exact if not any(fnmatch.fnmatchcase(a, p) for p in patterns))
     for entry in missing:
         print(f"MISSING    {entry}")
     for entry in unexpected:

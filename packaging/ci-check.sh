@@ -216,7 +216,7 @@ echo "worst exposure: $worst"
 # ------------------------------------------------------------------------------------------- purge
 step "DEB: apt-get purge fedcloud-site"
 apt-get purge -y -q fedcloud-site >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; fail "purge"; }
-tail -2 "$WORK/purge.log"
+grep -E "^(Removing|Purging)" "$WORK/purge.log" || true
 if dpkg -s fedcloud-site >/dev/null 2>&1 && ! dpkg -s fedcloud-site | grep -q 'Status: deinstall ok config-files'; then
     fail "fedcloud-site still installed after purge"
 fi
