@@ -1,0 +1,120 @@
+"""HTTP(S) access for lists and images: trust, token auth, conditional list fetches with size/time limits.
+
+HTTPS servers are trusted through the system bundle *and* the grid CA directory (``capath``; many image
+servers have IGTF host certificates) plus an optional ``ca_bundle`` file.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import unquote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .. import __version__
+
+USER_AGENT = f"fedcloud-site-images/{__version__}"
+CHUNK = 1 << 20
+
+
+class FetchError(Exception):
+    """A list or image could not be fetched; the message says why (status, timeout, size...)."""
+
+
+class _TrustAdapter(HTTPAdapter):
+    def __init__(self, context: ssl.SSLContext, **kwargs: Any) -> None:
+        self._context = context
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["ssl_context"] = self._context
+        return super().proxy_manager_for(*args, **kwargs)
+
+
+def make_session(capath: Optional[Path] = None, ca_bundle: Optional[Path] = None,
+                 token: Optional[str] = None) -> requests.Session:
+    """A session trusting the system CAs, ``capath`` (hashed CA dir) and ``ca_bundle``; token as basic auth."""
+    context = ssl.create_default_context()
+    if capath is not None and Path(capath).is_dir():
+        context.load_verify_locations(capath=str(capath))
+    if ca_bundle is not None:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    session = requests.Session()
+    session.mount("https://", _TrustAdapter(context))
+    session.headers["User-Agent"] = USER_AGENT
+    if token:
+        session.auth = (token, "x-oauth-basic")  # AppDB: the token is the user, fixed password
+    return session
+
+
+@dataclass
+class ListResponse:
+    not_modified: bool
+    body: bytes = b""
+    etag: Optional[str] = None
+    last_modified: Optional[str] = None
+
+
+def fetch_list(session: requests.Session, url: str, max_bytes: int, timeout: float,
+               etag: Optional[str] = None, last_modified: Optional[str] = None) -> ListResponse:
+    """GET a list (conditionally), at most ``max_bytes`` and ``timeout`` seconds in all."""
+    if url.startswith("file://"):
+        return _fetch_file(url, max_bytes, last_modified)
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    deadline = time.monotonic() + timeout
+    try:
+        with session.get(url, headers=headers, stream=True, timeout=(min(timeout, 30), timeout)) as response:
+            if response.status_code == 304:
+                return ListResponse(True, etag=etag, last_modified=last_modified)
+            if response.status_code != 200:
+                raise FetchError(f"GET {url}: HTTP {response.status_code} {response.reason}")
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise FetchError(f"GET {url}: list is {declared} bytes, more than max_list_size ({max_bytes})")
+            body = bytearray()
+            for chunk in response.iter_content(CHUNK):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise FetchError(f"GET {url}: list is larger than max_list_size ({max_bytes} bytes)")
+                if time.monotonic() > deadline:
+                    raise FetchError(f"GET {url}: took longer than list_timeout ({timeout:g} s)")
+            return ListResponse(False, bytes(body), response.headers.get("ETag"),
+                                response.headers.get("Last-Modified"))
+    except requests.RequestException as exc:
+        raise FetchError(f"GET {url}: {type(exc).__name__}: {exc}") from None
+
+
+def local_path(url: str) -> Path:
+    """The path of a ``file://`` URL."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise FetchError(f"{url}: file URLs must be local (file:///path)")
+    return Path(unquote(parts.path))
+
+
+def _fetch_file(url: str, max_bytes: int, last_modified: Optional[str]) -> ListResponse:
+    path = local_path(url)
+    try:
+        stat = path.stat()
+        modified = formatdate(stat.st_mtime, usegmt=True)
+        if last_modified == modified:
+            return ListResponse(True, last_modified=modified)
+        if stat.st_size > max_bytes:
+            raise FetchError(f"{path}: list is {stat.st_size} bytes, more than max_list_size ({max_bytes})")
+        return ListResponse(False, path.read_bytes(), None, modified)
+    except OSError as exc:
+        raise FetchError(f"{path}: cannot read list: {exc.strerror or exc}") from None

@@ -1,0 +1,200 @@
+"""Registering, updating and retiring subscribed images through the cloud backend plugin layer.
+
+Every image we create carries origin properties (the same names atrope and vmcatcher used, so the
+accounting extractor and the information provider find them): ``vmcatcher_event_ad_mpuri`` (marketplace
+URI), ``appdb_id`` (``dc:identifier``), ``image_list`` (subscription), ``vmcatcher_event_il_dc_identifier``
+(list identifier), ``vmcatcher_event_hv_version``, ``image_hash`` (``sha512:<hex>``), ``os_distro``,
+``os_version``, ``architecture``, and the managed-by tag ``fedcloud_site_managed_by: images``. Only images
+with that tag *and* our subscription name are ever deactivated, changed or deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import BinaryIO, Dict, List, Mapping, Optional, Sequence
+
+from ..cloud.base import CloudBackend, Image, ImageSpec, NotFound, NotSupported
+from .imagelist import ImageEntry, ImageList
+
+MANAGED_BY_KEY = "fedcloud_site_managed_by"
+MANAGED_BY_VALUE = "images"
+DEPRECATED_KEY = "fedcloud_site_deprecated_at"
+_MAX_VALUE = 255  # Glance property value limit
+
+_OS_DISTRO = {"centos": "centos", "centos stream": "centos", "ubuntu": "ubuntu", "debian": "debian",
+              "fedora": "fedora", "almalinux": "almalinux", "alma linux": "almalinux", "rocky": "rocky",
+              "rocky linux": "rocky", "scientific linux": "scientific", "sl": "scientific", "opensuse": "opensuse",
+              "suse": "sles", "sles": "sles", "red hat": "rhel", "rhel": "rhel", "windows": "windows",
+              "freebsd": "freebsd", "cirros": "cirros", "arch": "arch", "gentoo": "gentoo"}
+_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "i386": "i686", "i686": "i686",
+         "aarch64": "aarch64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def _clip(value: str) -> str:
+    return value if len(value) <= _MAX_VALUE else value[: _MAX_VALUE - 3] + "..."
+
+
+def os_distro(entry: ImageEntry) -> str:
+    """Glance's ``os_distro`` vocabulary from ``sl:osname`` (or ``sl:os``), lower case."""
+    name = (entry.osname or entry.os).strip().lower()
+    return _OS_DISTRO.get(name, name.replace(" ", "-"))
+
+
+def image_properties(subscription: str, image_list: ImageList, entry: ImageEntry,
+                     vo: Optional[str]) -> Dict[str, str]:
+    """The origin properties of an image version (values clipped to 255 characters)."""
+    props = {
+        MANAGED_BY_KEY: MANAGED_BY_VALUE,
+        "image_list": subscription,
+        "appdb_id": entry.identifier,
+        "image_hash": f"sha512:{entry.sha512}",
+        "vmcatcher_event_dc_identifier": entry.identifier,
+        "vmcatcher_event_il_dc_identifier": image_list.identifier,
+        "vmcatcher_event_hv_version": entry.version,
+        "vmcatcher_event_dc_title": entry.title,
+        "vmcatcher_event_dc_description": entry.description,
+        "vmcatcher_event_ad_mpuri": entry.mpuri,
+        "vmcatcher_event_hv_uri": entry.uri,
+        "vmcatcher_event_sl_arch": entry.arch,
+        "vmcatcher_event_sl_os": entry.os,
+        "vmcatcher_event_sl_osname": entry.osname,
+        "vmcatcher_event_sl_osversion": entry.osversion,
+        "vmcatcher_event_vo": vo or image_list.vo,
+        "os_distro": os_distro(entry),
+        "os_version": entry.osversion,
+        "architecture": _ARCH.get(entry.arch.lower(), entry.arch.lower()),
+    }
+    if entry.core_minimum:
+        props["hw_cpu_minimum"] = str(entry.core_minimum)  # informational; no Glance meaning
+    return {key: _clip(value) for key, value in props.items() if value}
+
+
+def is_ours(image: Image, subscription: Optional[str] = None) -> bool:
+    """Created by this subscriber (and, if given, for this subscription)."""
+    props = image.properties
+    if props.get(MANAGED_BY_KEY) != MANAGED_BY_VALUE:
+        return False
+    return subscription is None or props.get("image_list") == subscription
+
+
+@dataclass
+class Target:
+    """Where a subscription's images go."""
+
+    owner: Optional[str]
+    share_with: Sequence[str]
+    visibility: str
+
+
+class Registrar:
+    """Cloud operations for the subscriber, with an in-run snapshot of our images."""
+
+    def __init__(self, cloud: CloudBackend, log: object, activation_timeout: float = 600) -> None:
+        self.cloud = cloud
+        self.log = log
+        self.activation_timeout = activation_timeout
+        self._ours: Optional[Dict[str, Image]] = None
+
+    def ours(self, refresh: bool = False) -> Dict[str, Image]:
+        """Our images in the cloud by id (listed once per run unless ``refresh``)."""
+        if self._ours is None or refresh:
+            self._ours = {image.id: image for image in self.cloud.list_images() if is_ours(image)}
+        return self._ours
+
+    def find(self, subscription: str, identifier: str, sha512: str) -> List[Image]:
+        """Our images of one version, newest first (more than one: duplicates to clean up)."""
+        found = [i for i in self.ours().values() if is_ours(i, subscription)
+                 and i.properties.get("appdb_id") == identifier
+                 and i.properties.get("image_hash") == f"sha512:{sha512}"]
+        return sorted(found, key=lambda i: (i.status == "active", i.created_at.isoformat() if i.created_at else ""),
+                      reverse=True)
+
+    def resolve_projects(self, names_or_ids: Sequence[str]) -> List[str]:
+        """Project ids for configured project names or ids (unknown ones are kept as given)."""
+        if not names_or_ids:
+            return []
+        try:
+            projects = list(self.cloud.list_projects())
+        except NotSupported:
+            return list(names_or_ids)
+        by_name = {p.name: p.id for p in projects}
+        ids = {p.id for p in projects}
+        return [value if value in ids else by_name.get(value, value) for value in names_or_ids]
+
+    def register(self, name: str, disk_format: str, container_format: str, properties: Mapping[str, str],
+                 target: Target, data: BinaryIO, min_ram_mb: int = 0) -> Image:
+        """Create and upload an image, then wait until the cloud says it is active."""
+        spec = ImageSpec(name=name, disk_format=disk_format, container_format=container_format, owner=target.owner,
+                         visibility=target.visibility, min_ram_mb=min_ram_mb, properties=dict(properties),
+                         share_with=tuple(target.share_with))
+        image = self.cloud.create_image(spec, data)
+        image = self.wait_active(image)
+        if self._ours is not None:
+            self._ours[image.id] = image
+        return image
+
+    def wait_active(self, image: Image) -> Image:
+        deadline = time.monotonic() + self.activation_timeout
+        delay = 0.5
+        while image.status != "active":
+            if image.status in ("killed", "deleted", "error") or time.monotonic() > deadline:
+                raise RuntimeError(f"image {image.id} did not become active (status {image.status})")
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
+            image = self.cloud.get_image(image.id)
+        return image
+
+    def update_metadata(self, image: Image, name: str, properties: Mapping[str, str]) -> bool:
+        """Bring name and properties up to date; True when something changed."""
+        changes: Dict[str, Optional[str]] = {k: v for k, v in properties.items() if image.properties.get(k) != v}
+        if image.properties.get(DEPRECATED_KEY) is not None:
+            changes[DEPRECATED_KEY] = None
+        new_name = name if image.name != name else None
+        if not changes and new_name is None:
+            return False
+        updated = self.cloud.update_image(image.id, changes, name=new_name)
+        if self._ours is not None:
+            self._ours[image.id] = updated
+        return True
+
+    def deprecate(self, image_id: str, when: str) -> None:
+        """Hide a retired image from new VMs (deactivate) and mark it; NotFound if it is gone."""
+        image = self._own(image_id)
+        self.cloud.update_image(image.id, {DEPRECATED_KEY: when})
+        try:
+            self.cloud.set_image_active(image.id, False)
+        except NotSupported:
+            self.log.info("backend cannot deactivate images; only marked deprecated",  # type: ignore[attr-defined]
+                          image_id=image_id)
+
+    def reactivate(self, image_id: str) -> None:
+        image = self._own(image_id)
+        self.cloud.update_image(image.id, {DEPRECATED_KEY: None})
+        try:
+            self.cloud.set_image_active(image.id, True)
+        except NotSupported:
+            pass
+
+    def delete(self, image_id: str) -> Optional[str]:
+        """Delete one of our images; returns why not (in use) or None when deleted or already gone."""
+        try:
+            image = self._own(image_id)
+        except NotFound:
+            return None
+        if self.cloud.image_in_use(image.id):
+            return "in use by VMs; deleted once unused"
+        try:
+            self.cloud.delete_image(image.id)
+        except NotFound:
+            pass
+        if self._ours is not None:
+            self._ours.pop(image.id, None)
+        return None
+
+    def _own(self, image_id: str) -> Image:
+        image = self.cloud.get_image(image_id)
+        if not is_ours(image):
+            raise PermissionError(f"image {image_id} was not created by fedcloud-site images "
+                                  f"(no {MANAGED_BY_KEY} property); left alone")
+        return image
