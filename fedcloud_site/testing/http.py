@@ -5,6 +5,12 @@ The server counts requests per route name (for benchmarks) and can inject
 faults: an HTTP status, a delay, a dropped connection or a truncated body, for
 the next N requests matching a route name (or any route).  It binds to
 127.0.0.1 (or ::1) only, on an ephemeral port unless one is given.
+
+Request bodies may come with ``Content-Length`` or ``Transfer-Encoding:
+chunked``.  A route registered with ``stream=True`` gets the body as a readable
+``request.stream`` instead of ``request.body`` (large uploads), and a handler may
+answer with ``Response(stream=<iterable of bytes>)`` (sent chunked unless it sets
+``Content-Length``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Mapping, Optional, Pattern, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Mapping, Optional, Pattern, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 LOOPBACK = ("127.0.0.1", "::1")
@@ -33,6 +39,8 @@ class Request:
     body: bytes
     match: re.Match[str]
     client_cert: Optional[Dict[str, Any]] = None
+    stream: Optional[BinaryIO] = None  # the unread body, for routes registered with stream=True
+    fault: Optional[Fault] = None  # a fault the handler itself enacts (kinds other than status/delay/drop/truncate)
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8")) if self.body else None
@@ -47,6 +55,7 @@ class Response:
     status: int = 200
     body: Any = b""
     headers: Dict[str, str] = field(default_factory=dict)
+    stream: Optional[Iterable[bytes]] = None  # sent instead of ``body`` when set
 
     def payload(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -65,7 +74,7 @@ def json_response(body: Any, status: int = 200, headers: Optional[Dict[str, str]
 class Fault:
     """An injected failure for the next ``count`` requests matching ``route`` (None = any)."""
 
-    kind: str  # "status", "delay", "drop", "truncate"
+    kind: str  # "status", "delay", "drop", "truncate", or a simulator's own kind (see Request.fault)
     route: Optional[str] = None
     count: int = 1
     status: int = 503
@@ -86,6 +95,7 @@ class SimServer:
         self.port = port
         self.ssl_context = ssl_context
         self.routes: List[Tuple[str, str, Pattern[str], Handler]] = []
+        self.streaming_routes: Set[str] = set()
         self.requests: Counter[str] = Counter()
         self.faults: List[Fault] = []
         self._lock = threading.Lock()
@@ -93,9 +103,14 @@ class SimServer:
         self._thread: Optional[threading.Thread] = None
 
     # -- configuration -----------------------------------------------------------------------
-    def route(self, method: str, pattern: str, name: str, handler: Handler) -> None:
-        """Serve ``method`` requests whose path matches ``pattern`` (a full-match regex)."""
+    def route(self, method: str, pattern: str, name: str, handler: Handler, stream: bool = False) -> None:
+        """Serve ``method`` requests whose path matches ``pattern`` (a full-match regex).
+
+        With ``stream`` the handler reads the request body from ``request.stream``.
+        """
         self.routes.append((method.upper(), name, re.compile(pattern), handler))
+        if stream:
+            self.streaming_routes.add(name)
 
     def inject(self, fault: Fault) -> None:
         with self._lock:
@@ -141,7 +156,8 @@ class SimServer:
         return None, None, None
 
     def dispatch(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes,
-                 client_cert: Optional[Dict[str, Any]] = None, fault: Optional[Fault] = None) -> Response:
+                 client_cert: Optional[Dict[str, Any]] = None, fault: Optional[Fault] = None,
+                 stream: Optional[BinaryIO] = None) -> Response:
         """Count the request, apply a pre-processing fault, else call the route's handler."""
         name, handler, match = self.resolve(method, raw_path)
         if handler is None or match is None or name is None:
@@ -155,7 +171,7 @@ class SimServer:
             time.sleep(fault.delay)
         parts = urlsplit(raw_path)
         request = Request(method, parts.path, parse_qs(parts.query, keep_blank_values=True), headers, body,
-                          match, client_cert)
+                          match, client_cert, stream, fault)
         return handler(request)
 
     def start(self) -> SimServer:
@@ -168,12 +184,14 @@ class SimServer:
                 return
 
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                name, _, _ = server.resolve(self.command, self.path)
+                reader = _BodyReader(self.rfile, self.headers.get("Content-Length"),
+                                     "chunked" in (self.headers.get("Transfer-Encoding") or "").lower())
+                streaming = name in server.streaming_routes
+                body = b"" if streaming else reader.read()
                 cert = None
                 if isinstance(self.connection, ssl.SSLSocket):
                     cert = self.connection.getpeercert()
-                name, _, _ = server.resolve(self.command, self.path)
                 fault = server._take_fault(name) if name else None
                 if fault is not None and fault.kind == "drop":
                     with server._lock:
@@ -184,7 +202,13 @@ class SimServer:
                     except OSError:
                         pass
                     return
-                response = server.dispatch(self.command, self.path, dict(self.headers.items()), body, cert, fault)
+                response = server.dispatch(self.command, self.path, dict(self.headers.items()), body, cert, fault,
+                                           reader if streaming else None)  # type: ignore[arg-type]
+                if streaming:
+                    reader.drain()
+                if response.stream is not None:
+                    self._send_stream(response)
+                    return
                 payload = response.payload()
                 self.send_response(response.status)
                 for key, value in response.headers.items():
@@ -203,6 +227,27 @@ class SimServer:
                         pass
                     return
                 self.wfile.write(payload)
+
+            def _send_stream(self, response: Response) -> None:
+                self.send_response(response.status)
+                sized = any(key.lower() == "content-length" for key in response.headers)
+                for key, value in response.headers.items():
+                    self.send_header(key, value)
+                if not sized:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                for chunk in response.stream or ():
+                    if not chunk:
+                        continue
+                    if sized:
+                        self.wfile.write(chunk)
+                    else:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                if not sized:
+                    self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve  # noqa: N815
 
@@ -233,3 +278,55 @@ class SimServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class _BodyReader:
+    """A request body as a stream: ``Content-Length`` bytes or a chunked transfer encoding."""
+
+    def __init__(self, rfile: Any, length: Optional[str], chunked: bool) -> None:
+        self._rfile = rfile
+        self._chunked = chunked
+        self._left = 0 if chunked else int(length or 0)
+        self._done = not chunked and self._left == 0
+
+    def _next_chunk(self) -> None:
+        line = self._rfile.readline(1024).strip()
+        size = int(line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            while self._rfile.readline(1024).strip():  # trailers
+                pass
+            self._done = True
+        self._left = size
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of the body (all that is left when negative); b"" at its end."""
+        parts: List[bytes] = []
+        wanted = size
+        while not self._done and wanted != 0:
+            if self._left == 0:
+                if not self._chunked:
+                    self._done = True
+                    break
+                self._next_chunk()
+                if self._done:
+                    break
+            take = self._left if wanted < 0 else min(self._left, wanted)
+            data = self._rfile.read(take)
+            if not data:
+                self._done = True
+                break
+            parts.append(data)
+            self._left -= len(data)
+            if wanted > 0:
+                wanted -= len(data)
+            if self._left == 0:
+                if self._chunked:
+                    self._rfile.readline(16)  # CRLF after the chunk
+                else:
+                    self._done = True
+        return b"".join(parts)
+
+    def drain(self) -> None:
+        """Consume what the handler left unread, so that the connection can serve the next request."""
+        while self.read(1 << 16):
+            pass

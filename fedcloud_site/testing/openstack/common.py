@@ -1,0 +1,126 @@
+"""Helpers shared by the simulated OpenStack services: errors, times, paging, tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+
+from ...timeutil import parse_time
+from .model import SimRole, SimUser
+
+T = TypeVar("T")
+
+#: Title of HTTP status codes, as Keystone and Nova put them in error bodies
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+          413: "Request Entity Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error"}
+#: Nova/Cinder error body keys
+FAULT_KEYS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound", 409: "conflictingRequest",
+              413: "overLimit", 415: "badMediaType", 500: "computeFault"}
+
+
+class ApiError(Exception):
+    """An error answer of the simulated API; the service module renders it in its own format."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def iso_z(moment: Optional[datetime]) -> Optional[str]:
+    """``2026-11-03T12:00:00Z`` (Nova ``created``, Glance/Neutron times, Keystone expiry without fraction)."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_micro(moment: Optional[datetime]) -> Optional[str]:
+    """``2026-11-03T12:00:00.000000`` (naive UTC with microseconds: launched_at, Cinder times, usage)."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def iso_micro_z(moment: datetime) -> str:
+    """``2026-11-03T12:00:00.000000Z`` (Keystone token times)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def query_time(value: Optional[str], name: str) -> Optional[datetime]:
+    """A time given as a query parameter (400 when it cannot be read)."""
+    if value is None or value == "":
+        return None
+    try:
+        return parse_time(value.replace(" ", "T", 1) if "T" not in value else value)
+    except ValueError:
+        raise ApiError(400, f"Invalid input for query parameters {name}. Value: {value}. "
+                            f"'{value}' is not a 'date-time'") from None
+
+
+def query_int(value: Optional[str], name: str, minimum: int = 0) -> Optional[int]:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiError(400, f"Invalid input for query parameters {name}. Value: {value}. "
+                            f"'{value}' is not an integer") from None
+    if number < minimum:
+        raise ApiError(400, f"Invalid input for query parameters {name}. Value: {value}. "
+                            f"{value} is less than the minimum of {minimum}")
+    return number
+
+
+def query_bool(value: Optional[str]) -> Optional[bool]:
+    if value is None:
+        return None
+    return value.strip().lower() in ("1", "true", "yes", "on", "t", "y", "")
+
+
+def paginate(items: Sequence[T], marker: Optional[str], limit: int,
+             key: Callable[[T], str] = lambda item: item.id) -> Tuple[List[T], bool]:  # type: ignore[attr-defined]
+    """The page after ``marker`` (400 if unknown) of at most ``limit`` items, and whether more follow."""
+    start = 0
+    if marker is not None:
+        for index, item in enumerate(items):
+            if key(item) == marker:
+                start = index + 1
+                break
+        else:
+            raise ApiError(400, f"marker [{marker}] not found")
+    page = list(items[start:start + limit])
+    return page, start + limit < len(items)
+
+
+@dataclass
+class Token:
+    """An issued Keystone token."""
+
+    id: str
+    user: SimUser
+    methods: List[str]
+    scope: Optional[Tuple[str, str]]  # ("project", id) | ("domain", id) | ("system", "all") | None
+    roles: List[SimRole]
+    issued_at: datetime  # real time: clients compare expiry with their own clock
+    expires_at: datetime
+    audit_id: str
+    app_credential_id: Optional[str] = None
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def project_id(self) -> Optional[str]:
+        return self.scope[1] if self.scope and self.scope[0] == "project" else None
+
+    @property
+    def is_system(self) -> bool:
+        return bool(self.scope and self.scope[0] == "system")
+
+    @property
+    def is_admin(self) -> bool:
+        return any(role.name == "admin" for role in self.roles)
+
+    @property
+    def is_reader(self) -> bool:
+        """Admin, or a system-scoped reader/member (enough for cross-project listings)."""
+        return self.is_admin or (self.is_system and bool(self.roles))
