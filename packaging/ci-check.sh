@@ -95,15 +95,15 @@ for path in /etc/fedcloud-site/fedcloud-site.yaml /var/lib/fedcloud-site /var/lo
         *) fail "RPM: $path is not 0640/0750: $line" ;;
     esac
 done
-rpm -qp --configfiles "$RPM" | grep -qx /etc/fedcloud-site/fedcloud-site.yaml || fail "RPM: config not %config"
+rpm -qp --configfiles "$RPM" | grep -x /etc/fedcloud-site/fedcloud-site.yaml >/dev/null || fail "RPM: config not %config"
 step "RPM: requirements (rpm -qp --requires) against packaging/rpm/expected-requires.txt"
 rpm -qp --requires "$RPM" | $SYSPY "$SRC/packaging/check-package-files.py" \
     "$SRC/packaging/rpm/expected-requires.txt" --var "pyver=$PYVER" --var "version=$VERSION"
 echo "weak dependencies:"; rpm -qp --recommends --suggests "$RPM" | sed 's/^/  /'
 step "RPM: scriptlets"
 rpm -qp --scripts "$RPM"
-rpm -qp --scripts "$RPM" | grep -q 'useradd -r -g fedcloud' || fail "RPM: %pre does not create the fedcloud user"
-if rpm -qp --scripts "$RPM" | grep -qE 'systemctl[^|]* (start|restart) '; then
+rpm -qp --scripts "$RPM" | grep 'useradd -r -g fedcloud' >/dev/null || fail "RPM: %pre does not create the fedcloud user"
+if rpm -qp --scripts "$RPM" | grep -E 'systemctl[^|]* (start|restart) ' >/dev/null; then
     fail "RPM: scriptlets start units on install"
 fi
 
@@ -183,7 +183,7 @@ echo "RPM payload check-config: OK"
 step "logrotate -d /etc/logrotate.d/fedcloud-site"
 mkdir -p /var/log/fedcloud-site && touch /var/log/fedcloud-site/check.log
 logrotate -d /etc/logrotate.d/fedcloud-site 2>&1 | grep -E 'error|rotating pattern|considering' || true
-if logrotate -d /etc/logrotate.d/fedcloud-site 2>&1 | grep -qi '^error'; then
+if logrotate -d /etc/logrotate.d/fedcloud-site 2>&1 | grep -i '^error' >/dev/null; then
     fail "logrotate configuration"
 fi
 rm -f /var/log/fedcloud-site/check.log
@@ -217,10 +217,10 @@ echo "worst exposure: $worst"
 step "DEB: apt-get purge fedcloud-site"
 apt-get purge -y -q fedcloud-site >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; fail "purge"; }
 grep -E "^(Removing|Purging)" "$WORK/purge.log" || true
-if dpkg -s fedcloud-site >/dev/null 2>&1 && ! dpkg -s fedcloud-site | grep -q 'Status: deinstall ok config-files'; then
+if dpkg -s fedcloud-site >/dev/null 2>&1 && ! dpkg -s fedcloud-site | grep 'Status: deinstall ok config-files' >/dev/null; then
     fail "fedcloud-site still installed after purge"
 fi
-dpkg -l fedcloud-site 2>/dev/null | grep -q '^[pr][ic]' && fail "fedcloud-site not purged: $(dpkg -l fedcloud-site | tail -1)"
+dpkg -l fedcloud-site 2>/dev/null | grep '^[pr][ic]' >/dev/null && fail "fedcloud-site not purged: $(dpkg -l fedcloud-site | tail -1)"
 for path in /usr/bin/fedcloud-site /etc/fedcloud-site /var/lib/fedcloud-site /var/cache/fedcloud-site \
             /var/log/fedcloud-site /usr/lib/python3/dist-packages/fedcloud_site "$UNITDIR/fedcloud-site.target" \
             "$UNITDIR/fedcloud-site-accounting.service"; do
