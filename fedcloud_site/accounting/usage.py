@@ -12,12 +12,15 @@ previous record to get a month's usage).  They never decrease between two instan
   suspension is assumed to have happened as late as possible, so at an earlier instant
   ``m`` the suspended time is ``max(0, S - (T - m))``;
 * otherwise wall time is the time since creation and SuspendDuration is not sent.
+
+Totals the backend reports only as of now (CPU seconds, network bytes) are spread over
+earlier instants in proportion to wall time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from ..cloud.base import VM, BadCloudData, VMState
 from ..timeutil import month_start, parse_time, to_epoch
@@ -90,23 +93,37 @@ def _running_at(vm: VM, moment: int) -> bool:
     return False
 
 
-def usage_at(life: Lifetime, moment: int, run_end: int) -> Usage:
-    """The VM's usage at ``moment`` (not after ``run_end``, the instant the listing describes)."""
+def _wall_and_suspended(life: Lifetime, measured: int, observed: int) -> Tuple[int, Optional[int]]:
     vm = life.vm
-    measured = life.measured_at(moment)
     elapsed = max(0, measured - life.start)
-    final = moment >= run_end
     if vm.run_periods is not None:
         wall = min(elapsed, _running_seconds(vm, life.start, measured))
-        suspended: Optional[int] = elapsed - wall
-    elif vm.suspended_seconds is not None:
-        run_measured = life.measured_at(run_end)
-        later = max(0, run_measured - measured)
+        return wall, elapsed - wall
+    if vm.suspended_seconds is not None:
+        later = max(0, life.measured_at(observed) - measured)
         suspended = min(elapsed, max(0, int(vm.suspended_seconds) - later))
-        wall = elapsed - suspended
-    else:
-        suspended = None
-        wall = elapsed
+        return elapsed - suspended, suspended
+    return elapsed, None
+
+
+def _share(total: int, part: int, whole: int) -> int:
+    """``total`` scaled by ``part / whole`` (all of it when ``part >= whole``)."""
+    if part >= whole:
+        return total
+    return total * part // whole if whole > 0 else 0
+
+
+def usage_at(life: Lifetime, moment: int, observed: int) -> Usage:
+    """The VM's usage at ``moment``; the VM record describes the cloud as seen at ``observed``.
+
+    Figures the backend only reports as totals at ``observed`` (CPU time, network bytes) are
+    spread over earlier instants in proportion to wall time, so they never decrease.
+    """
+    vm = life.vm
+    measured = life.measured_at(moment)
+    wall, suspended = _wall_and_suspended(life, measured, observed)
+    final = moment >= observed or life.ended_by(moment)
+    observed_wall = wall if final else _wall_and_suspended(life, life.measured_at(observed), observed)[0]
 
     if life.ended_by(moment):
         status = "completed"
@@ -116,18 +133,20 @@ def usage_at(life: Lifetime, moment: int, run_end: int) -> Usage:
         status = "started" if _running_at(vm, moment) else "suspended"
     elif vm.state is VMState.DELETED:
         status = "started"
+    elif vm.suspended_seconds is not None and not suspended:
+        status = "started"  # the reported suspension lies after this instant
     else:
         status = apel_status(vm.state)
 
-    estimated_cpu = int(round(wall * float(vm.vcpus)))
     if vm.cpu_seconds is not None:
-        cpu = int(vm.cpu_seconds) if final or life.ended_by(moment) else min(int(vm.cpu_seconds), estimated_cpu)
+        cpu = _share(int(vm.cpu_seconds), wall, observed_wall)
     else:
-        cpu = estimated_cpu
-
-    with_network = final or life.ended_by(moment)
-    net_in = vm.network_in_bytes // GIB if with_network and vm.network_in_bytes is not None else None
-    net_out = vm.network_out_bytes // GIB if with_network and vm.network_out_bytes is not None else None
+        cpu = int(round(wall * float(vm.vcpus)))
+    net_in = net_out = None
+    if vm.network_in_bytes is not None:
+        net_in = _share(int(vm.network_in_bytes), wall, observed_wall) // GIB
+    if vm.network_out_bytes is not None:
+        net_out = _share(int(vm.network_out_bytes), wall, observed_wall) // GIB
     return Usage(measured=measured, status=status, wall=wall, suspended=suspended, cpu=cpu,
                  network_in_gib=net_in, network_out_gib=net_out)
 
