@@ -238,6 +238,7 @@ class User:
     x509_dns: Sequence[str] = ()
     ssh_keys: Sequence[str] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
+    quota: Optional[Quota] = None  # per-user limits, where the backend keeps and reports them
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,7 @@ class UserSpec:
     x509_dns: Sequence[str] = ()
     ssh_keys: Sequence[str] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
+    quota: Optional[Quota] = None  # per-user limits; None leaves the backend's default / current limits
 
 
 @dataclass(frozen=True)

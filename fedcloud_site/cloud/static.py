@@ -19,7 +19,8 @@ File layout (all keys optional)::
     volumes:    [{id, name, project, user, size, status, created, deleted}]
     floating_ips: [{id, address, version, project, user, created, attached}]
     groups:     [{id, name}]
-    users:      [{id, name, email, display_name, enabled, groups, x509_dns, ssh_keys, properties}]
+    users:      [{id, name, email, display_name, enabled, groups, x509_dns, ssh_keys, properties,
+                  quota: {instances, cores, ram_mb}}]
     capacity:   {total_vcpus, used_vcpus, total_ram_mb, used_ram_mb, hypervisor, hypervisor_version}
     quotas:     {<project id>: {instances, cores, ram_mb}}
 
@@ -107,6 +108,12 @@ def _required_time(value: Any, where: str) -> datetime:
 
 def _str_map(value: Any) -> Dict[str, str]:
     return {str(k): "" if v is None else str(v) for k, v in (value or {}).items()}
+
+
+def _quota(value: Any) -> Optional[Quota]:
+    if not value:
+        return None
+    return Quota(instances=value.get("instances"), cores=value.get("cores"), ram_mb=value.get("ram_mb"))
 
 
 class StaticBackend(CloudBackend):
@@ -375,7 +382,7 @@ class StaticBackend(CloudBackend):
                     display_name=raw.get("display_name"), enabled=bool(raw.get("enabled", True)),
                     groups=tuple(str(g) for g in raw.get("groups") or ()),
                     x509_dns=tuple(raw.get("x509_dns") or ()), ssh_keys=tuple(raw.get("ssh_keys") or ()),
-                    properties=_str_map(raw.get("properties")))
+                    properties=_str_map(raw.get("properties")), quota=_quota(raw.get("quota")))
 
     def list_users(self) -> Iterator[User]:
         self._count("users")
@@ -400,7 +407,8 @@ class StaticBackend(CloudBackend):
     def _user_raw(user_id: str, spec: UserSpec) -> Dict[str, Any]:
         return {"id": user_id, "name": spec.name, "email": spec.email, "display_name": spec.display_name,
                 "enabled": spec.enabled, "groups": list(spec.groups), "x509_dns": list(spec.x509_dns),
-                "ssh_keys": list(spec.ssh_keys), "properties": dict(spec.properties)}
+                "ssh_keys": list(spec.ssh_keys), "properties": dict(spec.properties),
+                "quota": asdict(spec.quota) if spec.quota is not None else None}
 
     def create_user(self, spec: UserSpec) -> User:
         self._count("user_create")
@@ -413,8 +421,11 @@ class StaticBackend(CloudBackend):
 
     def update_user(self, user_id: str, spec: UserSpec) -> User:
         self._count("user_update")
-        self._get_user(user_id)
-        self._state["users"][user_id] = self._user_raw(user_id, spec)
+        current = self._get_user(user_id)
+        raw = self._user_raw(user_id, spec)
+        if spec.quota is None and current.quota is not None:  # None leaves the current limits
+            raw["quota"] = asdict(current.quota)
+        self._state["users"][user_id] = raw
         self._save_state()
         return self._get_user(user_id)
 
@@ -423,7 +434,8 @@ class StaticBackend(CloudBackend):
         user = self._get_user(user_id)
         raw = self._state["users"].setdefault(user_id, self._user_raw(user_id, UserSpec(
             name=user.name, groups=user.groups, email=user.email, display_name=user.display_name,
-            enabled=user.enabled, x509_dns=user.x509_dns, ssh_keys=user.ssh_keys, properties=user.properties)))
+            enabled=user.enabled, x509_dns=user.x509_dns, ssh_keys=user.ssh_keys, properties=user.properties,
+            quota=user.quota)))
         raw["enabled"] = enabled
         self._save_state()
 

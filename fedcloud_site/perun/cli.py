@@ -1,0 +1,60 @@
+"""``fedcloud-site perun sync`` and ``fedcloud-site perun status``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..config import Config
+from ..runner import EXIT_LOCKED, EXIT_OK, AlreadyRunning, Runner
+from .report import format_status
+from .settings import Settings
+from .state import Journal, StateError, SyncState
+from .sync import DAEMON, iter_pending_inputs
+
+
+def _sync(args: argparse.Namespace, config: Config) -> int:
+    options = dict(vars(args))
+    options["action"] = "once"
+    runner = Runner(DAEMON, args.config, config=config, dry_run=args.dry_run, verbose=args.verbose, options=options)
+    try:
+        with runner.locked():
+            return runner.run_once()
+    except AlreadyRunning as exc:
+        print(f"fedcloud-site perun: another instance is running: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+
+
+def _status(args: argparse.Namespace, config: Config) -> int:
+    settings: Settings = config.section(DAEMON)
+    state_dir = settings.state_path(DAEMON)
+    try:
+        state = SyncState(state_dir)
+        journal_info: Optional[dict] = None
+        journal = Journal(state_dir)
+        if journal.exists():
+            _, actions, phases = journal.load()
+            left = sum(1 for i in range(len(actions)) if phases.get(i) not in ("done", "skipped"))
+            journal_info = {"left": left, "total": len(actions)}
+    except StateError as exc:
+        print(f"fedcloud-site perun: {exc}", file=sys.stderr)
+        return 1
+    pending = [str(p) for p in iter_pending_inputs(settings)]
+    sys.stdout.write(format_status(state.data, journal_info, pending))
+    return EXIT_OK
+
+
+def add_commands(actions: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``sync`` and ``status`` to ``fedcloud-site perun``."""
+    sync = actions.add_parser("sync", help="synchronise users once now (plan only with --dry-run)")
+    add_common(sync)
+    sync.add_argument("--force", action="store_true", help="apply although a safety check refuses")
+    sync.add_argument("--file", type=Path, default=None,
+                      help="use this propagation file instead of the configured source")
+    sync.add_argument("--once", action="store_true", help="accepted for compatibility: sync always runs once")
+    sync.set_defaults(handler=_sync, needs_config=True)
+    status = actions.add_parser("status", help="last sync, managed users, pending deletions")
+    add_common(status)
+    status.set_defaults(handler=_status, needs_config=True)
