@@ -1,15 +1,172 @@
-"""``cloudinfo`` section."""
+"""``cloudinfo`` section: what the cloud information provider publishes and where.
+
+Everything the cloud API cannot tell (the public endpoint's API version and
+authentication, middleware version, capabilities, the endpoint's TLS
+certificate, ...) is set here; nothing is made up.  Example::
+
+    cloudinfo:
+      interval: 30m
+      cache_dir: /var/cache/fedcloud-site/cloudinfo
+      max_cache_age: 2h          # the BDII provider prints nothing once the cache is older
+      middleware: openstack      # default: the cloud backend (required for the static backend)
+      endpoint:
+        authentication: oidc
+        interface_version: "2.1"
+        implementation_version: "2.96"
+        certificate: /etc/grid-security/hostcert.pem
+      manager:
+        failover: false
+      images: registry           # only images from the EGI registry (marketplace URI), or "all"
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, List, Literal, Optional
 
 from ..schema import Duration
 from ..settings import DaemonSettings
+
+Middleware = Literal["openstack", "opennebula"]
+ServingState = Literal["production", "draining", "queueing", "closed"]
+ExtendedBool = Literal["true", "false", "unknown"]
+
+#: what each middleware is, as GLUE names it (facts about the software, not about the site)
+MIDDLEWARE_FACTS = {
+    "openstack": {"api_type": "OpenStack", "api_version": "v3", "interface_name": "org.openstack.nova",
+                  "implementor": "OpenStack Foundation", "implementation_name": "OpenStack Nova",
+                  "semantics": "https://developer.openstack.org/api-ref/compute", "product_name": "OpenStack"},
+    "opennebula": {"api_type": "OpenNebula", "api_version": "xmlrpc", "interface_name": "org.opennebula.compute",
+                   "implementor": "OpenNebula Systems", "implementation_name": "OpenNebula",
+                   "semantics": "https://docs.opennebula.io/stable/integration_and_development/system_interfaces/api.html",
+                   "product_name": "OpenNebula"},
+}
+
+
+@dataclass
+class EndpointSettings:
+    """``cloudinfo.endpoint``: the public compute endpoint users talk to."""
+
+    url: Optional[str] = None  # default: site.endpoint
+    id: Optional[str] = None  # default: <url>_<api type>_<api version> (cloud-info-provider's convention)
+    api_version: Optional[str] = None  # in the ID; default v3 (Keystone) / xmlrpc
+    interface_name: Optional[str] = None  # default org.openstack.nova / org.opennebula.compute
+    interface_version: Optional[str] = None  # compute API version users get, e.g. "2.1"
+    authentication: Optional[str] = None  # how users authenticate, e.g. "oidc" or "v3oidcaccesstoken"
+    implementor: Optional[str] = None
+    implementation_name: Optional[str] = None
+    implementation_version: Optional[str] = None  # middleware (API) version, e.g. "2.96"
+    semantics: Optional[str] = None
+    technology: str = "webservice"
+    serving_state: ServingState = "production"
+    capabilities: List[str] = field(default_factory=list)
+    downtime_info: Optional[str] = "https://goc.egi.eu/portal/index.php?Page_Type=Downtimes_Calendar&site={site}"
+    certificate: Optional[Path] = None  # PEM of the endpoint's TLS certificate: subject and issuer are published
+    issuer_ca: Optional[str] = None  # instead of reading it from ``certificate``
+    trusted_cas: List[str] = field(default_factory=list)
+
+
+@dataclass
+class ManagerSettings:
+    """``cloudinfo.manager``: the cloud manager; values here win over what the backend reports."""
+
+    product_name: Optional[str] = None  # default: OpenStack / OpenNebula
+    product_version: Optional[str] = None
+    hypervisor: Optional[str] = None
+    hypervisor_version: Optional[str] = None
+    total_cpus: Optional[int] = None
+    total_ram_mb: Optional[int] = None
+    virtual_disk_formats: List[str] = field(default_factory=list)
+    cpu_virtualization_type: Optional[str] = None
+    network_virtualization_type: Optional[str] = None
+    failover: Optional[bool] = None
+    live_migration: Optional[bool] = None
+    vm_backup_restore: Optional[bool] = None
+
+
+@dataclass
+class AMSSettings:
+    """``cloudinfo.ams``: also publish the GLUE 2.1 JSON to ARGO AMS (topic SITE_<site>_ENDPOINT_<gocdb id>)."""
+
+    enabled: bool = False
+    topic: Optional[str] = None  # default SITE_<site.name>_ENDPOINT_<site.gocdb_service_id>
 
 
 @dataclass
 class Settings(DaemonSettings):
     interval: Duration = Duration(1800)
     cache_dir: Path = Path("/var/cache/fedcloud-site/cloudinfo")
+    max_cache_age: Duration = Duration(7200)  # the BDII provider stops publishing an older cache
+    validity: Duration = Duration(43200)  # GLUE2EntityValidity / Validity
+    middleware: Optional[Middleware] = None  # default: the cloud backend's name
+    ldif_base: str = "GLUE2GroupID=cloud,o=glue"
+    json_file: Optional[Path] = None  # an extra copy of the JSON (e.g. served by a web server)
+    service_id: Optional[str] = None  # default <endpoint url>_cloud.compute
+    service_capabilities: List[str] = field(
+        default_factory=lambda: ["executionmanagement.dynamicvmdeploy", "security.accounting"])
+    service_aup: Optional[str] = "http://go.egi.eu/aup"
+    status_info: Optional[str] = "https://argo.egi.eu/egi/report-status/Critical/SITES/{site}"
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    manager: ManagerSettings = field(default_factory=ManagerSettings)
+    images: Literal["registry", "all"] = "registry"  # registry: only images with a marketplace URI
+    flavors: Literal["all", "public", "private"] = "all"
+    instance_platform: str = "amd64"  # Platform of instance types (the backend does not tell)
+    instance_os_family: str = "linux"  # GLUE 2.0 ExecutionEnvironmentOSFamily (required there)
+    network_in: ExtendedBool = "unknown"  # instance types: inbound connectivity
+    network_out: ExtendedBool = "true"
+    image_access_info: Literal["none", "passwd", "rsa"] = "none"
+    ams: AMSSettings = field(default_factory=AMSSettings)
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.ldif_base.endswith("o=glue"):
+            raise ValueError(f"ldif_base must be below o=glue, got {self.ldif_base!r}")
+
+    def finish(self, config: Any) -> None:
+        """Fill defaults that depend on other sections (what is still missing is reported by :meth:`missing`)."""
+        if self.middleware is None and config.cloud.backend in MIDDLEWARE_FACTS:
+            self.middleware = config.cloud.backend
+        if self.endpoint.url is None:
+            self.endpoint.url = config.site.endpoint
+
+    def missing(self) -> List[str]:
+        """Settings the provider needs that are neither configured nor derivable (key: reason)."""
+        problems = []
+        if self.middleware is None:
+            problems.append("cloudinfo.middleware: required with this cloud backend (openstack or opennebula)")
+        if not self.endpoint.url:
+            problems.append("cloudinfo.endpoint.url: required (or site.endpoint): the public URL of the cloud API")
+        return problems
+
+    # -- derived values --------------------------------------------------------------------
+    def fact(self, name: str) -> str:
+        """A property of the configured middleware (see :data:`MIDDLEWARE_FACTS`)."""
+        return MIDDLEWARE_FACTS[self.middleware or "openstack"][name]
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.endpoint.url or ""
+
+    @property
+    def endpoint_id(self) -> str:
+        if self.endpoint.id:
+            return self.endpoint.id
+        version = self.endpoint.api_version or self.fact("api_version")
+        return f"{self.endpoint_url}_{self.fact('api_type')}_{version}"
+
+    @property
+    def compute_service_id(self) -> str:
+        return self.service_id or f"{self.endpoint_url}_cloud.compute"
+
+    @property
+    def ldif_path(self) -> Path:
+        return self.cache_dir / "cloudinfo.ldif"
+
+    @property
+    def json_path(self) -> Path:
+        return self.cache_dir / "cloudinfo.json"
+
+    @property
+    def status_path(self) -> Path:
+        return self.cache_dir / "cloudinfo.status.json"

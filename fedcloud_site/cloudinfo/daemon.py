@@ -1,0 +1,49 @@
+"""The ``cloudinfo`` daemon: render the site's GLUE information into the cache on a schedule."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from ..cloud.base import CloudAuthError, CloudUnavailable
+from ..config import Config
+from ..runner import Job, JobContext, JobIncomplete
+from ..timeutil import utcnow
+from .cache import note_failure, read_status, write_cache
+from .model import build_model
+from .settings import Settings
+
+JOB_NAME = "cloudinfo-refresh"
+
+
+def refresh(ctx: JobContext) -> Dict[str, Any]:
+    """Read the cloud, render LDIF + JSON into the cache (keeping the last good one if the cloud is down)."""
+    settings: Settings = ctx.settings
+    now = utcnow()
+    try:
+        model = build_model(ctx.config, ctx.cloud, now, ctx.log)
+    except (CloudUnavailable, CloudAuthError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        if not ctx.dry_run:
+            status = note_failure(settings, error, now)
+        else:
+            status = read_status(settings.cache_dir)
+        kept = status.get("last_success") or "never"
+        raise JobIncomplete(f"cloud not readable, the cache rendered at {kept} stays published: {error}",
+                            {"cache_kept_from": kept}) from None
+    summary: Dict[str, Any] = dict(model.counts())
+    if ctx.dry_run:
+        ctx.log.info("dry run: cache not written", cache_dir=str(settings.cache_dir))
+        return summary
+    summary.update(write_cache(model, settings))
+    if settings.ams.enabled:
+        from .publish import publish_to_ams
+
+        summary["ams_messages"] = publish_to_ams(ctx.config, settings)
+    return summary
+
+
+def jobs(config: Config) -> List[Job]:
+    """One job: refresh the cache every ``cloudinfo.interval`` (default 30 min)."""
+    settings: Settings = config.section("cloudinfo")
+    return [Job(name=JOB_NAME, func=refresh, interval=float(settings.interval), cron=settings.cron,
+                jitter=float(settings.jitter))]
