@@ -115,8 +115,6 @@ class Settings(DaemonSettings):
         if unknown or "id" not in fields:
             raise ValueError(f"user_name: {self.user_name!r} must use {{id}} and may use {{vo}} "
                              f"(unknown: {', '.join(sorted(unknown)) or 'none'})")
-        if self.source == "file" and self.file is None and self.drop_dir is None:
-            raise ValueError("file: required when source is file (or give drop_dir)")
         if self.source == "rpc":
             if not self.rpc.url:
                 raise ValueError("rpc.url: required when source is rpc")

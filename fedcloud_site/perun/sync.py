@@ -229,6 +229,8 @@ class Synchroniser:
             return _Input(snapshot)
         if self.input_file is not None:
             return _Input(self._parse(self.input_file), InputChoice(self.input_file))
+        if self.settings.file is None and self.settings.drop_dir is None:
+            raise JobRefused("perun.file (or perun.drop_dir) is not configured: no input to read")
         rejected: List[str] = []
         waiting = self.drop.waiting()
         for index, path in enumerate(waiting):
