@@ -9,9 +9,10 @@ Usage::
 
 Expected-list syntax: one entry per line, ``#`` comments, ``{name}`` placeholders filled from ``--var``.
 An entry with ``*`` is a pattern (``fnmatch``) that must match at least one listed entry (e.g. man
-pages that one distribution compresses and another does not).  ``@package DIR`` stands for the ``fedcloud_site`` package as found in the source tree (``--source``):
-every directory, module and package-data file below ``DIR/fedcloud_site``.  Byte-code
-(``__pycache__``, ``*.pyc``) in the listing is ignored.  Stdlib only: runs on a bare Debian/RHEL host.
+pages that one distribution compresses and another does not).  ``@package DIR`` stands for the
+``fedcloud_site`` package as found in the source tree (``--source``): every directory, module and
+package-data file below ``DIR/fedcloud_site``.  Byte-code (``__pycache__``, ``*.pyc``) in the listing
+is ignored.  Stdlib only: runs on a bare Debian/RHEL host.
 """
 
 from __future__ import annotations
