@@ -1,21 +1,133 @@
-"""``ssm`` section."""
+"""``ssm`` section: which queue to drain, how to sign, and where to deliver (STOMP brokers or ARGO AMS).
+
+Example (STOMP, brokers discovered from the top BDII)::
+
+    ssm:
+      transport: stomp
+      destination: /queue/global.accounting.cloud.central
+      bdii: ldap://lcg-bdii.cern.ch:2170
+      network: PROD
+      certificate: /etc/grid-security/hostcert.pem
+      key: /etc/grid-security/hostkey.pem
+      capath: /etc/grid-security/certificates
+
+Example (AMS)::
+
+    ssm:
+      transport: ams
+      destination: eu-egi-cloud-accounting        # the AMS topic
+      ams: {host: msg.argo.grnet.gr, project: accounting}
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Literal, Optional, Tuple
 
-from ..schema import Duration
+from ..schema import Duration, Secret
 from ..settings import DaemonSettings
+
+DEFAULT_CERTIFICATE = Path("/etc/grid-security/hostcert.pem")
+DEFAULT_KEY = Path("/etc/grid-security/hostkey.pem")
+DEFAULT_CAPATH = Path("/etc/grid-security/certificates")
+
+
+def parse_broker(text: str) -> Tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``stomp+ssl://host:port`` -> (host, port)."""
+    value = text.strip()
+    if "://" in value:
+        value = value.split("://", 1)[1].rstrip("/")
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest.lstrip(":")
+    else:
+        host, _, port_text = value.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"broker {text!r}: expected host:port")
+    return host, int(port_text)
+
+
+@dataclass
+class AmsSettings:
+    """``ssm.ams``: the ARGO Messaging Service."""
+
+    host: str = "msg.argo.grnet.gr"
+    port: int = 443
+    project: str = "accounting"
+    token: Optional[Secret] = None  # without it the host certificate is exchanged for a token
+    auth_url: Optional[str] = None  # default https://<host>:8443/v1/service-types/ams/hosts/<host>:authx509
+    max_request_bytes: int = 1_000_000  # the service's limit, base64 payload included
+    batch_size: int = 100  # messages per publish request (fewer when they would exceed max_request_bytes)
+    timeout: Duration = Duration(30)
+    retries: int = 2  # per request, on connection errors and 5xx, with backoff
 
 
 @dataclass
 class Settings(DaemonSettings):
+    """The SSM sender."""
+
     interval: Duration = Duration(300)
     queue_dir: Optional[Path] = None  # defaults to accounting.queue_dir
+    reject_dir: Optional[Path] = None  # default <queue_dir>.reject
+    transport: Literal["stomp", "ams"] = "stomp"
+    destination: str = "/queue/global.accounting.cloud.central"  # STOMP queue or AMS topic
+    # signing and TLS
+    certificate: Path = DEFAULT_CERTIFICATE
+    key: Path = DEFAULT_KEY
+    capath: Path = DEFAULT_CAPATH
+    server_cert: Optional[Path] = None  # encrypt every message for this certificate
+    min_cert_lifetime: Duration = Duration(86400)  # refuse to start when the certificate expires sooner
+    # STOMP
+    brokers: List[str] = field(default_factory=list)  # host:port; empty: discover from the BDII
+    use_ssl: bool = True
+    stomp_version: Literal["1.1", "1.2"] = "1.2"
+    bdii: str = "ldap://lcg-bdii.cern.ch:2170"
+    network: str = "PROD"
+    bdii_timeout: Duration = Duration(30)
+    persistent: bool = True  # ask the broker to store each message before it confirms (``persistent:true``)
+    window: int = 100  # messages sent but not yet confirmed by a receipt
+    receipt_timeout: Duration = Duration(60)
+    connect_timeout: Duration = Duration(20)
+    heartbeat: Duration = Duration(30)  # STOMP heart-beat both ways; 0 disables
+    reconnects: int = 3  # reconnections (over all brokers) within one run before giving up
+    # AMS
+    ams: AmsSettings = field(default_factory=AmsSettings)
+    # queue handling
+    max_message_bytes: int = 0  # 0: no limit of our own (AMS enforces its service limit)
+    stale_lock: Duration = Duration(600)  # a lock older than this (left by another program) is broken
+    watch: bool = True  # drain as soon as new messages appear (short poll of the queue)
+    watch_interval: Duration = Duration(10)
+    max_run_time: Duration = Duration(0)  # 0: until the queue is empty
+
+    def validate(self) -> None:
+        super().validate()
+        for index, broker in enumerate(self.brokers):
+            try:
+                parse_broker(broker)
+            except ValueError as exc:
+                raise ValueError(f"brokers[{index}]: {exc}") from None
+        if not self.destination:
+            raise ValueError("destination: must not be empty")
+        if self.window < 1:
+            raise ValueError("window: must be at least 1")
+        if self.transport == "stomp" and not self.brokers and not self.bdii:
+            raise ValueError("brokers: give brokers or a bdii to discover them from")
+        if self.ams.batch_size < 1:
+            raise ValueError("ams.batch_size: must be at least 1")
 
     def finish(self, config: Any) -> None:
         """Fill defaults that depend on other sections."""
         if self.queue_dir is None and "accounting" in config.daemons:
             self.queue_dir = config.daemons["accounting"].queue_dir
+        if self.queue_dir is None:
+            raise ValueError("queue_dir: required (no accounting section to take it from)")
+
+    def broker_addresses(self) -> List[Tuple[str, int]]:
+        """The configured brokers as (host, port)."""
+        return [parse_broker(broker) for broker in self.brokers]
+
+    @property
+    def reject_path(self) -> Path:
+        assert self.queue_dir is not None
+        return self.reject_dir or self.queue_dir.with_name(self.queue_dir.name + ".reject")
