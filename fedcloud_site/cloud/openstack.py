@@ -1,0 +1,926 @@
+"""The ``openstack`` backend: Keystone v3, Nova, Glance v2, Neutron and Cinder through openstacksdk.
+
+Authentication (``cloud.openstack``): Keystone v3 password or application
+credential, given directly or as a named cloud of a ``clouds.yaml``; project or
+system scope.  Listing every project's VMs needs the ``admin`` role (or a
+system-scoped ``reader``).
+
+Every listing pages with ``limit``/``marker`` (``page_size`` items per call) and
+never makes one HTTP call per VM: ``list_vms`` is one paged pass over the live
+servers plus, with ``active_since``, one paged pass over the servers deleted
+since then (``changes-since``).  Flavours and Keystone users are read once per
+backend instance and cached.  Paging continues until the cloud answers an empty
+page, so a page cut short by the server loses nothing; a page whose body is cut
+or a transient 5xx/connection failure is retried ``retries`` times; 401 (token
+expired or revoked) makes keystoneauth authenticate again.
+
+Nova status -> :class:`VMState` (``NOVA_STATES``):
+
+=====================================================================  ==========
+ACTIVE, REBOOT, HARD_REBOOT, REBUILD, MIGRATING, RESIZE, VERIFY_RESIZE,  running
+REVERT_RESIZE, PASSWORD, RESCUE
+BUILD                                                                  pending
+PAUSED                                                                 paused
+SUSPENDED                                                              suspended
+SHUTOFF, SHELVED, SHELVED_OFFLOADED, SOFT_DELETED                      stopped
+ERROR                                                                  error
+DELETED                                                                deleted
+UNKNOWN and anything else                                              unknown
+=====================================================================  ==========
+
+Users created by this backend carry the Keystone user attribute
+``fedcloud_site_managed: true`` (``MANAGED_ATTRIBUTE``) and keep X.509 DNs and SSH
+keys in the attributes ``x509_dns`` and ``ssh_keys``; users without the marker
+are never updated, disabled or deleted.  Groups are projects: a user's groups
+are the projects where it holds a role (``member_role`` is granted/revoked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Dict, Iterator, List, Literal, Mapping, Optional, Set, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+from ..log import get_logger
+from ..schema import Duration, Secret
+from ..timeutil import iso_utc, parse_time
+from .base import (
+    VM,
+    BadCloudData,
+    Capacity,
+    CloudAuthError,
+    CloudBackend,
+    CloudError,
+    CloudUnavailable,
+    Flavor,
+    FloatingIP,
+    Group,
+    Image,
+    ImageSpec,
+    IPAddress,
+    NotFound,
+    NotSupported,
+    Project,
+    Quota,
+    User,
+    UserSpec,
+    VMState,
+    Volume,
+)
+from .flavor_specs import decode_flavor_specs
+
+log = get_logger(__name__)
+
+#: Nova server status -> backend-neutral state (see the module documentation)
+NOVA_STATES: Dict[str, VMState] = {
+    "ACTIVE": VMState.RUNNING, "REBOOT": VMState.RUNNING, "HARD_REBOOT": VMState.RUNNING,
+    "REBUILD": VMState.RUNNING, "MIGRATING": VMState.RUNNING, "RESIZE": VMState.RUNNING,
+    "VERIFY_RESIZE": VMState.RUNNING, "REVERT_RESIZE": VMState.RUNNING, "PASSWORD": VMState.RUNNING,
+    "RESCUE": VMState.RUNNING,
+    "BUILD": VMState.PENDING,
+    "PAUSED": VMState.PAUSED,
+    "SUSPENDED": VMState.SUSPENDED,
+    "SHUTOFF": VMState.STOPPED, "SHELVED": VMState.STOPPED, "SHELVED_OFFLOADED": VMState.STOPPED,
+    "SOFT_DELETED": VMState.STOPPED,
+    "ERROR": VMState.ERROR,
+    "DELETED": VMState.DELETED,
+    "UNKNOWN": VMState.UNKNOWN,
+}
+
+#: compute microversions: what we ask for at most, and the last one with hypervisor statistics
+COMPUTE_MICROVERSION = (2, 96)
+HYPERVISOR_STATS_MICROVERSION = (2, 87)
+EMBEDDED_FLAVOR_MICROVERSION = (2, 47)
+FLAVOR_EXTRA_SPECS_MICROVERSION = (2, 61)
+VOLUME_MICROVERSION = "3.0"
+
+MANAGED_ATTRIBUTE = "fedcloud_site_managed"
+#: Keystone user attributes that are not user properties
+USER_CORE = {"id", "name", "domain_id", "enabled", "email", "description", "default_project_id", "options", "links",
+             "password_expires_at", "federated", MANAGED_ATTRIBUTE, "x509_dns", "ssh_keys"}
+PROJECT_CORE = {"id", "name", "domain_id", "enabled", "description", "parent_id", "is_domain", "tags", "options",
+                "links"}
+#: Glance image attributes that are not image properties
+IMAGE_CORE = {"id", "name", "status", "visibility", "protected", "os_hidden", "checksum", "os_hash_algo",
+              "os_hash_value", "owner", "size", "virtual_size", "min_ram", "min_disk", "disk_format",
+              "container_format", "created_at", "updated_at", "tags", "self", "file", "schema", "direct_url",
+              "locations", "stores"}
+GLANCE_PATCH = "application/openstack-images-v2.1-json-patch"
+_ID_SEGMENT = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F-]{36}|\d+)$")
+
+
+@dataclass
+class OpenStackSettings:
+    """``cloud.openstack``: how to reach and authenticate to the cloud."""
+
+    auth_url: Optional[str] = None  # Keystone v3, e.g. https://keystone.example.org:5000/v3
+    username: Optional[str] = None
+    password: Optional[Secret] = None
+    application_credential_id: Optional[str] = None
+    application_credential_secret: Optional[Secret] = None
+    user_domain_name: str = "Default"
+    project_domain_name: str = "Default"
+    project_name: Optional[str] = None
+    project_id: Optional[str] = None
+    system_scope: bool = False  # system-scoped token ("all") instead of a project
+    cloud: Optional[str] = None  # a cloud of clouds.yaml instead of the keys above
+    clouds_yaml: Optional[Path] = None  # default: the usual clouds.yaml locations
+    region: Optional[str] = None
+    cacert: Optional[Path] = None
+    verify: bool = True
+    interface: Literal["public", "internal", "admin"] = "public"
+    timeout: Duration = Duration(60)
+    page_size: int = 500
+    retries: int = 2  # per request, for connection failures, 5xx answers and cut bodies
+    retry_delay: Duration = Duration(1)
+    users_domain: str = "default"  # Keystone domain id where managed users are created
+    member_role: str = "member"  # role granted on a project to put a user in that group
+
+    def validate(self) -> None:
+        if self.cloud is None and self.auth_url is None:
+            raise ValueError("give auth_url (with credentials) or cloud (a clouds.yaml entry)")
+        if self.cloud is not None and (self.auth_url or self.username or self.application_credential_id):
+            raise ValueError("give either cloud or auth_url with credentials, not both")
+        if self.clouds_yaml is not None and self.cloud is None:
+            raise ValueError("clouds_yaml needs cloud: the name of the cloud to use from it")
+        if self.cloud is None:
+            app = self.application_credential_id is not None or self.application_credential_secret is not None
+            if app and (self.username or self.password):
+                raise ValueError("give either username/password or application_credential_id/secret, not both")
+            if app and not (self.application_credential_id and self.application_credential_secret):
+                raise ValueError("application_credential_id and application_credential_secret go together")
+            if not app and not (self.username and self.password):
+                raise ValueError("username and password (or password_file) are required without an "
+                                 "application credential")
+            if app and (self.system_scope or self.project_name or self.project_id):
+                raise ValueError("an application credential carries its own scope: drop system_scope/project_*")
+            if self.system_scope and (self.project_name or self.project_id):
+                raise ValueError("give either system_scope or project_name/project_id, not both")
+            if not app and not self.system_scope and not (self.project_name or self.project_id):
+                raise ValueError("give project_name (or project_id) or system_scope: true")
+        if self.page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        if self.retries < 0:
+            raise ValueError("retries cannot be negative")
+
+
+class _RequestCounter:
+    """Counts HTTP requests by method and path template (ids replaced by ``{id}``)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        request = response.request
+        path = urlsplit(request.url).path
+        template = "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
+        self.counts[f"{request.method} {template}"] += 1
+        return response
+
+
+def _parse_version(text: Any) -> Tuple[int, int]:
+    if isinstance(text, tuple):
+        return int(text[0]), int(text[1])
+    major, _, minor = str(text).partition(".")
+    return int(major), int(minor or 0)
+
+
+def _message(response: Any) -> str:
+    """The error text of an OpenStack error answer (any service's format)."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = re.sub(r"<[^>]+>", " ", response.text or "")
+        return " ".join(text.split())[:300] or response.reason or ""
+    if isinstance(body, dict):
+        for value in body.values():
+            if isinstance(value, dict) and "message" in value:
+                return str(value["message"])
+        if "errors" in body and body["errors"]:
+            return str(body["errors"][0].get("detail", ""))
+    return str(body)[:300]
+
+
+class OpenStackBackend(CloudBackend):
+    """OpenStack through openstacksdk (see module docs)."""
+
+    name = "openstack"
+    Settings = OpenStackSettings
+
+    def __init__(self, settings: OpenStackSettings, config: Any = None) -> None:
+        self.settings = settings
+        self._counter = _RequestCounter()
+        self._conn = self._connect(settings)
+        self._conn.session.session.hooks.setdefault("response", []).append(self._counter.hook)
+        self._flavors: Optional[Dict[str, Flavor]] = None
+        self._user_names: Optional[Dict[str, str]] = None
+        self._compute_version: Optional[Tuple[int, int]] = None
+        self._external_networks: Optional[Set[str]] = None
+        self._role_ids: Dict[str, str] = {}
+
+    # -- connection ------------------------------------------------------------------------------
+    @staticmethod
+    def _connect(s: OpenStackSettings) -> Any:
+        import openstack.config
+        import openstack.connection
+
+        common: Dict[str, Any] = {
+            "interface": s.interface, "api_timeout": float(s.timeout), "connect_retries": s.retries,
+            "status_code_retries": s.retries, "retriable_status_codes": [500, 502, 503, 504],
+            "connect_retry_delay": float(s.retry_delay), "status_code_retry_delay": float(s.retry_delay),
+        }
+        if s.region:
+            common["region_name"] = s.region
+        if s.cacert is not None:
+            common["cacert"] = str(s.cacert)
+        if not s.verify:
+            common["verify"] = False
+        try:
+            if s.cloud is not None:
+                files = [str(s.clouds_yaml)] if s.clouds_yaml is not None else None
+                loader = openstack.config.OpenStackConfig(config_files=files, load_envvars=False)
+                region = loader.get_one(cloud=s.cloud, **common)
+                return openstack.connection.Connection(config=region)
+            auth: Dict[str, Any] = {"auth_url": s.auth_url}
+            if s.application_credential_id:
+                common["auth_type"] = "v3applicationcredential"
+                auth.update({"application_credential_id": s.application_credential_id,
+                             "application_credential_secret": str(s.application_credential_secret)})
+            else:
+                common["auth_type"] = "password"
+                auth.update({"username": s.username, "password": str(s.password),
+                             "user_domain_name": s.user_domain_name})
+                if s.system_scope:
+                    auth["system_scope"] = "all"
+                else:
+                    auth["project_domain_name"] = s.project_domain_name
+                    if s.project_id:
+                        auth["project_id"] = s.project_id
+                    else:
+                        auth["project_name"] = s.project_name
+            return openstack.connection.Connection(auth=auth, **common)
+        except Exception as exc:  # noqa: BLE001 - openstack.config raises many kinds for a bad clouds.yaml
+            raise CloudError(f"cannot set up the OpenStack connection: {exc}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
+
+    def request_count(self) -> Mapping[str, Any]:
+        """``{"requests": total, "by_endpoint": {"GET /compute/v2.1/servers/detail": n, ...}}``."""
+        counts = dict(self._counter.counts)
+        return {"requests": sum(counts.values()), "by_endpoint": counts}
+
+    # -- HTTP with error mapping -------------------------------------------------------------------
+    def _proxy(self, service: str) -> Any:
+        return {"compute": self._conn.compute, "image": self._conn.image, "identity": self._conn.identity,
+                "network": self._conn.network, "block-storage": self._conn.block_storage}[service]
+
+    def _call(self, service: str, method: str, path: str, what: str, ok: Tuple[int, ...] = (200,),
+              retry: bool = False, **kwargs: Any) -> Any:
+        """One API request; errors become CloudError subclasses naming ``what``.
+
+        ``retry`` (idempotent reads) also retries bodies cut short and connection failures
+        that keystoneauth does not retry itself.
+        """
+        from keystoneauth1 import exceptions as ksa
+
+        attempts = self.settings.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            try:
+                response = self._proxy(service).request(path, method, **kwargs)
+                if kwargs.get("stream"):
+                    break
+                _ = response.content  # read the whole body now: a cut body fails here
+                break
+            except ksa.EndpointNotFound:
+                raise NotSupported(f"{what}: the cloud has no {service} service in region "
+                                   f"{self.settings.region or 'default'}") from None
+            except ksa.Unauthorized as exc:
+                raise CloudAuthError(f"{what}: Keystone rejected the credentials: {exc}") from None
+            except ksa.Forbidden as exc:
+                raise CloudAuthError(f"{what}: forbidden: {exc}") from None
+            except ksa.HttpError as exc:
+                if exc.http_status and exc.http_status >= 500:
+                    raise CloudUnavailable(f"{what}: Keystone answered {exc.http_status}: {exc}") from None
+                raise CloudAuthError(f"{what}: authentication failed: {exc}") from None
+            except (ksa.ConnectionError, ksa.DiscoveryFailure) as exc:
+                if attempt + 1 < attempts:
+                    log.warning("openstack_retry", what=what, attempt=attempt + 1, error=str(exc)[:200])
+                    time.sleep(float(self.settings.retry_delay))
+                    continue
+                raise CloudUnavailable(f"{what}: cannot reach the cloud: {exc}") from None
+            except ksa.ClientException as exc:
+                raise CloudError(f"{what}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - requests/urllib3 errors while reading a body
+                if attempt + 1 < attempts:
+                    log.warning("openstack_retry", what=what, attempt=attempt + 1, error=str(exc)[:200])
+                    time.sleep(float(self.settings.retry_delay))
+                    continue
+                raise CloudUnavailable(f"{what}: broken answer from the cloud: {exc}") from None
+        status = response.status_code
+        if status in ok:
+            return response
+        message = _message(response)
+        if status == 401:
+            raise CloudAuthError(f"{what}: unauthorized ({message})")
+        if status == 403:
+            raise CloudAuthError(f"{what}: forbidden ({message})")
+        if status == 404:
+            raise NotFound(f"{what}: not found ({message})")
+        if status >= 500:
+            raise CloudUnavailable(f"{what}: the cloud answered {status} ({message})")
+        raise CloudError(f"{what}: the cloud answered {status} ({message})")
+
+    def _json(self, response: Any, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise CloudUnavailable(f"{what}: the answer is not JSON (cut short?)") from None
+
+    def _pages(self, service: str, path: str, params: Mapping[str, Any], key: str, what: str,
+               headers: Optional[Mapping[str, str]] = None, microversion: Optional[str] = None,
+               page_size: Optional[int] = None) -> Iterator[Dict[str, Any]]:
+        """Items of a paged collection, following markers until the cloud answers an empty page."""
+        limit = page_size or self.settings.page_size
+        query: Dict[str, Any] = dict(params, limit=limit)
+        extra: Dict[str, Any] = {}
+        if headers:
+            extra["headers"] = dict(headers)
+        if microversion:
+            extra["microversion"] = microversion
+        seen: Set[str] = set()
+        while True:
+            body = self._json(self._call(service, "GET", path, what, params=query, retry=True, **extra), what)
+            items = body.get(key) if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise BadCloudData(f"{what}: the answer has no '{key}' list")
+            if not items:
+                return
+            fresh = 0
+            for item in items:
+                if not isinstance(item, dict) or "id" not in item:
+                    raise BadCloudData(f"{what}: an item without id: {str(item)[:200]}")
+                if item["id"] in seen:
+                    continue
+                seen.add(item["id"])
+                fresh += 1
+                yield item
+            if fresh == 0:
+                raise BadCloudData(f"{what}: the cloud repeats the same page after marker {query.get('marker')}")
+            next_marker = self._next_marker(body, key) or items[-1]["id"]
+            if len(items) < limit:
+                log.debug("openstack_short_page", what=what, got=len(items), limit=limit)
+            query["marker"] = next_marker
+
+    @staticmethod
+    def _next_marker(body: Mapping[str, Any], key: str) -> Optional[str]:
+        href = body.get("next") if isinstance(body.get("next"), str) else None
+        links = body.get(f"{key}_links") or body.get("links") or []
+        if isinstance(links, list):
+            for link in links:
+                if isinstance(link, dict) and link.get("rel") == "next":
+                    href = link.get("href")
+        if not href:
+            return None
+        marker = parse_qs(urlsplit(str(href)).query).get("marker")
+        return marker[-1] if marker else None
+
+    # -- microversions -----------------------------------------------------------------------------
+    def _compute_max(self) -> Tuple[int, int]:
+        if self._compute_version is None:
+            from keystoneauth1 import exceptions as ksa
+
+            try:
+                data = self._conn.compute.get_endpoint_data()
+            except ksa.Unauthorized as exc:
+                raise CloudAuthError(f"compute discovery: Keystone rejected the credentials: {exc}") from None
+            except (ksa.ConnectionError, ksa.DiscoveryFailure) as exc:
+                raise CloudUnavailable(f"compute discovery: cannot reach the cloud: {exc}") from None
+            except ksa.ClientException as exc:
+                raise CloudError(f"compute discovery: {exc}") from None
+            if data is None:
+                raise NotSupported("the cloud has no compute service")
+            maximum = data.max_microversion
+            self._compute_version = _parse_version(maximum) if maximum else (2, 1)
+        return self._compute_version
+
+    def _compute_microversion(self, wanted: Tuple[int, int] = COMPUTE_MICROVERSION) -> str:
+        version = min(self._compute_max(), wanted)
+        return f"{version[0]}.{version[1]}"
+
+    # -- projects, flavours, capacity ----------------------------------------------------------------
+    def _project(self, raw: Mapping[str, Any]) -> Project:
+        props = {str(k): str(v) for k, v in raw.items() if k not in PROJECT_CORE and v is not None}
+        tags = raw.get("tags") or []
+        if tags:
+            props["tags"] = ",".join(str(t) for t in tags)
+        return Project(id=str(raw["id"]), name=str(raw.get("name") or raw["id"]),
+                       enabled=bool(raw.get("enabled", True)), domain=raw.get("domain_id"),
+                       description=str(raw.get("description") or ""), properties=props)
+
+    def list_projects(self) -> Iterator[Project]:
+        """All projects (admin), else the projects the credentials' user has a role on."""
+        try:
+            body = self._json(self._call("identity", "GET", "/projects", "list projects", retry=True),
+                              "list projects")
+        except CloudAuthError:
+            body = self._json(self._call("identity", "GET", "/auth/projects", "list own projects", retry=True),
+                              "list own projects")
+        if body.get("truncated"):
+            raise BadCloudData("list projects: Keystone truncated the list (its list_limit is lower than the number "
+                               "of projects); raise list_limit in keystone.conf")
+        for raw in body.get("projects") or []:
+            yield self._project(raw)
+
+    def list_groups(self) -> Iterator[Group]:
+        """Groups are projects."""
+        for project in self.list_projects():
+            yield Group(id=project.id, name=project.name)
+
+    def _load_flavors(self) -> Dict[str, Flavor]:
+        if self._flavors is None:
+            version = min(self._compute_max(), COMPUTE_MICROVERSION)
+            embedded_specs = version >= FLAVOR_EXTRA_SPECS_MICROVERSION
+            flavors: Dict[str, Flavor] = {}
+            for raw in self._pages("compute", "/flavors/detail", {"is_public": "None"}, "flavors", "list flavors",
+                                   microversion=f"{version[0]}.{version[1]}"):
+                specs = raw.get("extra_specs") if embedded_specs else None
+                if specs is None:
+                    specs = self._json(self._call("compute", "GET", f"/flavors/{raw['id']}/os-extra_specs",
+                                                  f"flavor {raw['id']} extra specs", retry=True),
+                                       "extra specs").get("extra_specs", {})
+                flavors[str(raw["id"])] = self._flavor(raw, specs)
+            self._flavors = flavors
+        return self._flavors
+
+    @staticmethod
+    def _flavor(raw: Mapping[str, Any], specs: Mapping[str, Any]) -> Flavor:
+        where = f"flavor {raw.get('id')}"
+        try:
+            str_specs = {str(k): str(v) for k, v in (specs or {}).items()}
+            accelerator, bench_type, bench_value = decode_flavor_specs(str_specs)
+            return Flavor(id=str(raw["id"]), name=str(raw.get("name") or raw["id"]), vcpus=float(raw["vcpus"]),
+                          ram_mb=int(raw["ram"]), disk_gb=int(raw.get("disk") or 0),
+                          ephemeral_gb=int(raw.get("OS-FLV-EXT-DATA:ephemeral") or 0),
+                          public=bool(raw.get("os-flavor-access:is_public", True)), extra_specs=str_specs,
+                          accelerator=accelerator, benchmark_type=bench_type, benchmark_value=bench_value)
+        except KeyError as exc:
+            raise BadCloudData(f"{where}: missing {exc.args[0]}") from None
+        except (TypeError, ValueError) as exc:
+            raise BadCloudData(f"{where}: {exc}") from None
+
+    def list_flavors(self) -> Iterator[Flavor]:
+        yield from self._load_flavors().values()
+
+    def capacity(self) -> Capacity:
+        """Sums over the hypervisors (compute API at microversion 2.87, the last one with their statistics)."""
+        version = self._compute_microversion(HYPERVISOR_STATS_MICROVERSION)
+        total = Counter[str]()
+        hypervisor_type = hypervisor_version = None
+        found = False
+        for raw in self._pages("compute", "/os-hypervisors/detail", {}, "hypervisors", "list hypervisors",
+                               microversion=version):
+            found = True
+            for key in ("vcpus", "vcpus_used", "memory_mb", "memory_mb_used", "running_vms"):
+                if isinstance(raw.get(key), int):
+                    total[key] += raw[key]
+            hypervisor_type = hypervisor_type or raw.get("hypervisor_type")
+            if hypervisor_version is None and isinstance(raw.get("hypervisor_version"), int):
+                v = raw["hypervisor_version"]
+                hypervisor_version = f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
+        if not found:
+            return Capacity()
+        return Capacity(total_vcpus=total["vcpus"], used_vcpus=total["vcpus_used"], total_ram_mb=total["memory_mb"],
+                        used_ram_mb=total["memory_mb_used"], running_vms=total["running_vms"],
+                        hypervisor=hypervisor_type, hypervisor_version=hypervisor_version)
+
+    def quota(self, project_id: str) -> Quota:
+        body = self._json(self._call("compute", "GET", f"/os-quota-sets/{project_id}", f"quota of {project_id}",
+                                     retry=True), "quota")
+        quota = body.get("quota_set") or {}
+
+        def limit(key: str) -> Optional[int]:
+            value = quota.get(key)
+            return None if value is None or value < 0 else int(value)
+
+        return Quota(instances=limit("instances"), cores=limit("cores"), ram_mb=limit("ram"))
+
+    # -- VMs ----------------------------------------------------------------------------------------------
+    def _load_user_names(self) -> Dict[str, str]:
+        if self._user_names is None:
+            try:
+                self._user_names = {u["id"]: u["name"] for u in self._list_keystone_users()}
+            except CloudAuthError as exc:
+                log.warning("openstack_user_names_unavailable", error=str(exc))
+                self._user_names = {}
+        return self._user_names
+
+    def _external_network_names(self) -> Set[str]:
+        if self._external_networks is None:
+            try:
+                self._external_networks = {
+                    str(n.get("name")) for n in self._pages("network", "/networks", {"router:external": "True"},
+                                                             "networks", "list external networks")}
+            except (NotSupported, CloudAuthError):
+                self._external_networks = set()
+        return self._external_networks
+
+    def _server_pages(self, params: Mapping[str, Any], what: str) -> Iterator[Dict[str, Any]]:
+        yield from self._pages("compute", "/servers/detail", params, "servers", what,
+                               microversion=self._compute_microversion())
+
+    def list_vms(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[VM]:
+        """Live servers (one paged pass) + with ``active_since`` the servers deleted since then (another)."""
+        base: Dict[str, Any] = {"all_tenants": "True"}
+        if project_id is not None:
+            base["project_id"] = project_id
+        scope = f"project {project_id}" if project_id else "all projects"
+        flavors = self._load_flavors()
+        by_name = {f.name: f for f in flavors.values()}
+        users = self._load_user_names()
+        public_nets = self._external_network_names()
+        for raw in self._server_pages(base, f"list servers of {scope}"):
+            vm = self._vm(raw, flavors, by_name, users, public_nets)
+            if vm.state is not VMState.DELETED:
+                yield vm
+        if active_since is None:
+            return
+        since = dict(base, **{"changes-since": iso_utc(active_since), "deleted": "True"})
+        for raw in self._server_pages(since, f"list servers of {scope} deleted since {iso_utc(active_since)}"):
+            if str(raw.get("status", "")).upper() != "DELETED":
+                continue  # clouds that ignore "deleted" also return live servers, seen above
+            vm = self._vm(raw, flavors, by_name, users, public_nets)
+            if vm.ended_at is None or vm.ended_at >= active_since:
+                yield vm
+
+    def _vm(self, raw: Mapping[str, Any], flavors: Mapping[str, Flavor], by_name: Mapping[str, Flavor],
+            users: Mapping[str, str], public_nets: Set[str]) -> VM:
+        server_id = str(raw.get("id"))
+        where = f"server {server_id}"
+
+        def when(key: str, required: bool = False) -> Optional[datetime]:
+            value = raw.get(key)
+            if value in (None, ""):
+                if required:
+                    raise BadCloudData(f"{where}: missing {key}")
+                return None
+            try:
+                return parse_time(value)
+            except ValueError:
+                raise BadCloudData(f"{where}: {key} is not a time: {value!r}") from None
+
+        status = str(raw.get("status") or "UNKNOWN").upper()
+        state = NOVA_STATES.get(status, VMState.UNKNOWN)
+        created = when("created", required=True)
+        assert created is not None
+        updated = when("updated")
+        ended = when("OS-SRV-USG:terminated_at") or (updated if state is VMState.DELETED else None)
+        flavor_raw = raw.get("flavor")
+        if not isinstance(flavor_raw, dict):
+            raise BadCloudData(f"{where}: flavor is not an object: {flavor_raw!r}")
+        known: Optional[Flavor]
+        try:
+            if "vcpus" in flavor_raw:  # embedded (microversion >= 2.47)
+                known = by_name.get(str(flavor_raw.get("original_name")))
+                specs = {str(k): str(v) for k, v in (flavor_raw.get("extra_specs") or {}).items()}
+                accelerator, bench_type, bench_value = decode_flavor_specs(specs)
+                vcpus, ram = float(flavor_raw["vcpus"]), int(flavor_raw["ram"])
+                disk = int(flavor_raw.get("disk") or 0) + int(flavor_raw.get("ephemeral") or 0)
+            else:
+                known = flavors.get(str(flavor_raw.get("id")))
+                accelerator = known.accelerator if known else None
+                bench_type = known.benchmark_type if known else None
+                bench_value = known.benchmark_value if known else None
+                vcpus = known.vcpus if known else 0.0
+                ram = known.ram_mb if known else 0
+                disk = (known.disk_gb + known.ephemeral_gb) if known else 0
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadCloudData(f"{where}: bad flavor {flavor_raw!r}: {exc}") from None
+        image = raw.get("image")
+        image_id = str(image["id"]) if isinstance(image, dict) and image.get("id") else None
+        addresses: List[IPAddress] = []
+        for network, entries in (raw.get("addresses") or {}).items():
+            for entry in entries or []:
+                try:
+                    address = ipaddress.ip_address(str(entry["addr"]))
+                except (KeyError, TypeError, ValueError):
+                    raise BadCloudData(f"{where}: bad address {entry!r} on network {network}") from None
+                floating = entry.get("OS-EXT-IPS:type") == "floating"
+                public = floating or network in public_nets or address.is_global
+                addresses.append(IPAddress(address=str(address), version=address.version, floating=floating,
+                                           public=public))
+        user_id = str(raw.get("user_id") or "")
+        project = raw.get("tenant_id") or raw.get("project_id")
+        if not project:
+            raise BadCloudData(f"{where}: missing tenant_id")
+        return VM(id=server_id, name=str(raw.get("name") or server_id), project_id=str(project), user_id=user_id,
+                  state=state, status=status, created_at=created, ended_at=ended if state is VMState.DELETED else None,
+                  updated_at=updated, flavor_id=known.id if known else (str(flavor_raw["id"]) if "id" in flavor_raw
+                                                                      else None),
+                  vcpus=vcpus, ram_mb=ram, disk_gb=disk, image_id=image_id,
+                  host=raw.get("OS-EXT-SRV-ATTR:host"), user_name=users.get(user_id), addresses=tuple(addresses),
+                  accelerator=accelerator, benchmark_type=bench_type, benchmark_value=bench_value)
+
+    def image_in_use(self, image_id: str) -> Optional[bool]:
+        """One request: any live server of any project booted from the image."""
+        body = self._json(self._call("compute", "GET", "/servers", f"servers using image {image_id}", retry=True,
+                                     params={"all_tenants": "True", "image": image_id, "limit": 1}), "servers")
+        return bool(body.get("servers"))
+
+    # -- floating IPs and volumes ---------------------------------------------------------------------
+    def list_floating_ips(self, project_id: Optional[str] = None) -> Iterator[FloatingIP]:
+        params = {"project_id": project_id} if project_id else {}
+        try:
+            items = list(self._pages("network", "/floatingips", params, "floatingips", "list floating IPs"))
+        except NotSupported:
+            return
+        for raw in items:
+            where = f"floating IP {raw.get('id')}"
+            try:
+                address = ipaddress.ip_address(str(raw["floating_ip_address"]))
+                created = parse_time(raw["created_at"]) if raw.get("created_at") else None
+            except (KeyError, ValueError) as exc:
+                raise BadCloudData(f"{where}: {exc}") from None
+            yield FloatingIP(id=str(raw["id"]), address=str(address), version=address.version,
+                             project_id=str(raw.get("project_id") or raw.get("tenant_id") or ""), user_id=None,
+                             created_at=created, attached=raw.get("port_id") is not None)
+
+    def list_volumes(self, project_id: Optional[str] = None,
+                     active_since: Optional[datetime] = None) -> Iterator[Volume]:
+        params: Dict[str, Any] = {"all_tenants": "True"}
+        if project_id:
+            params["project_id"] = project_id
+        if active_since is not None:
+            params["changes-since"] = iso_utc(active_since)
+        try:
+            for raw in self._pages("block-storage", "/volumes/detail", params, "volumes", "list volumes",
+                                   microversion=VOLUME_MICROVERSION):
+                yield self._volume(raw, project_id)
+        except NotSupported:
+            return
+
+    def _volume(self, raw: Mapping[str, Any], project_id: Optional[str]) -> Volume:
+        where = f"volume {raw.get('id')}"
+        try:
+            created = parse_time(raw["created_at"])
+            updated = parse_time(raw["updated_at"]) if raw.get("updated_at") else None
+            status = str(raw.get("status") or "")
+            project = raw.get("os-vol-tenant-attr:tenant_id") or project_id or ""
+            return Volume(id=str(raw["id"]), name=str(raw.get("name") or raw["id"]), project_id=str(project),
+                          user_id=raw.get("user_id"), size_gb=int(raw["size"]), status=status, created_at=created,
+                          deleted_at=updated if status == "deleted" else None, updated_at=updated)
+        except KeyError as exc:
+            raise BadCloudData(f"{where}: missing {exc.args[0]}") from None
+        except (TypeError, ValueError) as exc:
+            raise BadCloudData(f"{where}: {exc}") from None
+
+    # -- images -------------------------------------------------------------------------------------------
+    def _image(self, raw: Mapping[str, Any], members: Tuple[str, ...] = ()) -> Image:
+        where = f"image {raw.get('id')}"
+        try:
+            return Image(
+                id=str(raw["id"]), name=str(raw.get("name") or ""), owner=raw.get("owner"),
+                status=str(raw.get("status") or ""), visibility=str(raw.get("visibility") or "private"),
+                disk_format=raw.get("disk_format"), container_format=raw.get("container_format"),
+                size=raw.get("size"), checksum=raw.get("checksum"), min_ram_mb=int(raw.get("min_ram") or 0),
+                min_disk_gb=int(raw.get("min_disk") or 0),
+                created_at=parse_time(raw["created_at"]) if raw.get("created_at") else None,
+                updated_at=parse_time(raw["updated_at"]) if raw.get("updated_at") else None,
+                properties={str(k): str(v) for k, v in raw.items() if k not in IMAGE_CORE and v is not None},
+                members=members)
+        except KeyError as exc:
+            raise BadCloudData(f"{where}: missing {exc.args[0]}") from None
+        except (TypeError, ValueError) as exc:
+            raise BadCloudData(f"{where}: {exc}") from None
+
+    def _members(self, raw: Mapping[str, Any]) -> Tuple[str, ...]:
+        if raw.get("visibility") != "shared":
+            return ()
+        body = self._json(self._call("image", "GET", f"/images/{raw['id']}/members",
+                                     f"members of image {raw['id']}", retry=True), "members")
+        return tuple(str(m["member_id"]) for m in body.get("members") or [] if m.get("status") == "accepted")
+
+    def list_images(self, owner: Optional[str] = None) -> Iterator[Image]:
+        """Images (paged); members are read for shared images only (one request each)."""
+        params = {"owner": owner} if owner else {}
+        for raw in self._pages("image", "/images", params, "images", "list images"):
+            yield self._image(raw, self._members(raw))
+
+    def get_image(self, image_id: str) -> Image:
+        raw = self._json(self._call("image", "GET", f"/images/{image_id}", f"image {image_id}", retry=True),
+                         "image")
+        return self._image(raw, self._members(raw))
+
+    def create_image(self, spec: ImageSpec, data: BinaryIO) -> Image:
+        """Create, stream the bytes, check size and MD5 against what was sent, share; delete it on failure."""
+        body: Dict[str, Any] = {"name": spec.name, "disk_format": spec.disk_format,
+                                "container_format": spec.container_format, "visibility": spec.visibility,
+                                "min_ram": spec.min_ram_mb, "min_disk": spec.min_disk_gb}
+        if spec.owner:
+            body["owner"] = spec.owner
+        body.update({str(k): str(v) for k, v in spec.properties.items()})
+        raw = self._json(self._call("image", "POST", "/images", f"create image {spec.name!r}", ok=(201,),
+                                    json=body), "create image")
+        image_id = str(raw["id"])
+        try:
+            digest = hashlib.md5(usedforsecurity=False)
+            sent = 0
+
+            def chunks() -> Iterator[bytes]:
+                nonlocal sent
+                for chunk in iter(lambda: data.read(1 << 20), b""):
+                    digest.update(chunk)
+                    sent += len(chunk)
+                    yield chunk
+
+            self._call("image", "PUT", f"/images/{image_id}/file", f"upload image {image_id}", ok=(204,),
+                       data=chunks(), headers={"Content-Type": "application/octet-stream"})
+            stored = self.get_image(image_id)
+            if stored.status != "active" or stored.size != sent or (stored.checksum and
+                                                                    stored.checksum != digest.hexdigest()):
+                raise BadCloudData(f"image {image_id}: upload check failed (status {stored.status}, size "
+                                   f"{stored.size} for {sent} bytes sent, checksum {stored.checksum})")
+            for project in spec.share_with:
+                self.share_image(image_id, project)
+        except BaseException:
+            with contextlib.suppress(CloudError):
+                self.delete_image(image_id)
+            raise
+        return self.get_image(image_id)
+
+    def share_image(self, image_id: str, project_id: str) -> None:
+        """Make a shared image visible to a project (member added and accepted)."""
+        try:
+            self._call("image", "POST", f"/images/{image_id}/members", f"share image {image_id}",
+                       json={"member": project_id})
+        except CloudError as exc:
+            if "already exists" not in str(exc) and "409" not in str(exc):
+                raise
+        self._call("image", "PUT", f"/images/{image_id}/members/{project_id}",
+                   f"accept image {image_id} for {project_id}", json={"status": "accepted"})
+
+    def unshare_image(self, image_id: str, project_id: str) -> None:
+        self._call("image", "DELETE", f"/images/{image_id}/members/{project_id}",
+                   f"unshare image {image_id}", ok=(204,))
+
+    def iter_image_data(self, image_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The image's bytes, streamed."""
+        response = self._call("image", "GET", f"/images/{image_id}/file", f"download image {image_id}",
+                              ok=(200, 204), stream=True)
+        try:
+            yield from response.iter_content(chunk_size)
+        finally:
+            response.close()
+
+    def update_image(self, image_id: str, properties: Mapping[str, Optional[str]], name: Optional[str] = None,
+                     visibility: Optional[str] = None) -> Image:
+        current = self.get_image(image_id)
+        ops: List[Dict[str, Any]] = []
+        for key, value in properties.items():
+            if key in IMAGE_CORE:
+                raise CloudError(f"image {image_id}: {key} is not a custom property")
+            if value is None:
+                if key in current.properties:
+                    ops.append({"op": "remove", "path": f"/{key}"})
+            else:
+                ops.append({"op": "add", "path": f"/{key}", "value": str(value)})
+        if name is not None:
+            ops.append({"op": "replace", "path": "/name", "value": name})
+        if visibility is not None:
+            ops.append({"op": "replace", "path": "/visibility", "value": visibility})
+        if not ops:
+            return current
+        raw = self._json(self._call("image", "PATCH", f"/images/{image_id}", f"update image {image_id}",
+                                    json=ops, headers={"Content-Type": GLANCE_PATCH}), "update image")
+        return self._image(raw, self._members(raw))
+
+    def set_image_active(self, image_id: str, active: bool) -> None:
+        action = "reactivate" if active else "deactivate"
+        self._call("image", "POST", f"/images/{image_id}/actions/{action}", f"{action} image {image_id}",
+                   ok=(204,))
+
+    def delete_image(self, image_id: str) -> None:
+        try:
+            self._call("image", "DELETE", f"/images/{image_id}", f"delete image {image_id}", ok=(204,))
+        except CloudAuthError as exc:
+            raise CloudError(f"image {image_id} cannot be deleted (protected or not ours): {exc}") from None
+
+    # -- users ------------------------------------------------------------------------------------------
+    def _list_keystone_users(self) -> List[Dict[str, Any]]:
+        body = self._json(self._call("identity", "GET", "/users", "list users", retry=True), "list users")
+        if body.get("truncated"):
+            raise BadCloudData("list users: Keystone truncated the list (list_limit); raise list_limit")
+        return list(body.get("users") or [])
+
+    def _user_groups(self, user_id: Optional[str] = None) -> Dict[str, List[str]]:
+        params = {"user.id": user_id} if user_id else {}
+        body = self._json(self._call("identity", "GET", "/role_assignments", "list role assignments", retry=True,
+                                     params=params), "role assignments")
+        groups: Dict[str, List[str]] = {}
+        for a in body.get("role_assignments") or []:
+            project = ((a.get("scope") or {}).get("project") or {}).get("id")
+            user = (a.get("user") or {}).get("id")
+            if project and user and project not in groups.setdefault(user, []):
+                groups[user].append(project)
+        return groups
+
+    @staticmethod
+    def _user(raw: Mapping[str, Any], groups: List[str]) -> User:
+        props = {str(k): str(v) for k, v in raw.items() if k not in USER_CORE and v is not None}
+        if raw.get(MANAGED_ATTRIBUTE):
+            props[MANAGED_ATTRIBUTE] = "true"
+        return User(id=str(raw["id"]), name=str(raw["name"]), email=raw.get("email"),
+                    display_name=raw.get("description"), enabled=bool(raw.get("enabled", True)),
+                    groups=tuple(groups), x509_dns=tuple(raw.get("x509_dns") or ()),
+                    ssh_keys=tuple(raw.get("ssh_keys") or ()), properties=props)
+
+    def list_users(self) -> Iterator[User]:
+        """Keystone users with their projects (one users call and one role-assignments call)."""
+        users = self._list_keystone_users()
+        groups = self._user_groups()
+        for raw in users:
+            yield self._user(raw, groups.get(str(raw["id"]), []))
+
+    def _get_user_raw(self, user_id: str) -> Dict[str, Any]:
+        body = self._json(self._call("identity", "GET", f"/users/{user_id}", f"user {user_id}", retry=True), "user")
+        return dict(body.get("user") or {})
+
+    def _role_id(self, name: str) -> str:
+        if name not in self._role_ids:
+            body = self._json(self._call("identity", "GET", "/roles", f"role {name}", retry=True,
+                                         params={"name": name}), "roles")
+            roles = body.get("roles") or []
+            if not roles:
+                raise CloudError(f"Keystone has no role named {name!r} (cloud.openstack.member_role)")
+            self._role_ids[name] = str(roles[0]["id"])
+        return self._role_ids[name]
+
+    def _user_body(self, spec: UserSpec, previous: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+        body: Dict[str, Any] = {"name": spec.name, "enabled": spec.enabled, "email": spec.email,
+                                "description": spec.display_name, MANAGED_ATTRIBUTE: True,
+                                "x509_dns": list(spec.x509_dns), "ssh_keys": list(spec.ssh_keys)}
+        for key in (previous or {}):
+            if key not in USER_CORE and key not in spec.properties:
+                body[key] = None  # a property no longer wanted
+        body.update({str(k): str(v) for k, v in spec.properties.items()})
+        return body
+
+    def _set_groups(self, user_id: str, wanted: List[str], current: List[str]) -> None:
+        role = self._role_id(self.settings.member_role)
+        for project in wanted:
+            if project not in current:
+                self._call("identity", "PUT", f"/projects/{project}/users/{user_id}/roles/{role}",
+                           f"add user {user_id} to project {project}", ok=(200, 201, 204))
+        for project in current:
+            if project not in wanted:
+                try:
+                    self._call("identity", "DELETE", f"/projects/{project}/users/{user_id}/roles/{role}",
+                               f"remove user {user_id} from project {project}", ok=(204,))
+                except NotFound:
+                    pass  # another role than ours: not a membership we manage
+
+    def create_user(self, spec: UserSpec) -> User:
+        body = self._user_body(spec)
+        body["domain_id"] = self.settings.users_domain
+        raw = self._json(self._call("identity", "POST", "/users", f"create user {spec.name!r}", ok=(201,),
+                                    json={"user": body}), "create user")["user"]
+        self._set_groups(str(raw["id"]), list(spec.groups), [])
+        self._user_names = None
+        return self._user(raw, list(spec.groups))
+
+    def _managed(self, user_id: str) -> Dict[str, Any]:
+        raw = self._get_user_raw(user_id)
+        if not raw.get(MANAGED_ATTRIBUTE):
+            raise CloudError(f"user {user_id} ({raw.get('name')}) is not managed by fedcloud-site "
+                             f"(no {MANAGED_ATTRIBUTE} attribute): not touching it")
+        return raw
+
+    def update_user(self, user_id: str, spec: UserSpec) -> User:
+        previous = self._managed(user_id)
+        raw = self._json(self._call("identity", "PATCH", f"/users/{user_id}", f"update user {user_id}",
+                                    json={"user": self._user_body(spec, previous)}), "update user")["user"]
+        current = self._user_groups(user_id).get(user_id, [])
+        self._set_groups(user_id, list(spec.groups), current)
+        return self._user(raw, list(spec.groups))
+
+    def set_user_enabled(self, user_id: str, enabled: bool) -> None:
+        self._managed(user_id)
+        self._call("identity", "PATCH", f"/users/{user_id}", f"{'enable' if enabled else 'disable'} user {user_id}",
+                   json={"user": {"enabled": enabled}})
+
+    def delete_user(self, user_id: str) -> None:
+        self._managed(user_id)
+        self._call("identity", "DELETE", f"/users/{user_id}", f"delete user {user_id}", ok=(204,))
+        self._user_names = None
+
+
+__all__ = ["NOVA_STATES", "OpenStackBackend", "OpenStackSettings", "MANAGED_ATTRIBUTE"]
