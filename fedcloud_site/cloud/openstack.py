@@ -281,8 +281,7 @@ class OpenStackBackend(CloudBackend):
 
     # -- HTTP with error mapping -------------------------------------------------------------------
     def _proxy(self, service: str) -> Any:
-        return {"compute": self._conn.compute, "image": self._conn.image, "identity": self._conn.identity,
-                "network": self._conn.network, "block-storage": self._conn.block_storage}[service]
+        return getattr(self._conn, service.replace("-", "_"))
 
     def _call(self, service: str, method: str, path: str, what: str, ok: Tuple[int, ...] = (200,),
               retry: bool = False, **kwargs: Any) -> Any:
