@@ -1,0 +1,272 @@
+"""A static file server for image lists and images, on 127.0.0.1, for tests and benchmarks.
+
+Unlike :class:`~fedcloud_site.testing.http.SimServer` it streams files (``sendfile``) of any size and speaks
+the parts of HTTP a subscriber depends on: ``Range`` (206 / 416), ``ETag`` / ``Last-Modified`` with
+``If-None-Match`` / ``If-Modified-Since`` (304), optional basic auth. Faults for the next N requests of a
+path: drop the connection after some bytes, serve wrong bytes, throttle, answer a status, ignore ``Range``.
+Every request is recorded (path, method, headers, status).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+@dataclass
+class Fault:
+    """Applied to the next ``count`` GETs of a path."""
+
+    kind: str  # "drop" (after ``after`` bytes), "corrupt", "throttle" (``rate`` bytes/s), "status", "no-range"
+    count: int = 1
+    after: int = 0
+    rate: int = 0
+    status: int = 503
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: Dict[str, str]
+    status: int = 0
+
+
+@dataclass
+class _Item:
+    path: Path
+    etag: str
+    mtime: float
+    faults: List[Fault] = field(default_factory=list)
+
+
+class ImageServer:
+    """Serve files under URL paths; ``put`` adds or replaces one (new ETag/Last-Modified)."""
+
+    def __init__(self, host: str = "127.0.0.1", ssl_context: Optional[ssl.SSLContext] = None,
+                 token: Optional[str] = None) -> None:
+        if host not in ("127.0.0.1", "::1"):
+            raise ValueError("test servers only listen on loopback addresses")
+        self.host = host
+        self.port = 0
+        self.ssl_context = ssl_context
+        self.token = token
+        self.items: Dict[str, _Item] = {}
+        self.seen: List[Seen] = []
+        self._lock = threading.Lock()
+        self._httpd: Optional[ThreadingHTTPServer] = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    def put(self, url_path: str, source: Union[Path, bytes], directory: Optional[Path] = None) -> str:
+        """Serve ``source`` (a file, or bytes written to ``directory``) at ``url_path``; returns its URL."""
+        if isinstance(source, bytes):
+            if directory is None:
+                raise ValueError("bytes need a directory to be stored in")
+            directory.mkdir(parents=True, exist_ok=True)
+            target = directory / url_path.strip("/").replace("/", "_")
+            target.write_bytes(source)
+            source = target
+        stat = source.stat()
+        etag = '"' + hashlib.sha1(f"{source}:{stat.st_mtime_ns}:{stat.st_size}".encode()).hexdigest()[:16] + '"'
+        with self._lock:
+            old = self.items.get(url_path)
+            mtime = stat.st_mtime if old is None or stat.st_mtime > old.mtime else old.mtime + 1
+            self.items[url_path] = _Item(source, etag, mtime, old.faults if old else [])
+        return self.url + url_path
+
+    def remove(self, url_path: str) -> None:
+        with self._lock:
+            self.items.pop(url_path, None)
+
+    def inject(self, url_path: str, fault: Fault) -> None:
+        with self._lock:
+            self.items[url_path].faults.append(fault)
+
+    def requests_for(self, url_path: str) -> List[Seen]:
+        with self._lock:
+            return [s for s in self.seen if s.path == url_path]
+
+    def _take_fault(self, item: _Item) -> Optional[Fault]:
+        with self._lock:
+            for fault in item.faults:
+                if fault.count > 0:
+                    fault.count -= 1
+                    if fault.count == 0:
+                        item.faults.remove(fault)
+                    return fault
+        return None
+
+    def start(self) -> ImageServer:
+        server = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+            def _finish(self, seen: Seen, status: int, headers: Dict[str, str], body: bytes = b"") -> None:
+                seen.status = status
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body and self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                seen = Seen(self.command, self.path.split("?")[0], dict(self.headers.items()))
+                with server._lock:
+                    server.seen.append(seen)
+                    item = server.items.get(seen.path)
+                if server.token is not None:
+                    expected = "Basic " + base64.b64encode(f"{server.token}:x-oauth-basic".encode()).decode()
+                    if self.headers.get("Authorization") != expected:
+                        self._finish(seen, 401, {"WWW-Authenticate": 'Basic realm="images"'})
+                        return
+                if item is None:
+                    self._finish(seen, 404, {})
+                    return
+                fault = server._take_fault(item) if self.command == "GET" else None
+                if fault is not None and fault.kind == "status":
+                    self._finish(seen, fault.status, {})
+                    return
+                size = item.path.stat().st_size
+                validators = {"ETag": item.etag, "Last-Modified": formatdate(item.mtime, usegmt=True),
+                              "Accept-Ranges": "bytes"}
+                if self._not_modified(item):
+                    self._finish(seen, 304, validators)
+                    return
+                start, end = 0, size - 1
+                status = 200
+                wanted = self.headers.get("Range")
+                if wanted and not (fault is not None and fault.kind == "no-range"):
+                    match = _RANGE.match(wanted.strip())
+                    if not match or int(match.group(1)) >= size:
+                        self._finish(seen, 416, {"Content-Range": f"bytes */{size}"})
+                        return
+                    start = int(match.group(1))
+                    end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+                    status = 206
+                    validators["Content-Range"] = f"bytes {start}-{end}/{size}"
+                length = end - start + 1
+                seen.status = status
+                self.send_response(status)
+                for key, value in validators.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                self.wfile.flush()
+                try:
+                    self._send_body(item.path, start, length, fault)
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                    self.close_connection = True
+
+            do_HEAD = do_GET  # noqa: N815
+
+            def _not_modified(self, item: _Item) -> bool:
+                if_none = self.headers.get("If-None-Match")
+                if if_none is not None:
+                    return if_none.strip() == item.etag
+                since = self.headers.get("If-Modified-Since")
+                if since:
+                    try:
+                        return parsedate_to_datetime(since).timestamp() >= int(item.mtime)
+                    except (TypeError, ValueError):
+                        return False
+                return False
+
+            def _send_body(self, path: Path, start: int, length: int, fault: Optional[Fault]) -> None:
+                with open(path, "rb") as source:
+                    if fault is None and server.ssl_context is None:
+                        self.connection.sendfile(source, offset=start, count=length)
+                        return
+                    source.seek(start)
+                    sent = 0
+                    limit = fault.after if fault is not None and fault.kind == "drop" else length
+                    throttled = fault is not None and fault.kind == "throttle" and fault.rate > 0
+                    step = max(fault.rate // 20, 1) if fault is not None and throttled else 256 * 1024
+                    while sent < min(length, limit):
+                        chunk = source.read(min(step, min(length, limit) - sent))
+                        if not chunk:
+                            break
+                        if fault is not None and fault.kind == "corrupt" and sent == 0:
+                            chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                        if fault is not None and throttled:
+                            time.sleep(len(chunk) / fault.rate)
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                    if sent < length:  # "drop": cut the connection mid-body
+                        self.wfile.flush()
+                        self.close_connection = True
+                        try:
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+        class _Server(ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+            request_queue_size = 64
+
+        httpd = _Server((self.host, 0), _Handler)
+        if self.ssl_context is not None:
+            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        threading.Thread(target=httpd.serve_forever, name=f"image-server-{self.port}", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> ImageServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def write_random_file(path: Path, size: int, seed: int = 0) -> str:
+    """A file of ``size`` pseudo-random bytes (streamed, constant memory); returns its sha512 hex."""
+    digest = hashlib.sha512()
+    block = hashlib.shake_256(f"fedcloud-site-{seed}".encode()).digest(1 << 20)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        remaining = size
+        counter = 0
+        while remaining > 0:
+            chunk = block if remaining >= len(block) else block[:remaining]
+            if counter:
+                chunk = counter.to_bytes(8, "big") + chunk[8:] if len(chunk) > 8 else chunk
+            out.write(chunk)
+            digest.update(chunk)
+            remaining -= len(chunk)
+            counter += 1
+    return digest.hexdigest()
