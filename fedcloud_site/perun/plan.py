@@ -198,6 +198,9 @@ class Planner:
         for user in users:
             if user.name in self.protected_users:
                 plan.protected += 1
+                if user.name in accounts:
+                    plan.conflicts.append(user.name)
+                    seen.add(user.name)
                 continue
             if user.properties.get(self.managed_property) != MANAGED_VALUE and user.name not in adopt:
                 if user.name in accounts:
@@ -210,6 +213,9 @@ class Planner:
                            vm_count)
         for name, account in accounts.items():
             if name in seen or not account.valid:
+                continue
+            if name in self.protected_users:
+                plan.conflicts.append(name)  # never create an account under a protected name
                 continue
             spec = self._spec(account)
             plan.actions.append(Action("create", name, None, spec,

@@ -205,7 +205,8 @@ class Synchroniser:
             self.log.warning("safety checks overridden by --force", reasons=refusals)
         for name in plan.conflicts:
             self.log.warning("local user exists but is not managed by fedcloud-site: left alone", user=name)
-        errors = self._apply(state, snapshot, covered, plan, now)
+        errors, done = self._apply(state, snapshot, covered, plan, now)
+        summary["managed"] = plan.managed + done.get("create", 0) - done.get("delete", 0)
         if chosen.choice is not None and self.settings.drop_dir is not None:
             self.drop.accept(chosen.choice)
         summary["failed"] = len(errors)
@@ -342,7 +343,7 @@ class Synchroniser:
 
     # -- applying ---------------------------------------------------------------------------------------
     def _apply(self, state: SyncState, snapshot: Snapshot, covered: Set[str], plan: Plan,
-               now: datetime) -> List[str]:
+               now: datetime) -> Tuple[List[str], Dict[str, int]]:
         meta: Dict[str, Any] = {
             "started": now.isoformat(),
             "input": {"source": snapshot.source, "format": snapshot.format, "digest": snapshot.digest,
@@ -366,10 +367,10 @@ class Synchroniser:
         if result.aborted:
             raise JobIncomplete(f"apply stopped: {result.aborted}; the rest is done on the next run",
                                 {"failed": len(result.errors)})
-        commit(state, meta, plan.actions, result.phases, utcnow())
+        done = commit(state, meta, plan.actions, result.phases, utcnow())
         state.save()
         journal.finish()
-        return result.errors
+        return result.errors, done
 
     def _resume(self, state: SyncState, journal: Journal) -> int:
         """Finish a journaled plan left by a crash or shutdown; returns the number of actions redone."""
