@@ -650,7 +650,12 @@ class OpenNebulaBackend(CloudBackend):
                 continue
             if lookups is None:
                 lookups = self._lookups()
-            yield self._vm(raw, lookups, since)
+            try:
+                vm = self._vm(raw, lookups, since)
+            except BadCloudData as exc:
+                self.bad_record(exc)
+                continue
+            yield vm
 
     # -- images -------------------------------------------------------------------------------------------
     def _image(self, raw: Any) -> Image:

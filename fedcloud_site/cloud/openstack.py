@@ -548,7 +548,11 @@ class OpenStackBackend(CloudBackend):
         users = self._load_user_names()
         public_nets = self._external_network_names()
         for raw in self._server_pages(base, f"list servers of {scope}"):
-            vm = self._vm(raw, flavors, by_name, users, public_nets)
+            try:
+                vm = self._vm(raw, flavors, by_name, users, public_nets)
+            except BadCloudData as exc:
+                self.bad_record(exc)
+                continue
             if vm.state is not VMState.DELETED:
                 yield vm
         if active_since is None:
@@ -557,7 +561,11 @@ class OpenStackBackend(CloudBackend):
         for raw in self._server_pages(since, f"list servers of {scope} deleted since {iso_utc(active_since)}"):
             if str(raw.get("status", "")).upper() != "DELETED":
                 continue  # clouds that ignore "deleted" also return live servers, seen above
-            vm = self._vm(raw, flavors, by_name, users, public_nets)
+            try:
+                vm = self._vm(raw, flavors, by_name, users, public_nets)
+            except BadCloudData as exc:
+                self.bad_record(exc)
+                continue
             if vm.ended_at is None or vm.ended_at >= active_since:
                 yield vm
 
