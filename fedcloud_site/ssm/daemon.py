@@ -191,7 +191,8 @@ class GracefulSigterm:
 
 def write_last_run(settings: Any, result: DrainResult) -> None:
     """Record the last run for ``ssm status`` (best effort: a full disk must not fail the run)."""
-    data = {"finished": iso_utc(utcnow()), **result.summary(), "error": result.error}
+    data = {"finished": iso_utc(utcnow()), **result.summary(), "duration": round(result.duration, 3),
+            "error": result.error}
     try:
         atomic_write_text(state_dir(settings) / "last-run.json", json.dumps(data, indent=1) + "\n")
     except OSError:

@@ -1,0 +1,86 @@
+"""Fixtures of the SSM tests: a test PKI, a real ActiveMQ broker (plain + TLS STOMP), a verifying consumer.
+
+Needs the Debian packages ``activemq`` (with a Java runtime), ``openssl``, and for discovery
+``slapd``/``ldap-utils`` (all in the README test command).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import List
+
+import pytest
+from ssm_helpers import HOST_FQDN, Consumer, Pki
+
+from fedcloud_site.queue import MessageQueue
+from fedcloud_site.testing import pki
+from fedcloud_site.testing.activemq import ActiveMQBroker, BrokerTls, activemq_available
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory) -> Pki:
+    root = tmp_path_factory.mktemp("ssm-pki")
+    ca = pki.CertificateAuthority("/DC=org/DC=example/CN=SSM Test CA")
+    ca.write_cert(root / "ca.pem")
+    capath = pki.write_ca_directory(root / "certificates", [ca])
+    host = ca.host(HOST_FQDN)
+    broker = ca.server("/DC=org/DC=example/CN=localhost")
+    server = ca.host("receiver.example.org")
+    other = pki.CertificateAuthority("/DC=org/DC=other/CN=Unrelated CA")
+    return Pki(root=root, ca=ca, capath=capath, host=host.write(root / "host"), host_dn=host.dn,
+               broker=broker.write(root / "broker", "cert.pem", "key.pem"),
+               server=server.write(root / "server", "cert.pem", "key.pem"),
+               other_capath=pki.write_ca_directory(root / "other-certificates", [other]))
+
+
+def _start_broker(directory: Path, test_pki: Pki) -> ActiveMQBroker:
+    missing = activemq_available()
+    if missing:
+        pytest.skip(f"ActiveMQ not installed: {missing}")
+    tls = BrokerTls(test_pki.broker.cert, test_pki.broker.key, [test_pki.ca_file])
+    return ActiveMQBroker(directory, tls=tls, heap_mb=384).start()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory, test_pki):
+    """One real ActiveMQ for the whole session (never killed by tests)."""
+    instance = _start_broker(tmp_path_factory.mktemp("activemq"), test_pki)
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def fault_broker(tmp_path_factory, test_pki):
+    """A second ActiveMQ that fault tests may kill, freeze and restart."""
+    instance = _start_broker(tmp_path_factory.mktemp("activemq-faults"), test_pki)
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def destination() -> str:
+    """A queue of its own for each test."""
+    return f"/queue/test.ssm.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def consume():
+    """``consume(port, destination)`` -> a started :class:`Consumer` (stopped after the test)."""
+    started: List[Consumer] = []
+
+    def _consume(port: int, destination: str) -> Consumer:
+        consumer = Consumer(port, destination).start()
+        started.append(consumer)
+        return consumer
+
+    yield _consume
+    for consumer in started:
+        consumer.stop()
+
+
+@pytest.fixture
+def outgoing(tmp_path) -> MessageQueue:
+    return MessageQueue(tmp_path / "outgoing")
+
+

@@ -1,0 +1,133 @@
+"""Delivery to a real ActiveMQ over STOMP (TLS and plain), checked by a consumer that verifies like APEL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ssm_helpers import apel_receive, fill_queue, ssm_yaml
+
+from fedcloud_site.cli import main
+from fedcloud_site.queue import MessageQueue
+
+
+def test_every_queued_message_arrives_signed_verifiable_and_unchanged_then_leaves_the_queue(
+        tmp_path, test_pki, broker, destination, consume, outgoing):
+    queued = fill_queue(outgoing, 25)
+    consumer = consume(broker.port, destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination=destination)
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    received = consumer.wait_for(len(queued))
+    assert len(consumer.settle(quiet=0.3)) == len(queued)  # no duplicates
+    by_id = {m.headers["empa-id"]: m for m in received}
+    assert set(by_id) == set(queued)
+    for msgid, message in by_id.items():
+        payload, signer = apel_receive(message.body, test_pki.capath)
+        assert payload == queued[msgid]
+        assert signer == test_pki.host_dn
+        assert message.headers["destination"] == destination
+        assert message.headers["persistent"] == "true"
+    assert outgoing.count() == 0
+    # messages leave the queue in the order they were added
+    assert [m.headers["empa-id"] for m in received] == sorted(queued)
+
+
+def test_plain_stomp_1_1_without_tls_delivers_too(tmp_path, test_pki, broker, destination, consume, outgoing):
+    queued = fill_queue(outgoing, 5)
+    consumer = consume(broker.port, destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"127.0.0.1:{broker.port}"], destination=destination,
+                      use_ssl=False, extra="  stomp_version: \"1.1\"\n")
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    assert {m.headers["empa-id"] for m in consumer.wait_for(5)} == set(queued)
+
+
+def test_encrypted_messages_are_readable_only_with_the_receivers_key(tmp_path, test_pki, broker, destination,
+                                                                       consume, outgoing):
+    queued = fill_queue(outgoing, 3)
+    consumer = consume(broker.port, destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination=destination, extra=f"  server_cert: {test_pki.server.cert}\n")
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    for message in consumer.wait_for(3):
+        assert b"application/x-pkcs7-mime; smime-type=enveloped-data" in message.body
+        assert b"APEL-cloud-message" not in message.body
+        payload, _ = apel_receive(message.body, test_pki.capath, server=test_pki.server)
+        assert payload == queued[message.headers["empa-id"]]
+
+
+def test_unsendable_entries_are_moved_aside_with_the_reason_and_the_rest_is_sent(
+        tmp_path, test_pki, broker, destination, consume, outgoing):
+    good = fill_queue(outgoing, 3)
+    not_ascii = outgoing.add("APEL-cloud-message: v0.4\nSiteName: Zürich\n%%\n".encode())
+    empty = outgoing.add(b"   \n")
+    good.update(fill_queue(outgoing, 2))
+    consumer = consume(broker.port, destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination=destination)
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    assert {m.headers["empa-id"] for m in consumer.wait_for(len(good))} == set(good)
+    assert outgoing.count() == 0
+    reject = outgoing.path.with_name("outgoing.reject")
+    reason = (reject / (not_ascii.replace("/", "-") + ".reason")).read_text()
+    assert "not ASCII: byte 0xc3" in reason
+    assert (reject / not_ascii.replace("/", "-")).read_bytes().endswith("Zürich\n%%\n".encode())
+    assert "empty message" in (reject / (empty.replace("/", "-") + ".reason")).read_text()
+
+
+def test_broker_down_at_start_keeps_every_message_unlocked_and_exits_1(tmp_path, test_pki, outgoing):
+    from fedcloud_site.testing.ldap import free_port
+
+    queued = fill_queue(outgoing, 4)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{free_port()}"])
+
+    assert main(["--config", str(config), "ssm", "once"]) == 1
+
+    assert set(outgoing.names()) == set(queued)
+    assert not list(outgoing.path.rglob("*.lck"))
+
+
+def test_failover_uses_the_next_broker_when_the_first_is_down(tmp_path, test_pki, broker, destination, consume,
+                                                              outgoing):
+    from fedcloud_site.testing.ldap import free_port
+
+    queued = fill_queue(outgoing, 4)
+    consumer = consume(broker.port, destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, destination=destination,
+                      brokers=[f"localhost:{free_port()}", f"localhost:{broker.tls_port}"])
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    assert {m.headers["empa-id"] for m in consumer.wait_for(4)} == set(queued)
+
+
+def test_an_empty_queue_needs_no_broker(tmp_path, test_pki, outgoing):
+    from fedcloud_site.testing.ldap import free_port
+
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{free_port()}"])
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+
+def test_a_second_queue_reader_is_not_disturbed(tmp_path, test_pki, broker, destination, consume, outgoing):
+    """Elements locked by another program (apel's ssmsend) are left alone and reported as left over."""
+    queued = fill_queue(outgoing, 3)
+    other = MessageQueue(outgoing.path)
+    held = sorted(queued)[1]
+    assert other.lock(held)
+    consumer = consume(broker.port, destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination=destination)
+
+    assert main(["--config", str(config), "ssm", "once"]) == 1  # one message left unsent
+
+    assert {m.headers["empa-id"] for m in consumer.wait_for(2)} == set(queued) - {held}
+    assert list(outgoing.names()) == [held]
+    assert Path(outgoing.path, held + ".lck").exists()
