@@ -143,16 +143,16 @@ def _json_membership(raw: Any, where: str, covered: FrozenSet[str]) -> Membershi
         raise BadInput(f"{where}: expected an object")
     vo = raw.get("vo")
     if not isinstance(vo, str) or not vo:
-        raise BadInput(f"{where}: vo: missing or empty")
+        raise BadInput(f"{where}.vo: missing or empty")
     if vo not in covered:
         raise BadInput(f"{where}: vo {vo!r} is not in the file's vos list")
     status_raw = raw.get("status")
     try:
         status = MemberStatus(str(status_raw).upper())
     except ValueError:
-        raise BadInput(f"{where}: status: {status_raw!r} is not one of {_STATUSES}") from None
-    return Membership(vo=vo, status=status, group=_opt_str(raw.get("group"), f"{where}: group"),
-                      roles=_str_list(raw.get("roles"), f"{where}: roles"))
+        raise BadInput(f"{where}.status: {status_raw!r} is not one of {_STATUSES}") from None
+    return Membership(vo=vo, status=status, group=_opt_str(raw.get("group"), f"{where}.group"),
+                      roles=_str_list(raw.get("roles"), f"{where}.roles"))
 
 
 def _opt_str(value: Any, where: str) -> Optional[str]:
@@ -197,7 +197,9 @@ def _parse_fedcloud_export(text: str, source: str, digest: str, mtime: Optional[
     users: List[PerunUser] = []
     seen: Dict[str, int] = {}
     vos = set()
-    for number, line in enumerate(text.splitlines(), start=1):
+    # not str.splitlines(): it would also split at RS (and the other ASCII separators)
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         where = f"{source}: line {number}"
