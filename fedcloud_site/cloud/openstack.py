@@ -663,15 +663,23 @@ class OpenStackBackend(CloudBackend):
 
     def list_volumes(self, project_id: Optional[str] = None,
                      active_since: Optional[datetime] = None) -> Iterator[Volume]:
+        """Live volumes (one paged pass, changed or not) + with ``active_since`` those deleted since then."""
         params: Dict[str, Any] = {"all_tenants": "True"}
         if project_id:
             params["project_id"] = project_id
-        if active_since is not None:
-            params["changes-since"] = iso_utc(active_since)
         try:
             for raw in self._pages("block-storage", "/volumes/detail", params, "volumes", "list volumes",
                                    microversion=VOLUME_MICROVERSION):
-                yield self._volume(raw, project_id)
+                if str(raw.get("status") or "") != "deleted":
+                    yield self._volume(raw, project_id)
+            if active_since is None:
+                return
+            since = dict(params, **{"changes-since": iso_utc(active_since)})
+            for raw in self._pages("block-storage", "/volumes/detail", since, "volumes",
+                                   "list volumes deleted since " + iso_utc(active_since),
+                                   microversion=VOLUME_MICROVERSION):
+                if str(raw.get("status") or "") == "deleted":  # live ones were listed above
+                    yield self._volume(raw, project_id)
         except NotSupported:
             return
 
