@@ -79,7 +79,7 @@ def _check_credentials(settings: Any, args: argparse.Namespace, report: Report) 
     report.check_remaining(f"sender certificate {signer.dn}", remaining, args.warning, args.critical)
     report.perf("sender_cert_days_left", round(remaining / 86400, 1), "", round(args.warning / 86400, 1),
                 round(args.critical / 86400, 1))
-    for warning in signer.warnings:
+    for warning in signer.warnings or []:
         report.warning(warning)
 
 
