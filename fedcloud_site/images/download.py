@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional
 
 import requests
+import urllib3
 
 from ..atomic import fsync_dir
 from .fetch import local_path
@@ -134,7 +135,11 @@ def download(url: str, dest: Path, size: int, sha512: str, session: requests.Ses
                         if offset + len(chunk) > size:
                             handle.truncate(0)
                             raise DownloadError(f"server sent more than hv:size ({size} bytes); partial deleted")
-                        handle.write(chunk)
+                        try:
+                            handle.write(chunk)
+                        except OSError as exc:
+                            raise DownloadError(f"cannot write {part}: {exc.strerror or exc}",
+                                                partial_kept=True) from None
                         hasher.feed(chunk)
                         offset += len(chunk)
                         if on_progress is not None:
@@ -146,10 +151,7 @@ def download(url: str, dest: Path, size: int, sha512: str, session: requests.Ses
                             handle.flush()
                             raise DownloadError(f"took longer than download_timeout ({total_timeout:g} s) at "
                                                 f"byte {offset} of {size}", partial_kept=True)
-                except (requests.RequestException, OSError) as exc:
-                    if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException) and \
-                            not url.startswith("file://"):
-                        raise DownloadError(f"cannot write {part}: {exc}", partial_kept=True) from None
+                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                     handle.flush()
                     failure = f"{type(exc).__name__}: {exc}"
                     if attempt + 1 < attempts:
@@ -208,5 +210,9 @@ def _chunks(url: str, session: requests.Session, offset: int, timeout: float) ->
             if not match or int(match.group(1)) != offset:
                 raise _HTTPStatus(response.status_code, f"GET {url}: bad Content-Range "
                                                         f"{response.headers.get('Content-Range')!r} for byte {offset}")
-        for chunk in response.iter_content(CHUNK):
+        raw = response.raw
+        while True:  # read1: whatever arrived, so bytes before a dropped connection are kept
+            chunk = raw.read1(CHUNK, decode_content=True)
+            if not chunk:
+                break
             yield chunk, False

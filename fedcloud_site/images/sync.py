@@ -316,6 +316,8 @@ class Sync:
             return None
         if row.state == "failed" and not row.due(now):
             self.summary.failed += 1
+            self.summary.problems.append(f"{sub.name}/{entry.identifier}: {row.reason} (next attempt "
+                                         f"{row.next_attempt})")
             return None
         if entry.size > self.settings.max_image_bytes:
             self._fail(row, f"hv:size {entry.size} exceeds max_image_size ({self.settings.max_image_bytes})")

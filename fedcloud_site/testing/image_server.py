@@ -65,6 +65,8 @@ class ImageServer:
         self.token = token
         self.items: Dict[str, _Item] = {}
         self.seen: List[Seen] = []
+        self.active = 0  # bodies being sent right now
+        self.max_active = 0  # the most sent at once
         self._lock = threading.Lock()
         self._httpd: Optional[ThreadingHTTPServer] = None
 
@@ -178,10 +180,16 @@ class ImageServer:
                 if self.command == "HEAD":
                     return
                 self.wfile.flush()
+                with server._lock:
+                    server.active += 1
+                    server.max_active = max(server.max_active, server.active)
                 try:
                     self._send_body(item.path, start, length, fault)
                 except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                     self.close_connection = True
+                finally:
+                    with server._lock:
+                        server.active -= 1
 
             do_HEAD = do_GET  # noqa: N815
 
@@ -237,7 +245,7 @@ class ImageServer:
             httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        threading.Thread(target=httpd.serve_forever, name=f"image-server-{self.port}", daemon=True).start()
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"image-server-{self.port}", daemon=True).start()
         return self
 
     def stop(self) -> None:
