@@ -263,7 +263,9 @@ class SimServer:
             httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name=f"sim-{self.port}", daemon=True)
+        # a short poll interval: stop() (shutdown) returns within 50 ms instead of 0.5 s
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"sim-{self.port}", daemon=True)
         self._thread.start()
         return self
 
