@@ -170,7 +170,8 @@ class StaticBackend(CloudBackend):
         for i, p in enumerate(self._items("projects")):
             where = f"{self.site_file}: projects[{i}]"
             if "id" not in p:
-                raise BadCloudData(f"{where}: missing id")
+                self.bad_record(BadCloudData(f"{where}: missing id"))
+                continue
             yield Project(id=str(p["id"]), name=str(p.get("name", p["id"])), enabled=bool(p.get("enabled", True)),
                           domain=p.get("domain"), description=str(p.get("description", "")),
                           properties=_str_map(p.get("properties")))
@@ -182,15 +183,18 @@ class StaticBackend(CloudBackend):
             try:
                 specs = _str_map(f.get("extra_specs"))
                 accelerator, bench_type, bench_value = decode_flavor_specs(specs)
-                yield Flavor(id=str(f["id"]), name=str(f.get("name", f["id"])), vcpus=float(f["vcpus"]),
-                             ram_mb=int(f["ram"]), disk_gb=int(f.get("disk", 0)),
-                             ephemeral_gb=int(f.get("ephemeral", 0)), public=bool(f.get("public", True)),
-                             extra_specs=specs, accelerator=accelerator, benchmark_type=bench_type,
-                             benchmark_value=bench_value)
+                flavor = Flavor(id=str(f["id"]), name=str(f.get("name", f["id"])), vcpus=float(f["vcpus"]),
+                                ram_mb=int(f["ram"]), disk_gb=int(f.get("disk", 0)),
+                                ephemeral_gb=int(f.get("ephemeral", 0)), public=bool(f.get("public", True)),
+                                extra_specs=specs, accelerator=accelerator, benchmark_type=bench_type,
+                                benchmark_value=bench_value)
             except KeyError as exc:
-                raise BadCloudData(f"{where}: missing {exc.args[0]}") from None
+                self.bad_record(BadCloudData(f"{where}: missing {exc.args[0]}"))
+                continue
             except (TypeError, ValueError) as exc:
-                raise BadCloudData(f"{where}: {exc}") from None
+                self.bad_record(BadCloudData(f"{where}: {exc}"))
+                continue
+            yield flavor
 
     def capacity(self) -> Capacity:
         c = self._data.get("capacity") or {}
@@ -308,7 +312,19 @@ class StaticBackend(CloudBackend):
             merged = dict(raw, **self._state["images"].get(image_id, {}))
             if image_id in deleted or (owner is not None and merged.get("owner") != owner):
                 continue
-            yield self._image_from(merged, f"{self.site_file}: images[{i}]")
+            where = f"{self.site_file}: images[{i}] ({image_id})"
+            try:
+                image = self._image_from(merged, where)
+            except BadCloudData as exc:
+                self.bad_record(exc)
+                continue
+            except KeyError as exc:
+                self.bad_record(BadCloudData(f"{where}: missing {exc.args[0]}"))
+                continue
+            except (TypeError, ValueError) as exc:
+                self.bad_record(BadCloudData(f"{where}: {exc}"))
+                continue
+            yield image
         for image_id, raw in sorted(self._state["images"].items()):
             if image_id in seen or image_id in deleted or (owner is not None and raw.get("owner") != owner):
                 continue

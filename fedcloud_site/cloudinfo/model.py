@@ -25,7 +25,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
 from ..cloud.base import (
     BadCloudData,
@@ -266,8 +266,12 @@ class _Problems:
         self.log = log
         self.items: List[str] = []
         self._per_kind: Counter[str] = Counter()
+        self._seen: Set[str] = set()
 
     def report(self, kind: str, message: str, level: str = "warning", **context: Any) -> None:
+        if message in self._seen:  # e.g. a bad flavour met again while the backend resolves VM sizes
+            return
+        self._seen.add(message)
         self.items.append(message)
         self._per_kind[kind] += 1
         if self._per_kind[kind] <= LOG_LIMIT:

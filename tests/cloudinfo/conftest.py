@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from cloudinfo_helpers import write_site_config
 
+from fedcloud_site.config import Config, load_config
 from fedcloud_site.testing.ldap import SlapdServer, slapd_available
 
 GLUE_BASE = "GLUE2GroupID=cloud,o=glue"
@@ -40,3 +42,9 @@ def glue_ldap(slapd: SlapdServer) -> Iterator[SlapdServer]:
 @pytest.fixture
 def offline_dir(tmp_path: Path) -> Path:
     return tmp_path / "slapadd"
+
+
+@pytest.fixture
+def site_config(tmp_path: Path) -> Config:
+    """Configuration of the fixed test site on the static backend."""
+    return load_config(write_site_config(tmp_path))
