@@ -54,7 +54,8 @@ class PerunRPC:
                       status=settings.retries, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504),
                       allowed_methods=None, raise_on_status=False)
         session.mount("https://", HTTPAdapter(max_retries=retry))
-        session.verify = str(settings.ca_file) if settings.ca_file is not None else True
+        # given with every request: a session-level verify loses to REQUESTS_CA_BUNDLE in the environment
+        self.verify: Any = str(settings.ca_file) if settings.ca_file is not None else True
         if settings.auth_path == "cert" and settings.cert_file is not None:
             session.cert = (str(settings.cert_file), str(settings.key_file or settings.cert_file))
         if settings.username and settings.password is not None:
@@ -72,7 +73,7 @@ class PerunRPC:
         timeout = float(self.settings.timeout)
         self.calls += 1
         try:
-            response = self.session.post(url, json=params, timeout=(min(timeout, 15.0), timeout))
+            response = self.session.post(url, json=params, timeout=(min(timeout, 15.0), timeout), verify=self.verify)
         except requests.exceptions.SSLError as exc:
             raise SourceUnavailable(f"Perun RPC {url}: TLS failure: {_short(exc)}") from None
         except requests.RequestException as exc:
