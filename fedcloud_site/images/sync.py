@@ -296,6 +296,7 @@ class Sync:
                     image = registrar.cloud.get_image(image.id)
                 if registrar.update_metadata(image, self._name(sub, entry), self._properties(sub, image_list, entry)):
                     self.summary.updated += 1
+                self._remove_duplicates(sub.name, entry, keep=image.id)
                 self._retire_older(sub.name, entry, row.id)
                 return None
             self.log.warning("registered image vanished from the cloud; registering it again",
@@ -305,11 +306,7 @@ class Sync:
         if found:
             self.db.update_image(row.id, state="registered", image_id=found[0].id, reason=None,
                                  registered_at=row.registered_at or iso_utc(now))
-            for duplicate in found[1:]:
-                why = registrar.delete(duplicate.id)
-                self.log.warning("duplicate image of one version", subscription=sub.name,
-                                 identifier=entry.identifier, image_id=duplicate.id,
-                                 action="deleted" if why is None else why)
+            self._remove_duplicates(sub.name, entry, keep=found[0].id)
             if registrar.update_metadata(found[0], self._name(sub, entry), self._properties(sub, image_list, entry)):
                 self.summary.updated += 1
             self._retire_older(sub.name, entry, row.id)
@@ -323,6 +320,18 @@ class Sync:
             self._fail(row, f"hv:size {entry.size} exceeds max_image_size ({self.settings.max_image_bytes})")
             return None
         return _Job(row.id, sub, image_list, entry, self.cache.path_for(sub.name, entry.identifier, entry.sha512))
+
+    def _remove_duplicates(self, subscription: str, entry: ImageEntry, keep: str) -> None:
+        """Other copies of the same version (e.g. an upload whose bookkeeping was lost): deleted."""
+        for duplicate in self.registrar.find(subscription, entry.identifier, entry.sha512):
+            if duplicate.id == keep:
+                continue
+            why = self.registrar.delete(duplicate.id)
+            self.log.warning("duplicate image of one version", subscription=subscription,
+                             identifier=entry.identifier, image_id=duplicate.id, kept=keep,
+                             action="deleted" if why is None else why)
+            if why is None:
+                self.summary.removed += 1
 
     def _adopt_orphans(self, subscription: str) -> None:
         """Our cloud images of this subscription that the state does not know (lost state, crash between
