@@ -167,7 +167,21 @@ runuser -u fedcloud -- /usr/bin/fedcloud-site --config /etc/fedcloud-site/fedclo
 for daemon in $DAEMONS; do
     "/usr/bin/fedcloud-site-$daemon" --help >/dev/null
 done
-/usr/bin/fedcloud-site check --help >/dev/null 2>&1 || echo "(no 'check' probes in this build)"
+/usr/bin/fedcloud-site check --help >/dev/null
+# a probe on a site where no daemon ran yet: one plugin line, CRITICAL (exit 2)
+set +e
+probe_line=$(/usr/bin/fedcloud-site check accounting)
+probe_status=$?
+set -e
+echo "check accounting -> $probe_status: $probe_line"
+[ "$probe_status" -eq 2 ] && [[ "$probe_line" == "CRITICAL - accounting: "* ]] || fail "installed probe output"
+# the BDII provider hook: nothing rendered yet, so it prints nothing and says why (exit 1)
+set +e
+provider_out=$(/var/lib/bdii/gip/provider/fedcloud-site-cloudinfo-provider 2>&1)
+provider_status=$?
+set -e
+echo "BDII provider hook -> $provider_status: $provider_out"
+[ "$provider_status" -eq 1 ] || fail "BDII provider hook"
 if /usr/bin/fedcloud-site --config /nonexistent.yaml check-config >/dev/null 2>&1; then
     fail "check-config accepted a missing file"
 fi
