@@ -223,6 +223,8 @@ _ACCELERATOR_ATTRIBUTES = dict(zip(("ACCELERATOR_TYPE", "ACCELERATOR_VENDOR", "A
 USER_MANAGED_ATTRIBUTES = ("EMAIL", "DISPLAY_NAME", "X509_DN", "SSH_PUBLIC_KEY", "FEDCLOUD_SITE_MANAGED",
                            "FEDCLOUD_SITE_PROPERTIES")
 MANAGED_MARKER = "FEDCLOUD_SITE_MANAGED"
+#: image template attribute of an in-use image we hid instead of disabling ("GROUP_U,OTHER_U" it had)
+DEACTIVATED_MARKER = "FEDCLOUD_SITE_DEACTIVATED"
 #: user template attributes shown as User fields rather than properties
 _USER_FIELDS = ("EMAIL", "DISPLAY_NAME", "X509_DN", "SSH_PUBLIC_KEY", "FEDCLOUD_SITE_PROPERTIES")
 _IMAGE_STATUS = {"INIT": "queued", "READY": "active", "USED": "active", "DISABLED": "deactivated",
@@ -672,6 +674,8 @@ class OpenNebulaBackend(CloudBackend):
             status = _IMAGE_STATUS.get(pyone.IMAGE_STATES(int(raw.STATE)).name, "unknown")
         except ValueError:
             raise BadCloudData(f"{where}: unknown STATE {raw.STATE}") from None
+        if DEACTIVATED_MARKER in props:
+            status = "deactivated"
         fmt = props.get("DRIVER") or (raw.FORMAT if isinstance(getattr(raw, "FORMAT", None), str) else None)
         return Image(id=str(raw.ID), name=str(raw.NAME), owner=str(raw.GID), status=status, visibility=visibility,
                      disk_format=fmt or None, container_format="bare",
@@ -777,7 +781,30 @@ class OpenNebulaBackend(CloudBackend):
         return self.get_image(image_id)
 
     def set_image_active(self, image_id: str, active: bool) -> None:
-        self._call("one.image.enable", self._int_id(image_id, "image"), bool(active))
+        """Disable (or enable) an image.  oned refuses to disable an image VMs use; such an image is
+        hidden instead: its group/other USE permissions are dropped and remembered in
+        ``FEDCLOUD_SITE_DEACTIVATED`` to be restored on reactivation."""
+        oid = self._int_id(image_id, "image")
+        raw = self._call("one.image.info", oid)
+        state = pyone.IMAGE_STATES(int(raw.STATE))
+        hidden = (raw.TEMPLATE or {}).get(DEACTIVATED_MARKER)
+        if active:
+            if state in (pyone.IMAGE_STATES.DISABLED, pyone.IMAGE_STATES.ERROR):
+                self._call("one.image.enable", oid, True)
+            if isinstance(hidden, str):
+                group_u, other_u = (int(x) for x in (hidden.split(",") + ["0", "0"])[:2])
+                self._call("one.image.chmod", oid, -1, -1, -1, group_u, -1, -1, other_u, -1, -1)
+                self._call("one.image.update", oid, template_xml(
+                    {k: v for k, v in (raw.TEMPLATE or {}).items() if k != DEACTIVATED_MARKER}), 0)
+            return
+        if state in (pyone.IMAGE_STATES.READY, pyone.IMAGE_STATES.ERROR, pyone.IMAGE_STATES.DISABLED):
+            self._call("one.image.enable", oid, False)
+            return
+        if not isinstance(hidden, str):
+            perms = raw.PERMISSIONS
+            self._call("one.image.update", oid,
+                       template_xml({DEACTIVATED_MARKER: f"{int(perms.GROUP_U)},{int(perms.OTHER_U)}"}), 1)
+            self._call("one.image.chmod", oid, -1, -1, -1, 0, -1, -1, 0, -1, -1)
 
     def delete_image(self, image_id: str) -> None:
         self._call("one.image.delete", self._int_id(image_id, "image"))

@@ -172,14 +172,21 @@ def default_quotas(tag: str, limits: Dict[str, str]) -> str:
     return f"<{tag}>" + quotas_body(base, {}) + f"</{tag}>"
 
 
+def _float(value: object) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        return 0.0
+
+
 def vm_usage(cloud: SimCloud, key: str, owner_id: int) -> Dict[str, str]:
     cpu = mem = vms = 0.0
     for vm in cloud.vms.values():
         if vm.state == _DONE or getattr(vm, key) != owner_id:
             continue
         vms += 1
-        cpu += float(vm.template.get("CPU", 0) or 0)
-        mem += float(vm.template.get("MEMORY", 0) or 0)
+        cpu += _float(vm.template.get("CPU"))
+        mem += _float(vm.template.get("MEMORY"))
     return {"CPU": f"{cpu:g}", "MEMORY": f"{mem:g}", "VMS": f"{vms:g}", "RUNNING_CPU": f"{cpu:g}",
             "RUNNING_MEMORY": f"{mem:g}", "RUNNING_VMS": f"{vms:g}", "SYSTEM_DISK_SIZE": "0"}
 
@@ -288,8 +295,8 @@ def datastore_pool(cloud: SimCloud) -> str:
 def host(cloud: SimCloud, h: SimHost) -> str:
     running = [vm for vm in cloud.vms.values() if vm.state == _ACTIVE and vm.history and vm.history[-1].hid == h.id
                and not vm.history[-1].etime]
-    cpu_usage = sum(int(float(vm.template.get("CPU", 0) or 0) * 100) for vm in running)
-    mem_usage = sum(int(float(vm.template.get("MEMORY", 0) or 0) * 1024) for vm in running)
+    cpu_usage = sum(int(_float(vm.template.get("CPU")) * 100) for vm in running)
+    mem_usage = sum(int(_float(vm.template.get("MEMORY")) * 1024) for vm in running)
     cluster = cloud.clusters.get(h.cluster_id)
     return (f"<HOST><ID>{h.id}</ID><NAME>{_e(h.name)}</NAME><STATE>{h.state}</STATE><PREV_STATE>{h.state}</PREV_STATE>"
             f"<IM_MAD>{cdata(h.im_mad)}</IM_MAD><VM_MAD>{cdata(h.vm_mad)}</VM_MAD>"

@@ -130,6 +130,8 @@ class OpenNebulaSimulator:
         self._lock = threading.Lock()
         self._httpd: Optional[ThreadingHTTPServer] = None
         self.image_copy_seconds = 0.0  # how long an allocated image stays LOCKED (wall clock)
+        #: called as ``hook(method, params)`` before each call is answered (tests change the cloud mid-listing)
+        self.before_call: Optional[Callable[[str, Sequence[Any]], None]] = None
         self._methods: Dict[str, Callable[..., Any]] = {}
         self._register()
         if not any(u.name == username for u in self.cloud.users.values()):
@@ -172,6 +174,8 @@ class OpenNebulaSimulator:
     # -- dispatch --------------------------------------------------------------------------
     def call(self, method: str, params: Sequence[Any]) -> List[Any]:
         """Run one API call; the answer array (success or failure)."""
+        if self.before_call is not None:
+            self.before_call(method, params)
         handler = self._methods.get(method)
         if handler is None:
             raise xmlrpc.client.Fault(-506, f"Method '{method}' not defined")
@@ -185,6 +189,8 @@ class OpenNebulaSimulator:
             return [False, err.message, err.code, err.resp_id, I8(-1)]
         except TypeError as exc:
             raise xmlrpc.client.Fault(-501, f"Type mismatch or wrong number of parameters: {exc}") from None
+        except Exception:  # noqa: BLE001 - like oned, answer rather than drop the connection
+            return [False, f"[{method}] Internal error", INTERNAL, -1, I8(-1)]
         return [True, value, SUCCESS]
 
     def _authenticate(self, method: str, session: str) -> Session:
@@ -370,14 +376,13 @@ class OpenNebulaSimulator:
 
         def image_enable(s: Session, oid: int, enable: bool) -> int:
             image = get_image(s, oid)
-            ready, disabled = int(IMAGE_STATES.READY), int(IMAGE_STATES.DISABLED)
-            if enable and image.state == disabled:
-                image.state = ready
-            elif not enable and image.state == ready:
-                image.state = disabled
-            elif image.state not in (ready, disabled):
-                raise OneError(ACTION, f"[{s.method}] Could not {'enable' if enable else 'disable'} image "
-                                       f"[{oid}]: image in state {IMAGE_STATES(image.state).name}.", oid)
+            ready, disabled, error = (int(IMAGE_STATES.READY), int(IMAGE_STATES.DISABLED),
+                                      int(IMAGE_STATES.ERROR))
+            allowed = (disabled, error, ready) if enable else (ready, error, disabled)
+            if image.state not in allowed:
+                raise OneError(ACTION, f"[{s.method}] Image cannot be in state "
+                                       f"{IMAGE_STATES(image.state).name}.", oid)
+            image.state = ready if enable else disabled
             return oid
 
         def image_chmod(s: Session, oid: int, *bits: int) -> int:
