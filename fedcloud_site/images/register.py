@@ -70,12 +70,17 @@ def image_properties(subscription: str, image_list: ImageList, entry: ImageEntry
     return {key: _clip(value) for key, value in props.items() if value}
 
 
+def prop(image: Image, key: str) -> Optional[str]:
+    """An image property, also when the backend upper-cases names (OpenNebula template attributes)."""
+    value = image.properties.get(key)
+    return value if value is not None else image.properties.get(key.upper())
+
+
 def is_ours(image: Image, subscription: Optional[str] = None) -> bool:
     """Created by this subscriber (and, if given, for this subscription)."""
-    props = image.properties
-    if props.get(MANAGED_BY_KEY) != MANAGED_BY_VALUE:
+    if prop(image, MANAGED_BY_KEY) != MANAGED_BY_VALUE:
         return False
-    return subscription is None or props.get("image_list") == subscription
+    return subscription is None or prop(image, "image_list") == subscription
 
 
 @dataclass
@@ -105,8 +110,7 @@ class Registrar:
     def find(self, subscription: str, identifier: str, sha512: str) -> List[Image]:
         """Our images of one version, newest first (more than one: duplicates to clean up)."""
         found = [i for i in self.ours().values() if is_ours(i, subscription)
-                 and i.properties.get("appdb_id") == identifier
-                 and i.properties.get("image_hash") == f"sha512:{sha512}"]
+                 and prop(i, "appdb_id") == identifier and prop(i, "image_hash") == f"sha512:{sha512}"]
         return sorted(found, key=lambda i: (i.status == "active", i.created_at.isoformat() if i.created_at else ""),
                       reverse=True)
 
@@ -147,8 +151,8 @@ class Registrar:
 
     def update_metadata(self, image: Image, name: str, properties: Mapping[str, str]) -> bool:
         """Bring name and properties up to date; True when something changed."""
-        changes: Dict[str, Optional[str]] = {k: v for k, v in properties.items() if image.properties.get(k) != v}
-        if image.properties.get(DEPRECATED_KEY) is not None:
+        changes: Dict[str, Optional[str]] = {k: v for k, v in properties.items() if prop(image, k) != v}
+        if prop(image, DEPRECATED_KEY) is not None:
             changes[DEPRECATED_KEY] = None
         new_name = name if image.name != name else None
         if not changes and new_name is None:

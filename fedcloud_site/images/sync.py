@@ -35,7 +35,7 @@ from .download import DownloadError, DownloadStopped, download
 from .fetch import FetchError, fetch_list, make_session
 from .hooks import event_environment, run_hooks
 from .imagelist import ImageEntry, ImageList, ImageListError, parse_image_list
-from .register import Registrar, Target, image_properties, is_ours
+from .register import Registrar, Target, image_properties, is_ours, prop
 from .settings import Settings, Subscription
 from .state import IN_CLOUD, ImageRow, StateDB
 from .trust import ListRejected, verify_list
@@ -340,15 +340,15 @@ class Sync:
         for image in self.registrar.ours().values():
             if image.id in known or not is_ours(image, subscription):
                 continue
-            identifier = image.properties.get("appdb_id", "")
-            sha512 = image.properties.get("image_hash", "").removeprefix("sha512:")
+            identifier = prop(image, "appdb_id") or ""
+            sha512 = (prop(image, "image_hash") or "").removeprefix("sha512:")
             if not identifier or not sha512:
                 continue
             row = self.db.image(subscription, identifier, sha512)
             if row is None:
                 self.db.add_image(subscription, identifier, sha512, "registered", image_id=image.id,
-                                  version=image.properties.get("vmcatcher_event_hv_version", ""),
-                                  title=image.properties.get("vmcatcher_event_dc_title", image.name),
+                                  version=prop(image, "vmcatcher_event_hv_version") or "",
+                                  title=prop(image, "vmcatcher_event_dc_title") or image.name,
                                   reason="found in the cloud, not in the state")
             elif row.image_id is None:
                 self.db.update_image(row.id, state="registered", image_id=image.id, reason=None)
@@ -577,7 +577,7 @@ class Sync:
     def _target(self, sub: Subscription) -> Target:
         projects = self.registrar.resolve_projects(self._vo_projects(sub))
         visibility = sub.sharing or ("shared" if projects else "private")
-        share_with = projects if visibility == "shared" else []
+        share_with = projects[1:] if visibility == "shared" else []
         return Target(owner=projects[0] if projects else None, share_with=share_with, visibility=visibility)
 
     def _name(self, sub: Subscription, entry: ImageEntry) -> str:

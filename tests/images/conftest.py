@@ -19,6 +19,7 @@ import yaml
 from fedcloud_site import cli, smime
 from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
+from fedcloud_site.images.register import is_ours
 from fedcloud_site.images.state import StateDB
 from fedcloud_site.testing.image_server import ImageServer, write_random_file
 from fedcloud_site.testing.pki import CertificateAuthority, Credential, write_ca_directory
@@ -60,8 +61,10 @@ class World:
         self.config_path = tmp / "fedcloud-site.yaml"
         self.images_settings: Dict[str, Any] = {}
         self.subscription: Dict[str, Any] = {}
-        self.site: Dict[str, Any] = {"projects": [{"id": "p-fedcloud", "name": "fedcloud"},
-                                                  {"id": "p-admin", "name": "admin"}], "vms": []}
+        self.site: Dict[str, Any] = {"projects": [{"id": "p-fedcloud", "name": "fedcloud"}],
+                                     "flavors": [{"id": "m1", "name": "m1", "vcpus": 1, "ram": 512, "disk": 1}],
+                                     "vms": []}
+        self.cloud_section: Optional[Dict[str, Any]] = None  # default: the static backend on self.site
 
     # -- content -----------------------------------------------------------------------------
     def image(self, name: str, size: int = 300_000, seed: int = 0, **fields: Any) -> Dict[str, Any]:
@@ -115,8 +118,9 @@ class World:
         self.images_settings.update(images)
         section.update(self.images_settings)
         config = {"site": {"name": "TEST-SITE"},
-                  "cloud": {"backend": "static", "static": {"site_file": str(site_file),
-                                                            "state_file": str(self.tmp / "cloud-state.json")}},
+                  "cloud": self.cloud_section or {
+                      "backend": "static", "static": {"site_file": str(site_file),
+                                                      "state_file": str(self.tmp / "cloud-state.json")}},
                   "vos": {"fedcloud.egi.eu": {"projects": ["fedcloud"]}},
                   "images": section}
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -147,7 +151,7 @@ class World:
         return open_backend(load_config(self.config_path))
 
     def cloud_images(self) -> List[Any]:
-        return [i for i in self.cloud().list_images() if i.properties.get("fedcloud_site_managed_by") == "images"]
+        return [i for i in self.cloud().list_images() if is_ours(i)]
 
     def use_image(self, image_id: str) -> None:
         """A running VM now uses the image (static site description)."""

@@ -25,7 +25,7 @@ def test_good_list_registers_every_image_with_origin_properties(world):
     assert images[second["dc:identifier"]].properties["os_distro"] == "centos"
     assert image.properties["architecture"] == "x86_64"
     assert image.disk_format == "raw" and image.size == 300_000
-    assert image.owner == "p-fedcloud" and image.visibility == "shared" and list(image.members) == ["p-fedcloud"]
+    assert image.owner == "p-fedcloud" and image.visibility == "shared" and list(image.members) == []
 
 
 def test_second_run_registers_nothing_twice_and_uses_a_conditional_request(world):
