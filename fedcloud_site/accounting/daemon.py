@@ -118,7 +118,8 @@ def run_extraction(config: Any, cloud: CloudBackend, now: datetime, log: Any, dr
             break
         _add(totals, result)
         if result.bad_vms:
-            problems.append(f"project {project_id}: {result.bad_vms} records skipped for bad cloud data")
+            problems.append(f"project {project_id}: {result.bad_vms} records skipped for bad cloud data "
+                            f"({result.errors[0]}{', ...' if len(result.errors) > 1 else ''})")
         if not dry_run:
             try:
                 store.save(project_id, now, target.vo, result.as_dict())
@@ -183,7 +184,8 @@ def run_republish(config: Any, cloud: CloudBackend, start: datetime, end: dateti
             break
         _add(totals, result)
         if result.bad_vms:
-            problems.append(f"project {target.project.id}: {result.bad_vms} records skipped for bad cloud data")
+            problems.append(f"project {target.project.id}: {result.bad_vms} records skipped for bad cloud data "
+                            f"({result.errors[0]}{', ...' if len(result.errors) > 1 else ''})")
         plog.info("project republished", period_start=iso_utc(start), period_end=iso_utc(end), **result.as_dict())
     summary.update(totals)
     if problems:

@@ -48,7 +48,7 @@ class AccountingSite:
         config["accounting"].update({"queue_dir": str(self.queue_dir), "state_dir": str(self.state_dir),
                                      "storage_queue_dir": str(self.storage_queue_dir)})
         for key, value in (overrides or {}).items():
-            if isinstance(value, dict) and isinstance(config.get(key), dict):
+            if isinstance(value, dict) and isinstance(config.get(key), dict) and key != "cloud":
                 config[key].update(value)
             else:
                 config[key] = value
