@@ -68,18 +68,18 @@ def run_hooks(hooks: Sequence[Hook], event: str, variables: Mapping[str, str], l
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             failed += 1
-            log.warning("hook could not run", hook=hook.command, event=event, error=str(exc))
+            log.warning("hook could not run", hook=hook.command, hook_event=event, error=str(exc))
             continue
         try:
             _, stderr = process.communicate(timeout=float(hook.timeout))
         except subprocess.TimeoutExpired:
             _kill_group(process)
             failed += 1
-            log.warning("hook killed after timeout", hook=hook.command, event=event, timeout=float(hook.timeout))
+            log.warning("hook killed after timeout", hook=hook.command, hook_event=event, timeout=float(hook.timeout))
             continue
         if process.returncode != 0:
             failed += 1
-            log.warning("hook failed", hook=hook.command, event=event, status=process.returncode,
+            log.warning("hook failed", hook=hook.command, hook_event=event, status=process.returncode,
                         stderr=stderr.decode("utf-8", "replace").strip()[-500:])
     return failed
 
