@@ -234,7 +234,8 @@ class OpenStackBackend(CloudBackend):
 
         common: Dict[str, Any] = {
             "interface": s.interface, "api_timeout": float(s.timeout), "connect_retries": s.retries,
-            "status_code_retries": s.retries, "retriable_status_codes": [500, 502, 503, 504],
+            "status_code_retries": s.retries, "image_status_code_retries": s.retries,  # openstacksdk's is 5
+            "retriable_status_codes": [500, 502, 503, 504],
             "connect_retry_delay": float(s.retry_delay), "status_code_retry_delay": float(s.retry_delay),
         }
         if s.region:
@@ -316,6 +317,8 @@ class OpenStackBackend(CloudBackend):
                     log.warning("openstack_retry", what=what, attempt=attempt + 1, error=str(exc)[:200])
                     time.sleep(float(self.settings.retry_delay))
                     continue
+                if isinstance(exc, ksa.UnknownConnectionError):  # e.g. a body cut short
+                    raise CloudUnavailable(f"{what}: broken answer from the cloud: {exc}") from None
                 raise CloudUnavailable(f"{what}: cannot reach the cloud: {exc}") from None
             except ksa.ClientException as exc:
                 raise CloudError(f"{what}: {exc}") from None
@@ -757,8 +760,10 @@ class OpenStackBackend(CloudBackend):
                     sent += len(chunk)
                     yield chunk
 
+            # a stream cannot be sent twice: no transparent retries of the upload
             self._call("image", "PUT", f"/images/{image_id}/file", f"upload image {image_id}", ok=(204,),
-                       data=chunks(), headers={"Content-Type": "application/octet-stream"})
+                       data=chunks(), headers={"Content-Type": "application/octet-stream"}, connect_retries=0,
+                       status_code_retries=0)
             stored = self.get_image(image_id)
             if stored.status != "active" or stored.size != sent or (stored.checksum and
                                                                     stored.checksum != digest.hexdigest()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import ssl
 import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
@@ -39,6 +40,7 @@ SERVICE_PREFIXES = {
 class OpenStackSim:
     """A simulated OpenStack cloud on 127.0.0.1 (or ::1); use as a context manager.
 
+    With ``ssl_context`` it serves HTTPS (its catalog then points at https URLs).
     ``sim.auth`` holds admin credentials for openstacksdk/keystoneauth;
     ``sim.requests`` counts requests per endpoint name (``nova.servers.detail``...);
     :meth:`inject`, :meth:`expire_tokens`, :meth:`short_pages` inject faults.
@@ -46,10 +48,10 @@ class OpenStackSim:
 
     def __init__(self, data: Optional[CloudData] = None, host: str = "127.0.0.1", port: int = 0,
                  nova_max_version: str = "2.96", max_limit: int = 1000, token_ttl: float = 3600.0,
-                 keystone_list_limit: Optional[int] = None) -> None:
+                 keystone_list_limit: Optional[int] = None, ssl_context: Optional[ssl.SSLContext] = None) -> None:
         self.data = data if data is not None else CloudData()
         add_admin(self.data)
-        self.server = SimServer(host=host, port=port)
+        self.server = SimServer(host=host, port=port, ssl_context=ssl_context)
         self.nova_max_version = nova_max_version
         self.max_limit = max_limit  # Nova osapi_max_limit, Glance api_limit_max, Neutron/Cinder page cap
         self.token_ttl = token_ttl
