@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -284,9 +285,15 @@ class _Problems:
                                  problem=kind, total=count)
 
 
+def _attribute_form(name: str) -> str:
+    """A property name as OpenNebula template attributes spell it (``ad:mpuri`` -> ``AD_MPURI``)."""
+    return re.sub(r"[^A-Z0-9_]", "_", name.upper())
+
+
 def _first(properties: Mapping[str, str], names: Sequence[str]) -> Optional[str]:
+    """The first property of ``names`` that is set (as written, or in OpenNebula attribute form)."""
     for name in names:
-        value = properties.get(name)
+        value = properties.get(name) or properties.get(_attribute_form(name))
         if value:
             return value
     return None
@@ -527,7 +534,7 @@ def _share(config: Config, vo: str, project: Project, endpoint_id: str, instance
 
 def _appliance_attributes(image: Image, problems: _Problems) -> Dict[str, Any]:
     """OtherInfo of an image: the image list's appliance attributes (as cloud-info-provider publishes them)."""
-    raw = image.properties.get(APPLIANCE_ATTRIBUTES)
+    raw = _first(image.properties, (APPLIANCE_ATTRIBUTES,))
     if not raw:
         return {}
     try:

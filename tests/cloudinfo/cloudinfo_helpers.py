@@ -58,6 +58,7 @@ def write_site_config(tmp_path: Path, backend: str = "static", backend_settings:
     text = CONFIG_TEMPLATE.format(tmp=tmp_path, backend=backend, backend_settings=backend_settings,
                                   cloudinfo_extra=cloudinfo_extra, endpoint=endpoint)
     path = tmp_path / "fedcloud-site.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
 
