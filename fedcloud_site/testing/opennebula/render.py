@@ -330,4 +330,4 @@ def cluster_pool(cloud: SimCloud) -> str:
 def system_config(cloud: SimCloud) -> str:
     return ("<OPENNEBULA_CONFIGURATION><API_LIST_ORDER><![CDATA[ASC]]></API_LIST_ORDER>"
             "<DEFAULT_AUTH><![CDATA[default]]></DEFAULT_AUTH><MANAGER_TIMER><![CDATA[15]]></MANAGER_TIMER>"
-            f"<VERSION><![CDATA[{cloud.version}]]></VERSION></OPENNEBULA_CONFIGURATION>")
+            "</OPENNEBULA_CONFIGURATION>")

@@ -45,7 +45,16 @@ def _tokens(text: str) -> Iterator[Tuple[str, str]]:
         elif c == "#":
             end = text.find("\n", i)
             i = n if end < 0 else end + 1
-        elif c in "=[],":
+        elif c == "=":
+            j = i + 1
+            while j < n and text[j] in " \t":
+                j += 1
+            if j >= n or text[j] in "\r\n":
+                yield "EMPTY", ""  # NAME = <end of line>: an empty value
+            else:
+                yield c, c
+            i = j
+        elif c in "[],":
             yield c, c
             i += 1
         elif c == '"':
@@ -90,8 +99,9 @@ def parse_text(text: str) -> Template:
         _, name = take("WORD")
         if not _NAME.fullmatch(name):
             raise TemplateSyntaxError(f"syntax error, invalid attribute name {name!r}")
-        take("=")
-        if pos < len(tokens) and tokens[pos][0] == "[":
+        if take("=", "EMPTY")[0] == "EMPTY":
+            add_attribute(template, name, "")
+        elif pos < len(tokens) and tokens[pos][0] == "[":
             pos += 1
             vector: Dict[str, str] = {}
             while True:
