@@ -25,15 +25,20 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
+
+try:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+except ImportError:  # cryptography < 40 (Debian 12: 38, RHEL 9: 36)
+    from cryptography.hazmat.primitives.asymmetric.types import PRIVATE_KEY_TYPES as PrivateKeyTypes  # type: ignore
 
 from .timeutil import utcnow
 
@@ -54,7 +59,7 @@ def load_certificates(source: Union[PathLike, bytes]) -> List[x509.Certificate]:
     """All PEM certificates of a file (or bytes), in order; an error if there are none."""
     data, label = _read(source)
     try:
-        certs = x509.load_pem_x509_certificates(data)
+        certs = load_pem_certificates(data)
     except ValueError as exc:
         raise X509Error(f"{label}: no readable PEM certificate ({exc})") from None
     return certs
@@ -116,11 +121,11 @@ def load_key_pair(cert_path: PathLike, key_path: PathLike,
 # --------------------------------------------------------------------------- validity
 
 def not_before(cert: x509.Certificate) -> datetime:
-    return cert.not_valid_before_utc
+    return utc_attribute(cert, "not_valid_before")
 
 
 def not_after(cert: x509.Certificate) -> datetime:
-    return cert.not_valid_after_utc
+    return utc_attribute(cert, "not_valid_after")
 
 
 def expires_within(cert: x509.Certificate, margin: timedelta, now: Optional[datetime] = None) -> bool:
@@ -158,7 +163,7 @@ _SHORT_NAMES: Dict[x509.ObjectIdentifier, str] = {
     NameOID.TITLE: "title",
     NameOID.GIVEN_NAME: "GN",
     NameOID.SURNAME: "SN",
-    NameOID.INITIALS: "initials",
+    x509.ObjectIdentifier("2.5.4.43"): "initials",  # NameOID.INITIALS (cryptography >= 39)
     NameOID.PSEUDONYM: "pseudonym",
     NameOID.GENERATION_QUALIFIER: "generationQualifier",
     NameOID.DN_QUALIFIER: "dnQualifier",
@@ -316,7 +321,7 @@ class TrustStore:
             return None
         for issuer in candidates:
             try:
-                cert.verify_directly_issued_by(issuer)
+                verify_directly_issued_by(cert, issuer)
             except (ValueError, TypeError, InvalidSignature) as exc:
                 errors.append(f"signature of {subject_dn(cert)} does not verify with the key of "
                               f"{subject_dn(issuer)} ({exc or 'bad signature'})")
@@ -347,7 +352,7 @@ class TrustStore:
             crl = self._newest_crl(issuer)
             if crl is None:
                 continue
-            next_update = crl.next_update_utc
+            next_update = utc_attribute(crl, "next_update")
             if next_update is not None and next_update < now and not allow_stale:
                 raise VerificationError(f"certificate {subject_dn(cert)}: the CRL of {subject_dn(issuer)} "
                                         f"expired at {next_update.isoformat()} (run fetch-crl)")
@@ -355,7 +360,7 @@ class TrustStore:
             if revoked is not None:
                 raise VerificationError(f"certificate {subject_dn(cert)} (serial {cert.serial_number:#x}) "
                                         f"was revoked by {subject_dn(issuer)} at "
-                                        f"{revoked.revocation_date_utc.isoformat()}")
+                                        f"{utc_attribute(revoked, 'revocation_date').isoformat()}")
 
     def _newest_crl(self, issuer: x509.Certificate) -> Optional[x509.CertificateRevocationList]:
         good = []
@@ -369,10 +374,60 @@ class TrustStore:
                 continue
         if not good:
             return None
-        return max(good, key=lambda c: c.last_update_utc)
+        return max(good, key=lambda c: utc_attribute(c, "last_update"))
 
 
 _SHA256 = hashes.SHA256()
+
+
+# --------------------------------------------------------------------------- older cryptography
+# The distributions' cryptography is older than the one pip installs (Debian 12: 38, RHEL 9: 36):
+# these helpers use the newer API when it is there and an equivalent otherwise.
+
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def load_pem_certificates(data: bytes) -> List[x509.Certificate]:
+    """``x509.load_pem_x509_certificates`` (cryptography >= 39): every PEM certificate; ValueError if none."""
+    loader = getattr(x509, "load_pem_x509_certificates", None)
+    if loader is not None:
+        return list(loader(data))
+    blocks = _PEM_CERTIFICATE.findall(data)
+    if not blocks:
+        raise ValueError("no PEM certificate found")
+    return [x509.load_pem_x509_certificate(block) for block in blocks]
+
+
+def utc_attribute(obj: object, name: str) -> Any:
+    """``obj.<name>_utc`` (cryptography >= 42), else the naive UTC ``obj.<name>`` made aware (or None)."""
+    value = getattr(obj, f"{name}_utc", None)
+    if value is not None or hasattr(type(obj), f"{name}_utc"):
+        return value
+    naive = getattr(obj, name)
+    return naive.replace(tzinfo=timezone.utc) if naive is not None else naive
+
+
+def verify_directly_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    """``cert.verify_directly_issued_by(issuer)`` (cryptography >= 40): issuer name and signature.
+
+    Raises ValueError (names differ), TypeError (unsupported key) or InvalidSignature.
+    """
+    method = getattr(cert, "verify_directly_issued_by", None)
+    if method is not None:
+        method(issuer)
+        return
+    if cert.issuer != issuer.subject:
+        raise ValueError("issuer name does not match the issuer certificate's subject")
+    key = issuer.public_key()
+    algorithm = cert.signature_hash_algorithm
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)  # type: ignore[arg-type]
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))  # type: ignore[arg-type]
+    elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        key.verify(cert.signature, cert.tbs_certificate_bytes)
+    else:
+        raise TypeError(f"unsupported issuer key type {type(key).__name__}")
 _HANDLED_CRITICAL = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE,
                      ExtensionOID.SUBJECT_ALTERNATIVE_NAME, ExtensionOID.CERTIFICATE_POLICIES,
                      ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.AUTHORITY_KEY_IDENTIFIER}

@@ -65,7 +65,7 @@ def _check_ca_directory(capath: Path, args: argparse.Namespace, report: Report, 
     expired_crls = []
     expiring_crls = []
     for crl in store.crls:
-        next_update = crl.next_update_utc
+        next_update = x509.utc_attribute(crl, "next_update")
         if next_update is None:
             continue
         left = (next_update - now).total_seconds()
