@@ -186,6 +186,25 @@ if /usr/bin/fedcloud-site --config /nonexistent.yaml check-config >/dev/null 2>&
     fail "check-config accepted a missing file"
 fi
 
+step "installed probe on the distribution's libraries: check certs with an openssl-made CA"
+PKI=$WORK/pki
+rm -rf "$PKI" && mkdir -p "$PKI/certificates"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$PKI/ca.key" -out "$PKI/ca.pem" -days 30 \
+    -subj "/DC=org/DC=example/CN=CI Test CA" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$PKI/hostkey.pem" -out "$PKI/host.csr" \
+    -subj "/DC=org/DC=example/CN=ci.example.org" 2>/dev/null
+openssl x509 -req -in "$PKI/host.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -out "$PKI/hostcert.pem" -days 20 2>/dev/null
+cp "$PKI/ca.pem" "$PKI/certificates/" && openssl rehash "$PKI/certificates"
+set +e
+certs_line=$(/usr/bin/fedcloud-site check certs --certificate "$PKI/hostcert.pem" --key "$PKI/hostkey.pem" \
+             --capath "$PKI/certificates" --warning 10d --critical 5d)
+certs_status=$?
+set -e
+echo "check certs -> $certs_status: $certs_line"
+[ "$certs_status" -eq 0 ] || fail "installed 'check certs' on a valid certificate"
+
 step "RPM payload: its CLI on this host's Python (dependencies from the .deb install)"
 rm -rf "$WORK/rpmroot" && mkdir -p "$WORK/rpmroot"
 (cd "$WORK/rpmroot" && rpm2cpio "$RPM" | cpio -idm --quiet)
