@@ -68,9 +68,10 @@ class Applier:
                 self._failed(result, seq, action, exc)
                 continue
             result.phases[seq] = phase
+            if phase == DONE:  # audit first: a crash before the journal line redoes (and re-audits) the action
+                self.audit.record(action, "ok" if not detail else f"ok ({detail})", self.input_info, user_id)
             self.journal.mark(seq, phase, detail)
             if phase == DONE:
-                self.audit.record(action, "ok" if not detail else f"ok ({detail})", self.input_info, user_id)
                 self.log.info("user changed", action=action.kind, user=action.name, reason=action.reason,
                               changes=",".join(action.changes) or None)
             else:

@@ -15,6 +15,7 @@ from fedcloud_site.cloud.base import User
 from fedcloud_site.config import load_config
 from fedcloud_site.testing.pki import CertificateAuthority
 
+REPO = Path(__file__).resolve().parents[2]
 ALPHA, BETA, GAMMA = "vo.alpha.eu", "vo.beta.eu", "vo.gamma.eu"
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=timezone.utc)
 
