@@ -560,3 +560,50 @@ def test_the_clock_moves_servers_across_a_month_boundary(fresh):
 def test_the_simulator_refuses_non_loopback_addresses():
     with pytest.raises(ValueError):
         OpenStackSim(host="0.0.0.0")
+
+
+# -- clients other than openstacksdk ------------------------------------------------------------------------------
+def test_a_caso_style_run_with_plain_requests(fresh):
+    """The calls python-novaclient/keystoneclient/glanceclient/neutronclient/cinderclient make for cASO."""
+    http = requests.Session()
+    http.headers.update({"User-Agent": "python-novaclient", "Accept": "application/json"})
+    system = token_for(fresh, {"system": {"all": True}})
+    catalog = {e["type"]: e["endpoints"][0]["url"] for e in system.json()["token"]["catalog"]}
+    keystone = {"X-Auth-Token": system.headers["X-Subject-Token"]}
+    tagged = http.get(catalog["identity"] + "/projects", params={"tags": "fedcloud"}, headers=keystone,
+                      timeout=5).json()["projects"]
+    assert [p["name"] for p in tagged] == ["project-0"]
+    pid = tagged[0]["id"]
+    fresh.data.grant(fresh.data.find_user("admin").id, "reader", project_id=pid)
+    scoped = token_for(fresh, {"project": {"id": pid}})
+    catalog = {e["type"]: e["endpoints"][0]["url"] for e in scoped.json()["token"]["catalog"]}
+    nova = {"X-Auth-Token": scoped.headers["X-Subject-Token"], "X-OpenStack-Nova-API-Version": "2.1"}
+    servers, marker = [], None
+    while True:
+        params = {"changes-since": "2026-10-01T00:00:00", "limit": 5}
+        if marker:
+            params["marker"] = marker
+        page = http.get(catalog["compute"] + "/servers/detail", params=params, headers=nova, timeout=5).json()
+        if not page["servers"]:
+            break
+        servers += page["servers"]
+        marker = page["servers"][-1]["id"]
+    changed = {s.id for s in fresh.data.servers.values()
+               if s.project_id == pid and s.updated >= datetime(2026, 10, 1, tzinfo=timezone.utc)}
+    assert {s["id"] for s in servers} == changed
+    usage = http.get(f"{catalog['compute']}/os-simple-tenant-usage/{pid}", headers=nova, timeout=5,
+                     params={"start": "2026-10-01T00:00:00", "end": "2026-11-20T00:00:00"}).json()["tenant_usage"]
+    assert usage["server_usages"] and usage["tenant_id"] == pid
+    flavors = http.get(catalog["compute"] + "/flavors/detail", headers=nova, timeout=5).json()["flavors"]
+    specs = http.get(f"{catalog['compute']}/flavors/{flavors[0]['id']}/os-extra_specs", headers=nova, timeout=5)
+    assert "extra_specs" in specs.json() and "extra_specs" not in flavors[0]  # not embedded before 2.61
+    user = http.get(f"{catalog['identity']}/users/{servers[0]['user_id']}", headers=keystone, timeout=5).json()
+    assert user["user"]["name"].startswith("user-0-")
+    images = http.get(catalog["image"] + "/v2/images", params={"limit": 200}, headers=nova, timeout=5).json()
+    assert len(images["images"]) == len(fresh.data.images)
+    fips = http.get(catalog["network"] + "/v2.0/floatingips", params={"project_id": pid}, headers=nova,
+                    timeout=5).json()["floatingips"]
+    assert {f["project_id"] for f in fips} == {pid}
+    volumes = http.get(catalog["volumev3"] + "/volumes/detail", headers=nova, timeout=5,
+                       params={"changes-since": "2026-10-01T00:00:00", "limit": 200}).json()["volumes"]
+    assert volumes and all("os-vol-tenant-attr:tenant_id" not in v for v in volumes)  # not an admin token

@@ -149,8 +149,19 @@ def generate(seed: int = 0, n_projects: int = 3, vms_per_project: int = 20, dele
                 volume.status = "deleted"
                 volume.deleted_at = volume.updated_at = now - timedelta(days=rng.randint(0, 2), hours=1)
     del public_net
+    _size_hypervisors(data)
     data.touch()
     return data
+
+
+def _size_hypervisors(data: CloudData, headroom: float = 1.5) -> None:
+    """Give every hypervisor room for its live servers (capacity reports stay plausible at any scale)."""
+    for hypervisor in data.hypervisors.values():
+        servers = data.live_servers_on(hypervisor.hostname)
+        vcpus = sum(s.flavor["vcpus"] for s in servers)
+        ram = sum(s.flavor["ram"] for s in servers)
+        hypervisor.vcpus = max(hypervisor.vcpus, int(vcpus * headroom) // 64 * 64 + 64)
+        hypervisor.memory_mb = max(hypervisor.memory_mb, int(ram * headroom) // 65536 * 65536 + 65536)
 
 
 # -- static-backend site descriptions ----------------------------------------------------------------------

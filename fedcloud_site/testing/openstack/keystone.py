@@ -251,11 +251,11 @@ class _Keystone:
     def _links(self, path: str) -> Dict[str, Any]:
         return {"self": self.sim.url + path, "previous": None, "next": None}
 
-    def _admin(self, request: Request) -> Token:
+    def _admin(self, request: Request, action: str) -> Token:
         token = self.sim.token_of(request)
         assert token is not None
         if not token.is_reader:
-            raise ApiError(403, "You are not authorized to perform the requested action: identity:list_projects.")
+            raise ApiError(403, f"You are not authorized to perform the requested action: identity:{action}.")
         return token
 
     def _writer(self, request: Request, action: str) -> Token:
@@ -284,7 +284,7 @@ class _Keystone:
         return body
 
     def list_projects(self, request: Request) -> Response:
-        self._admin(request)
+        self._admin(request, "list_projects")
         return self._limited("projects", [self._project_body(p) for p in self._filter_projects(request)],
                              "/v3/projects")
 
@@ -357,7 +357,7 @@ class _Keystone:
         return self._user_project_list(request.match["id"], f"/v3/users/{request.match['id']}/projects")
 
     def list_domains(self, request: Request) -> Response:
-        self._admin(request)
+        self._admin(request, "list_domains")
         domains = [d for d in self.data.domains.values()
                    if request.arg("name") is None or d.name == request.arg("name")]
         return json_response({"domains": [self._domain_body(d.id) for d in domains], "links": self._links(
@@ -386,7 +386,7 @@ class _Keystone:
         return body
 
     def list_users(self, request: Request) -> Response:
-        self._admin(request)
+        self._admin(request, "list_users")
         enabled = request.arg("enabled")
         users = []
         for user in self.data.users.values():
@@ -495,7 +495,7 @@ class _Keystone:
                                         for r in roles], "links": self._links("/v3/roles")})
 
     def role_assignments(self, request: Request) -> Response:
-        self._admin(request)
+        self._admin(request, "list_role_assignments")
         names = "include_names" in request.query and request.arg("include_names", "true") not in ("0", "false")
         found = []
         for a in sorted(self.data.assignments, key=lambda a: (a.user_id, a.scope, a.scope_id, a.role_id)):
@@ -558,7 +558,7 @@ class _Keystone:
         return Response(204)
 
     def check_grant(self, request: Request) -> Response:
-        self._admin(request)
+        self._admin(request, "check_grant")
         if self._grant_target(request) not in self.data.assignments:
             raise ApiError(404, "Could not find role assignment.")
         return Response(204)
@@ -573,7 +573,7 @@ class _Keystone:
         return Response(204)
 
     def list_grants(self, request: Request) -> Response:
-        self._admin(request)
+        self._admin(request, "list_grants")
         kind = "project" if request.match["kind"] == "projects" else "domain"
         roles = self.data.user_roles(request.match["user"], kind, request.match["scope"])
         return json_response({"roles": [{"id": r.id, "name": r.name, "domain_id": None} for r in roles],
