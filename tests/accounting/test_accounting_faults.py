@@ -57,11 +57,9 @@ def big_site(n_vms: int) -> dict:
             "flavors": [{"id": "m1", "name": "m1", "vcpus": 1, "ram": 2048, "disk": 20}], "vms": vms}
 
 
-def json_site(make_site, data: dict, name: str, overrides: dict = None):
-    site = make_site({}, overrides or {"accounting": {"record_types": ["cloud"], "max_records_per_message": 10}},
-                     name=name)
-    site.site_file.write_text(json.dumps(data))  # JSON loads much faster than YAML for big sites
-    return site
+def json_site(make_site, data: dict, name: str):
+    return make_site(data, {"accounting": {"record_types": ["cloud"], "max_records_per_message": 25}}, name=name,
+                     site_format="json")
 
 
 def harness(site, now: str, limit: int = 0) -> subprocess.Popen:
@@ -82,8 +80,7 @@ def load_all(site) -> CloudDB:
 
 def test_a_full_disk_stops_the_run_without_losing_anything(make_site):
     data = big_site(300)
-    site = json_site(make_site, {}, "full")
-    site.site_file.write_text(json.dumps(data))
+    site = json_site(make_site, data, "full")
     child = harness(site, "2026-11-20T00:00:00Z", limit=2048)  # every message is larger than 2 KiB
     out, _ = child.communicate(timeout=60)
     assert child.returncode == 1, out
@@ -92,16 +89,14 @@ def test_a_full_disk_stops_the_run_without_losing_anything(make_site):
     assert not state_file(site).exists() and not state_file(site, PROJECT_B).exists()
     # space again: the next run sends exactly what a run that never failed sends
     site.run("2026-11-20T00:00:00Z")
-    clean = json_site(make_site, {}, "clean")
-    clean.site_file.write_text(json.dumps(data))
+    clean = json_site(make_site, data, "clean")
     clean.run("2026-11-20T00:00:00Z")
     assert site.messages() == clean.messages()
 
 
 def test_killed_between_enqueue_and_state_write_nothing_is_lost_or_counted_twice(make_site):
     data = big_site(3000)
-    site = json_site(make_site, {}, "killed")
-    site.site_file.write_text(json.dumps(data))
+    site = json_site(make_site, data, "killed")
     child = harness(site, "2026-11-20T00:00:00Z")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and child.poll() is None:
@@ -117,8 +112,7 @@ def test_killed_between_enqueue_and_state_write_nothing_is_lost_or_counted_twice
     # the next run (later) sends the window again; the APEL server's per-VM-month rule absorbs the re-send
     site.run("2026-11-21T00:00:00Z")
     assert json.loads(state_file(site).read_text())["extracted_to"] == "2026-11-21T00:00:00Z"
-    clean = json_site(make_site, {}, "clean")
-    clean.site_file.write_text(json.dumps(data))
+    clean = json_site(make_site, data, "clean")
     clean.run("2026-11-21T00:00:00Z")
     recovered, reference = load_all(site), load_all(clean)
     assert recovered.rows == reference.rows

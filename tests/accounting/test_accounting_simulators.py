@@ -125,13 +125,13 @@ def test_openstack_5xx_or_timeout_mid_run_loses_nothing_and_is_retried(simulated
                               "created": "2026-11-01T00:00:00Z"}]}
     overrides = {"accounting": {"record_types": ["cloud", "storage"], "max_records_per_message": 2}}
     site, sim = simulated("openstack", from_site(site_data, now=parse_time(NOW)), overrides, name="faulty",
-                          retries=1, timeout=0.5)
+                          retries=1, timeout=0.3)
     clean, _ = simulated("openstack", from_site(site_data, now=parse_time(NOW)), overrides, name="clean")
     # the volume listing comes after p1's VM messages were queued: it fails however often it is retried
     if fault == "status":
         sim.inject("status", route="cinder.volumes.detail", count=100, status=503)
     else:
-        sim.inject("delay", route="cinder.volumes.detail", count=100, delay=1.0)
+        sim.inject("delay", route="cinder.volumes.detail", count=100, delay=0.6)
     with pytest.raises(JobIncomplete, match="p1") as info:
         site.run("2026-11-20T00:00:00Z")
     assert info.value.summary["projects_failed"] == 2  # both list volumes after their VMs
