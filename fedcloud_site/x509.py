@@ -222,9 +222,29 @@ def slash_to_name(dn: str) -> x509.Name:
     return x509.Name(result)
 
 
+_CANONICAL_NAMES = frozenset(_SHORT_NAMES.values())
+
+
+def _already_canonical(dn: str) -> bool:
+    """True when every recognised attribute name in ``dn`` is spelled canonically (the common case)."""
+    if not dn.startswith("/"):
+        return False
+    for index, segment in enumerate(dn[1:].split("/")):
+        key, sep, _ = segment.partition("=")
+        if sep and _attribute_oid(key) is not None:
+            if key not in _CANONICAL_NAMES:
+                return False
+        elif index == 0:
+            return False
+    return True
+
+
 def normalize_dn(dn: str) -> str:
     """Canonical slash form: attribute names unified (``E``/``Email`` -> ``emailAddress``), values kept."""
-    return dn_to_slash(slash_to_name(dn.strip()))
+    dn = dn.strip()
+    if _already_canonical(dn):  # fast path (no cryptography objects): the result would be ``dn`` itself
+        return dn
+    return dn_to_slash(slash_to_name(dn))
 
 
 def dn_equal(first: str, second: str) -> bool:

@@ -19,12 +19,12 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..cloud.base import Quota, User, UserSpec
-from .model import PerunUser, Snapshot
+from .model import MemberStatus, PerunUser, Snapshot
 
 MANAGED_VALUE = "yes"
 PERUN_ID_PROPERTY = "PERUN_ID"
@@ -131,7 +131,7 @@ def _accounts(snapshot: Snapshot, targets: Mapping[str, VOTarget], covered: Froz
                                 f"(perun.user_name {template!r})")
             if vo not in account.listed:
                 account.listed.append(vo)
-            if user.valid_in(vo) and vo not in account.valid:
+            if not user.banned and membership.status is MemberStatus.VALID and vo not in account.valid:
                 account.valid.append(vo)
     order = {vo: i for i, vo in enumerate(targets)}
     for account in accounts.values():
@@ -237,9 +237,6 @@ class Planner:
             return
         valid = account.valid if account is not None else []
         keep_access = bool(valid) or in_uncovered  # still (possibly) a member of some VO
-        spec = self._spec(account) if account is not None else self._keep(user)
-        properties = dict(user.properties)
-        properties.update(spec.properties)
         if keep_access:
             covered_groups = {self.targets[vo].group_id for vo in covered}
             valid_groups = [self.targets[vo].group_id for vo in valid]
@@ -248,18 +245,46 @@ class Planner:
             enabled = True if valid else user.enabled
         else:  # disabled with its groups kept, so that a return within the grace period restores it
             groups, enabled = list(user.groups), False
-        spec = replace(spec, groups=tuple(groups), enabled=enabled, properties=properties)
-        before, after = self._view(user), self._view(spec)
-        changes = tuple(f for f in FIELDS if not _same(f, before[f], after[f]))
+        if account is not None:
+            person = account.user
+            email, display_name, dns, keys = person.email, person.display_name, person.x509_dns, person.ssh_keys
+            quota = _max_quota(self.targets[vo].quota for vo in valid)
+            ours = {self.managed_property: MANAGED_VALUE, PERUN_ID_PROPERTY: person.id}
+        else:
+            email, display_name, dns, keys = user.email, user.display_name, user.x509_dns, user.ssh_keys
+            quota, ours = None, {self.managed_property: MANAGED_VALUE}
+        changes = []  # compared field by field: most users are unchanged and this is the hot path
+        if set(user.groups) != set(groups):
+            changes.append("groups")
+        if user.email != email:
+            changes.append("email")
+        if user.display_name != display_name:
+            changes.append("display_name")
+        if set(user.x509_dns) != set(dns):
+            changes.append("x509_dns")
+        if set(user.ssh_keys) != set(keys):
+            changes.append("ssh_keys")
+        if quota is not None and not _same("quota", _plain(user.quota), _plain(quota)):
+            changes.append("quota")
+        if any(user.properties.get(k) != v for k, v in ours.items()):
+            changes.append("properties")
+        if user.enabled != enabled:
+            changes.append("enabled")
         if changes:
-            if changes == ("enabled",):
+            properties = dict(user.properties)
+            properties.update(ours)
+            spec = UserSpec(name=user.name, groups=tuple(groups), email=email, display_name=display_name,
+                            enabled=enabled, x509_dns=tuple(dns), ssh_keys=tuple(keys), properties=properties,
+                            quota=quota)
+            if changes == ["enabled"]:
                 kind, action_spec = ("enable" if enabled else "disable"), None
             elif "enabled" in changes:
                 kind, action_spec = ("enable" if enabled else "disable"), spec
             else:
                 kind, action_spec = "update", spec
+            before, after = self._view(user), self._view(spec)
             plan.actions.append(Action(kind, user.name, user.id, action_spec,
-                                       self._reason(kind, account, user_vos, covered), changes,
+                                       self._reason(kind, account, user_vos, covered), tuple(changes),
                                        {f: before[f] for f in changes}, {f: after[f] for f in changes}))
         else:
             plan.unchanged += 1
@@ -305,13 +330,6 @@ class Planner:
                         email=person.email, display_name=person.display_name, enabled=bool(account.valid),
                         x509_dns=person.x509_dns, ssh_keys=person.ssh_keys, properties=properties,
                         quota=_max_quota(self.targets[vo].quota for vo in account.valid))
-
-    def _keep(self, user: User) -> UserSpec:
-        properties = dict(user.properties)
-        properties[self.managed_property] = MANAGED_VALUE
-        return UserSpec(name=user.name, groups=tuple(user.groups), email=user.email,
-                        display_name=user.display_name, enabled=user.enabled, x509_dns=tuple(user.x509_dns),
-                        ssh_keys=tuple(user.ssh_keys), properties=properties, quota=None)
 
     def _view(self, item: Any) -> Dict[str, Any]:
         props = item.properties
