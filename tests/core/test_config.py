@@ -12,6 +12,7 @@ from fedcloud_site.config import load_config
 from fedcloud_site.schema import ConfigError, Secret, parse_duration
 
 MINIMAL = "site: {name: TEST-SITE}\n"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "etc" / "fedcloud-site" / "demo.yaml"
 
 
 def error_of(path: Path) -> ConfigError:
@@ -182,7 +183,5 @@ def test_check_config_cli_exit_codes_and_masking(write_config, tmp_path):
 
 
 def test_demo_configuration_is_valid():
-    from conftest import DEMO_CONFIG
-
     result = run_cli("--config", str(DEMO_CONFIG), "check-config")
     assert result.returncode == 0, result.stderr
