@@ -1,6 +1,9 @@
 """Streamed image downloads: sha512 while downloading, HTTP Range resume, size and time limits.
 
 Bytes go to ``<file>.part``; only a complete file with the right size and sha512 is renamed to ``<file>``.
+The data is not fsync'ed (that would cost a full write-back of the image at disk speed): instead a cached
+file found at the start of a later download is hashed again before it is used, so a file damaged by a crash
+before the page cache reached the disk is fetched again, never registered.
 An interrupted transfer keeps the partial file and resumes from its end (``Range: bytes=N-``), within the
 same run (a few attempts) or in a later one, even after the process was killed: the hash of the bytes
 already there is recomputed first. A checksum mismatch deletes the partial file (retried in a later run).
@@ -25,7 +28,6 @@ from typing import BinaryIO, Callable, Iterator, Optional
 import requests
 import urllib3
 
-from ..atomic import fsync_dir
 from .fetch import local_path
 
 CHUNK = 1 << 20
@@ -56,29 +58,76 @@ class DownloadResult:
     requests: int  # HTTP requests made (1 + resumes)
 
 
-class _Hasher:
-    """sha512 in a helper thread; ``feed`` blocks when the thread is a few chunks behind."""
+class _WriteFailed(Exception):
+    """Writing the partial file failed (kept apart from network OSErrors)."""
 
-    def __init__(self) -> None:
-        self.digest = hashlib.sha512()
+
+class _Stage:
+    """Consumes chunks in its own thread (hashing or writing); ``feed`` blocks when 8 chunks behind.
+
+    An exception in the thread is re-raised in the caller by the next ``feed``/``drain``."""
+
+    def __init__(self, name: str, consume: Callable[[bytes], object]) -> None:
+        self._consume = consume
+        self.error: Optional[BaseException] = None
         self._queue: queue.Queue[Optional[bytes]] = queue.Queue(maxsize=8)
-        self._thread = threading.Thread(target=self._run, name="sha512", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
             chunk = self._queue.get()
-            if chunk is None:
-                return
-            self.digest.update(chunk)
+            try:
+                if chunk is None:
+                    return
+                if self.error is None:
+                    self._consume(chunk)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self.error = exc
+            finally:
+                self._queue.task_done()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
 
     def feed(self, chunk: bytes) -> None:
+        self.check()
         self._queue.put(chunk)
 
+    def drain(self) -> None:
+        """Wait until everything fed so far is consumed."""
+        self._queue.join()
+        self.check()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+class _Hasher(_Stage):
+    def __init__(self) -> None:
+        self.digest = hashlib.sha512()
+        super().__init__("sha512", self.digest.update)
+
     def hexdigest(self) -> str:
-        self._queue.put(None)
-        self._thread.join()
+        self.drain()
+        self.close()
         return self.digest.hexdigest()
+
+
+class _Writer(_Stage):
+    def __init__(self, handle: BinaryIO, path: Path) -> None:
+        self.handle = handle
+        self.path = path
+        super().__init__("image-writer", self._write)
+
+    def _write(self, chunk: bytes) -> None:
+        try:
+            self.handle.write(chunk)
+        except OSError as exc:
+            raise _WriteFailed(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
 
 def _hash_existing(handle: BinaryIO, hasher: _Hasher, length: int) -> None:
@@ -96,90 +145,136 @@ def download(url: str, dest: Path, size: int, sha512: str, session: requests.Ses
              http_timeout: float = 60, total_timeout: float = 6 * 3600, attempts: int = 3,
              stop: Optional[threading.Event] = None,
              on_progress: Optional[Callable[[int], None]] = None) -> DownloadResult:
-    """Fetch ``url`` into ``dest`` checking ``size`` and ``sha512`` on the fly."""
+    """Fetch ``url`` into ``dest`` checking ``size`` and ``sha512`` on the fly.
+
+    Receiving, writing and hashing run in three threads connected by small bounded queues."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    if dest.exists() and dest.stat().st_size == size:
-        return DownloadResult(dest, size, size, 0)
-    deadline = time.monotonic() + total_timeout
-    hasher = _Hasher()
-    requests_made = 0
-    try:
-        with open(part, "a+b") as handle:
-            offset = handle.seek(0, os.SEEK_END)
-            if offset > size:
-                handle.truncate(0)
-                offset = 0
-            _hash_existing(handle, hasher, offset)
-            handle.seek(offset)
-            started_at = offset
-            failure = ""
-            for attempt in range(max(attempts, 1)):
-                if offset >= size:
-                    break
-                if stop is not None and stop.is_set():
-                    raise DownloadStopped(f"stopped at byte {offset} of {size}", partial_kept=True)
-                if time.monotonic() > deadline:
-                    raise DownloadError(f"took longer than download_timeout ({total_timeout:g} s) at byte "
-                                        f"{offset} of {size}", partial_kept=True)
-                requests_made += 1
-                try:
-                    for chunk, restart in _chunks(url, session, offset, http_timeout):
-                        if restart:  # the server ignored our Range: start over
-                            handle.truncate(0)
-                            handle.seek(0)
-                            offset = 0
-                            hasher.hexdigest()
-                            hasher = _Hasher()
-                            continue
-                        if offset + len(chunk) > size:
-                            handle.truncate(0)
-                            raise DownloadError(f"server sent more than hv:size ({size} bytes); partial deleted")
-                        try:
-                            handle.write(chunk)
-                        except OSError as exc:
-                            raise DownloadError(f"cannot write {part}: {exc.strerror or exc}",
-                                                partial_kept=True) from None
-                        hasher.feed(chunk)
-                        offset += len(chunk)
-                        if on_progress is not None:
-                            on_progress(offset)
-                        if stop is not None and stop.is_set():
-                            handle.flush()
-                            raise DownloadStopped(f"stopped at byte {offset} of {size}", partial_kept=True)
-                        if time.monotonic() > deadline:
-                            handle.flush()
-                            raise DownloadError(f"took longer than download_timeout ({total_timeout:g} s) at "
-                                                f"byte {offset} of {size}", partial_kept=True)
-                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                    handle.flush()
-                    failure = f"{type(exc).__name__}: {exc}"
-                    if attempt + 1 < attempts:
-                        time.sleep(min(0.2 * (attempt + 1), 2))
-                    continue
-                except _HTTPStatus as exc:
-                    failure = str(exc)
-                    if exc.status in (404, 401, 403, 410):
-                        break
-                    continue
-                if offset < size:
-                    failure = f"connection closed at byte {offset} of {size}"
+    if dest.exists():
+        if dest.stat().st_size == size and _file_sha512(dest) == sha512.lower():
+            return DownloadResult(dest, size, size, 0)
+        dest.unlink()  # damaged (e.g. by a crash before the page cache reached the disk): fetch again
+    with open(part, "a+b") as handle:
+        transfer = _Transfer(url, session, handle, part, size, http_timeout, total_timeout, stop, on_progress)
+        try:
+            transfer.resume_partial()
+            started_at = transfer.offset
+            transfer.run(attempts)
+            transfer.writer.drain()
             handle.flush()
-            if offset < size:
-                raise DownloadError(f"incomplete after {requests_made} request(s): {failure}; "
-                                    f"{offset} of {size} bytes kept for resuming", partial_kept=offset > 0)
-            os.fsync(handle.fileno())
-        actual = hasher.hexdigest()
-        if actual != sha512.lower():
-            part.unlink(missing_ok=True)
-            raise ChecksumMismatch(f"sha512 mismatch: list says {sha512[:16]}..., downloaded bytes have "
-                                   f"{actual[:16]}...; partial file deleted")
-        os.replace(part, dest)
-        fsync_dir(dest.parent)
-        return DownloadResult(dest, size, started_at, requests_made)
+            actual = transfer.hasher.hexdigest()
+        except _WriteFailed as exc:
+            raise DownloadError(str(exc), partial_kept=True) from None
+        finally:
+            transfer.close()
+    if actual != sha512.lower():
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatch(f"sha512 mismatch: list says {sha512[:16]}..., downloaded bytes have "
+                               f"{actual[:16]}...; partial file deleted")
+    os.replace(part, dest)
+    return DownloadResult(dest, size, started_at, transfer.requests)
+
+
+def _file_sha512(path: Path) -> str:
+    hasher = _Hasher()
+    try:
+        with open(path, "rb") as source:
+            for chunk in iter(lambda: source.read(CHUNK), b""):
+                hasher.feed(chunk)
+        return hasher.hexdigest()
     finally:
-        if hasher._thread.is_alive():
-            hasher.hexdigest()
+        hasher.close()
+
+
+class _Transfer:
+    """The request/resume loop of one download, feeding the writer and hasher stages."""
+
+    def __init__(self, url: str, session: requests.Session, handle: BinaryIO, part: Path, size: int,
+                 http_timeout: float, total_timeout: float, stop: Optional[threading.Event],
+                 on_progress: Optional[Callable[[int], None]]) -> None:
+        self.url, self.session, self.handle, self.size = url, session, handle, size
+        self.http_timeout, self.total_timeout = http_timeout, total_timeout
+        self.deadline = time.monotonic() + total_timeout
+        self.stop, self.on_progress = stop, on_progress
+        self.hasher = _Hasher()
+        self.writer = _Writer(handle, part)
+        self.offset = 0
+        self.requests = 0
+
+    def close(self) -> None:
+        self.writer.close()
+        self.hasher.close()
+
+    def resume_partial(self) -> None:
+        """Hash the bytes a previous attempt left in the partial file, then append after them."""
+        self.offset = self.handle.seek(0, os.SEEK_END)
+        if self.offset > self.size:
+            self.handle.truncate(0)
+            self.offset = 0
+        _hash_existing(self.handle, self.hasher, self.offset)
+        self.handle.seek(self.offset)
+
+    def _kept(self, message: str, kind: type = DownloadError) -> DownloadError:
+        self.writer.drain()
+        self.handle.flush()
+        return kind(message, partial_kept=True)  # type: ignore[no-any-return]
+
+    def _restart(self) -> None:
+        self.writer.drain()
+        self.handle.truncate(0)
+        self.handle.seek(0)
+        self.offset = 0
+        self.hasher.close()
+        self.hasher = _Hasher()
+
+    def _check_limits(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise self._kept(f"stopped at byte {self.offset} of {self.size}", DownloadStopped)
+        if time.monotonic() > self.deadline:
+            raise self._kept(f"took longer than download_timeout ({self.total_timeout:g} s) at byte "
+                             f"{self.offset} of {self.size}")
+
+    def run(self, attempts: int) -> None:
+        failure = ""
+        for attempt in range(max(attempts, 1)):
+            if self.offset >= self.size:
+                break
+            self._check_limits()
+            self.requests += 1
+            try:
+                for chunk, restart in _chunks(self.url, self.session, self.offset, self.http_timeout):
+                    if restart:  # the server ignored our Range (or refused it): start over
+                        self._restart()
+                        continue
+                    if self.offset + len(chunk) > self.size:
+                        self.writer.drain()
+                        self.handle.truncate(0)
+                        raise DownloadError(f"server sent more than hv:size ({self.size} bytes); partial deleted")
+                    self.writer.feed(chunk)
+                    self.hasher.feed(chunk)
+                    self.offset += len(chunk)
+                    if self.on_progress is not None:
+                        self.on_progress(self.offset)
+                    self._check_limits()
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                self.writer.drain()
+                self.handle.flush()
+                failure = f"{type(exc).__name__}: {exc}"
+                if attempt + 1 < attempts:
+                    time.sleep(min(0.2 * (attempt + 1), 2))
+                continue
+            except _HTTPStatus as exc:
+                failure = str(exc)
+                if exc.status in (404, 401, 403, 410):
+                    break
+                continue
+            if self.offset < self.size:
+                failure = f"connection closed at byte {self.offset} of {self.size}"
+        if self.offset < self.size:
+            self.writer.drain()
+            self.handle.flush()
+            raise DownloadError(f"incomplete after {self.requests} request(s): {failure}; {self.offset} of "
+                                f"{self.size} bytes kept for resuming", partial_kept=self.offset > 0)
 
 
 class _HTTPStatus(Exception):

@@ -44,7 +44,7 @@ def test_minimal_list_parses_with_defaults_for_optional_keys():
     ({"ad:mpuri": "ftp://x/y"}, "ad:mpuri is not a well-formed"),
 ])
 def test_bad_image_entry_is_reported_with_index_identifier_and_key(fields, problem):
-    parsed = parse_image_list(document([image(**{"dc:identifier": "i2"}, **fields)]))
+    parsed = parse_image_list(document([image(), image(**{"dc:identifier": "i2"}, **fields)]))
     assert [e.identifier for e in parsed.images] == ["i1"]
     [bad] = parsed.invalid
     assert str(bad).startswith("hv:images[1] (dc:identifier i2): ") and problem in str(bad)

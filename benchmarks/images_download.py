@@ -1,0 +1,80 @@
+"""Benchmark: fetch + verify (sha512 while streaming) a large image from a local HTTP server.
+
+Prints, for each size: wall time and throughput of plain ``sha512sum`` on the served file, of our download
+(``fedcloud_site.images.download.download``: HTTP GET, write to the cache, sha512 in a helper thread, fsync,
+rename), their ratio (goal >= 0.90), and the downloading process's peak RSS (goal: under 100 MB and the same
+for every size). Each download runs in a fresh child process so that its peak RSS is its own.
+
+Usage: python benchmarks/images_download.py [SIZE_MB ...]   (default: 256 2048)
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from fedcloud_site.testing.image_server import ImageServer, write_random_file  # noqa: E402
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+from fedcloud_site.images.download import download
+from fedcloud_site.images.fetch import make_session
+url, dest, size, sha = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+start = time.perf_counter()
+with make_session() as session:
+    download(url, dest, size, sha, session)
+elapsed = time.perf_counter() - start
+print(json.dumps({"seconds": elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def sha512sum_seconds(path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["sha512sum", str(path)], check=True, capture_output=True, timeout=3600)
+    return time.perf_counter() - start
+
+
+def measure(size_mb: int, work: Path, server: ImageServer) -> dict:
+    size = size_mb << 20
+    source = work / f"image-{size_mb}.raw"
+    sha = write_random_file(source, size, seed=size_mb)
+    url = server.put(f"/{source.name}", source)
+    sha512sum_seconds(source)  # warm the page cache for both contenders
+    reference = min(sha512sum_seconds(source) for _ in range(2))
+    runs = []
+    for attempt in range(2):
+        dest = work / f"cache-{size_mb}-{attempt}" / "image"
+        result = subprocess.run([sys.executable, "-c", CHILD, url, str(dest), str(size), sha], check=True,
+                                capture_output=True, timeout=3600, cwd=REPO)
+        runs.append(json.loads(result.stdout))
+        dest.unlink()
+    best = min(runs, key=lambda r: r["seconds"])
+    source.unlink()
+    return {"size_mb": size_mb,
+            "sha512sum_s": round(reference, 2), "sha512sum_mb_s": round(size_mb / reference, 1),
+            "download_s": round(best["seconds"], 2), "download_mb_s": round(size_mb / best["seconds"], 1),
+            "throughput_ratio": round(reference / best["seconds"], 3),
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1)}
+
+
+def main() -> int:
+    sizes = [int(a) for a in sys.argv[1:]] or [256, 2048]
+    with tempfile.TemporaryDirectory(prefix="images-bench-") as tmp, ImageServer() as server:
+        for size_mb in sizes:
+            print(json.dumps(measure(size_mb, Path(tmp), server)), flush=True)
+    print(json.dumps({"benchmark_process_peak_rss_mb":
+                      round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
