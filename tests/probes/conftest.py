@@ -42,9 +42,6 @@ def site_config(tmp_path: Path) -> Callable[[str], Path]:
               endpoint: https://cloud.example.org:5000/v3
             cloud:
               backend: static
-            vos:
-              vo.example.org:
-                projects: [p1]
             accounting:
               state_dir: {tmp_path}/state/accounting
               queue_dir: {tmp_path}/spool/outgoing
