@@ -9,7 +9,7 @@ run); any other error fails that one action and the apply goes on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
@@ -124,6 +124,7 @@ def commit(state: SyncState, meta: Mapping[str, Any], actions: List[Action], pha
     adoptable: Set[str] = set(meta.get("adoptable") or [])
     started = parse_time(meta["started"]) if meta.get("started") else now
     done: Dict[str, int] = {}
+    quotas: Dict[str, Any] = state.data.setdefault("quotas", {})
     for seq, action in enumerate(actions):
         phase = phases.get(seq)
         if action.kind == "create" and phase != DONE:
@@ -133,6 +134,10 @@ def commit(state: SyncState, meta: Mapping[str, Any], actions: List[Action], pha
             continue
         done[action.kind] = done.get(action.kind, 0) + 1
         adoptable.discard(action.name)
+        if action.spec is not None and action.spec.quota is not None:
+            quotas[action.name] = asdict(action.spec.quota)
+        elif action.kind == "delete":
+            quotas.pop(action.name, None)
         if action.kind == "disable":
             disabled[action.name] = started
         elif action.kind in ("enable", "delete", "create"):

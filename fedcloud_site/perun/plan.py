@@ -183,11 +183,18 @@ class Planner:
     protected_users: FrozenSet[str] = frozenset()
     grace_period: timedelta = timedelta(days=30)
     delete_policy: str = "no_vms"
+    _applied_quotas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
     def plan(self, snapshot: Snapshot, covered: Iterable[str], users: Iterable[User], now: datetime,
              disabled_since: Optional[Mapping[str, datetime]] = None, adoptable: Iterable[str] = (),
-             vm_count: Optional[Callable[[User], int]] = None) -> Plan:
-        """The changes making the cloud's users match ``snapshot`` for the ``covered`` VOs."""
+             vm_count: Optional[Callable[[User], int]] = None,
+             applied_quotas: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Plan:
+        """The changes making the cloud's users match ``snapshot`` for the ``covered`` VOs.
+
+        ``applied_quotas`` (user name -> limits last set) stands in for the quota of users whose
+        backend does not report it, so that unchanged limits are not set again on every run.
+        """
+        self._applied_quotas = applied_quotas or {}
         covered_set = frozenset(vo for vo in covered if vo in self.targets)
         disabled_since = disabled_since or {}
         adopt: Set[str] = set(adoptable)
@@ -245,6 +252,8 @@ class Planner:
             enabled = True if valid else user.enabled
         else:  # disabled with its groups kept, so that a return within the grace period restores it
             groups, enabled = list(user.groups), False
+        dns: Sequence[str]
+        keys: Sequence[str]
         if account is not None:
             person = account.user
             email, display_name, dns, keys = person.email, person.display_name, person.x509_dns, person.ssh_keys
@@ -264,7 +273,8 @@ class Planner:
             changes.append("x509_dns")
         if set(user.ssh_keys) != set(keys):
             changes.append("ssh_keys")
-        if quota is not None and not _same("quota", _plain(user.quota), _plain(quota)):
+        known = _plain(user.quota) if user.quota is not None else self._applied_quotas.get(user.name)
+        if quota is not None and not _same("quota", known, _plain(quota)):
             changes.append("quota")
         if any(user.properties.get(k) != v for k, v in ours.items()):
             changes.append("properties")

@@ -8,6 +8,7 @@
 * ``disabled``: managed users we disabled, with the time (the grace period runs from it);
 * ``adoptable``: users whose creation was started but not confirmed (a half-created user without
   our marker is taken over instead of being reported as someone else's);
+* ``quotas``: the limits last set per user, for backends that do not report user quotas;
 * ``last_run``: time, result and counts of the last run (for ``fedcloud-site perun status``).
 
 ``<state_dir>/journal.json`` is the plan being applied (written before the first change) and

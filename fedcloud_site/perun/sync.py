@@ -186,7 +186,8 @@ class Synchroniser:
                           delete_policy=self.settings.delete_policy)
         vms = _VMCounter(self.cloud)
         try:
-            plan = planner.plan(snapshot, covered, users, now, state.disabled_since, state.adoptable, vms.of_user)
+            plan = planner.plan(snapshot, covered, users, now, state.disabled_since, state.adoptable, vms.of_user,
+                                state.data.get("quotas") or {})
         except PlanError as exc:
             raise JobRefused(f"{snapshot.source}: {exc}") from None
         refusals = self._checks(snapshot, covered, targets, users, plan, state)
