@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
@@ -79,18 +80,48 @@ def query_bool(value: Optional[str]) -> Optional[bool]:
 
 
 def paginate(items: Sequence[T], marker: Optional[str], limit: int,
-             key: Callable[[T], str] = lambda item: item.id) -> Tuple[List[T], bool]:  # type: ignore[attr-defined]
-    """The page after ``marker`` (400 if unknown) of at most ``limit`` items, and whether more follow."""
+             key: Callable[[T], str] = lambda item: item.id,  # type: ignore[attr-defined]
+             index: Optional[Dict[str, int]] = None) -> Tuple[List[T], bool]:
+    """The page after ``marker`` (400 if unknown) of at most ``limit`` items, and whether more follow.
+
+    ``index`` (key -> position in ``items``) makes the marker lookup constant-time.
+    """
     start = 0
     if marker is not None:
-        for index, item in enumerate(items):
-            if key(item) == marker:
-                start = index + 1
-                break
+        if index is not None:
+            if marker not in index:
+                raise ApiError(400, f"marker [{marker}] not found")
+            start = index[marker] + 1
         else:
-            raise ApiError(400, f"marker [{marker}] not found")
+            for position, item in enumerate(items):
+                if key(item) == marker:
+                    start = position + 1
+                    break
+            else:
+                raise ApiError(400, f"marker [{marker}] not found")
     page = list(items[start:start + limit])
     return page, start + limit < len(items)
+
+
+class ListingCache:
+    """Filtered, sorted listings kept while the data does not change, so that paging through N items
+    costs O(N) in total instead of O(N) per page."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._entries: OrderedDict[Any, Tuple[Any, List[Any], Dict[str, int]]] = OrderedDict()
+
+    def get(self, key: Any, version: Any, build: Callable[[], List[T]]) -> Tuple[List[T], Dict[str, int]]:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != version:
+            items = build()
+            entry = (version, items, {item.id: i for i, item in enumerate(items)})  # type: ignore[attr-defined]
+            self._entries[key] = entry
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return entry[1], entry[2]
 
 
 @dataclass

@@ -7,7 +7,19 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..http import Request, Response, json_response
-from .common import FAULT_KEYS, TITLES, ApiError, Token, iso_micro, iso_z, paginate, query_bool, query_int, query_time
+from .common import (
+    FAULT_KEYS,
+    TITLES,
+    ApiError,
+    ListingCache,
+    Token,
+    iso_micro,
+    iso_z,
+    paginate,
+    query_bool,
+    query_int,
+    query_time,
+)
 from .model import SimFlavor, SimServer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,7 +95,8 @@ class _Nova:
     def __init__(self, sim: OpenStackSim) -> None:
         self.sim = sim
         self.data = sim.data
-        self._sorted: Tuple[int, List[SimServer]] = (-1, [])
+        self._sorted: Tuple[Tuple[int, int], List[SimServer]] = ((-1, -1), [])
+        self._listings = ListingCache()
 
     @property
     def max_version(self) -> Tuple[int, int]:
@@ -161,10 +174,14 @@ class _Nova:
         return {key: page_links(self.sim.url + request.path, request, last, limit)}
 
     # -- servers ------------------------------------------------------------------------------------------
+    def _version(self) -> Tuple[int, int]:
+        """Listings are rebuilt when the data changed (``CloudData.touch``) or a server was added directly."""
+        return (self.data.version, len(self.data.servers))
+
     def _all_sorted(self) -> List[SimServer]:
-        if self._sorted[0] != self.data.version:
+        if self._sorted[0] != self._version():
             servers = sorted(self.data.servers.values(), key=lambda s: (s.created, s.id), reverse=True)
-            self._sorted = (self.data.version, servers)
+            self._sorted = (self._version(), servers)
         return self._sorted[1]
 
     def _filtered_servers(self, request: Request, token: Token) -> List[SimServer]:
@@ -233,15 +250,18 @@ class _Nova:
         token = self._token(request)
         version = self.microversion(request)
         limit = self._limit(request)
-        servers = self._filtered_servers(request, token)
-        page, _ = paginate(servers, request.arg("marker"), limit)
+        key = ("servers", token.project_id, token.is_reader, token.is_admin,
+               tuple(sorted((k, tuple(v)) for k, v in request.query.items() if k not in ("marker", "limit"))))
+        servers, index = self._listings.get(key, self._version(), lambda: self._filtered_servers(request, token))
+        page, _ = paginate(servers, request.arg("marker"), limit, index=index)
         if short_page(request):
             page = page[: max(1, len(page) // 2) if len(page) > 1 else len(page)]
             links: Dict[str, Any] = {}
         else:
             links = self._next_links(request, page, limit, "servers_links")
         if detail:
-            items = [self.server_body(s, version, token) for s in page]
+            attached = self._attachments()
+            items = [self.server_body(s, version, token, attached) for s in page]
         else:
             items = [{"id": s.id, "name": s.name, "links": self._link(f"/servers/{s.id}")} for s in page]
         return self.respond(request, dict({"servers": items}, **links))
@@ -262,7 +282,15 @@ class _Nova:
         return {"id": snap["id"], "links": [{"rel": "bookmark",
                                              "href": f"{self.sim.url}/compute/flavors/{snap['id']}"}]}
 
-    def server_body(self, server: SimServer, version: Tuple[int, int], token: Token) -> Dict[str, Any]:
+    def _attachments(self) -> Dict[str, List[str]]:
+        attached: Dict[str, List[str]] = {}
+        for volume in self.data.volumes.values():
+            if volume.attached_to:
+                attached.setdefault(volume.attached_to, []).append(volume.id)
+        return attached
+
+    def server_body(self, server: SimServer, version: Tuple[int, int], token: Token,
+                    attached: Optional[Dict[str, List[str]]] = None) -> Dict[str, Any]:
         addresses: Dict[str, List[Dict[str, Any]]] = {}
         for a in server.addresses:
             addresses.setdefault(a.network, []).append({"version": a.version, "addr": a.addr,
@@ -286,9 +314,8 @@ class _Nova:
             "OS-EXT-STS:task_state": server.task_state, "OS-EXT-STS:vm_state": server.vm_state,
             "OS-EXT-STS:power_state": server.power_state,
             "os-extended-volumes:volumes_attached": [
-                {"id": v.id, "delete_on_termination": False} for v in self.data.volumes.values()
-                if v.attached_to == server.id] if version >= (2, 3) else [
-                {"id": v.id} for v in self.data.volumes.values() if v.attached_to == server.id],
+                dict({"id": volume_id}, **({"delete_on_termination": False} if version >= (2, 3) else {}))
+                for volume_id in (attached if attached is not None else self._attachments()).get(server.id, [])],
             "security_groups": [{"name": "default"}] if not server.deleted else [],
         }
         if token.is_admin:
@@ -492,10 +519,11 @@ class _Nova:
     def _usage_page(self, request: Request, project: Optional[str]) -> Tuple[List[SimServer], int, bool]:
         version = self.microversion(request)
         start, end = self._period(request)
-        servers = self._usage_servers(start, end, project)
+        servers, index = self._listings.get(("usage", project, start, end), self._version(),
+                                            lambda: self._usage_servers(start, end, project))
         if version >= (2, 40):
             limit = self._limit(request)
-            page, _ = paginate(servers, request.arg("marker"), limit)
+            page, _ = paginate(servers, request.arg("marker"), limit, index=index)
             return page, limit, True
         if "limit" in request.query or "marker" in request.query:
             raise ApiError(400, "Additional properties are not allowed ('limit', 'marker' were unexpected)")
