@@ -185,7 +185,7 @@ class ImageServer:
                     server.max_active = max(server.max_active, server.active)
                 try:
                     self._send_body(item.path, start, length, fault)
-                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError, ValueError):
                     self.close_connection = True
                 finally:
                     with server._lock:
@@ -245,7 +245,8 @@ class ImageServer:
             httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"image-server-{self.port}", daemon=True).start()
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"image-server-{self.port}",
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
