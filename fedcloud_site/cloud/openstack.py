@@ -225,6 +225,7 @@ class OpenStackBackend(CloudBackend):
         self._compute_version: Optional[Tuple[int, int]] = None
         self._external_networks: Optional[Set[str]] = None
         self._role_ids: Dict[str, str] = {}
+        self._all_tenants: Optional[bool] = None  # may these credentials list every project's servers?
 
     # -- connection ------------------------------------------------------------------------------
     @staticmethod
@@ -376,8 +377,12 @@ class OpenStackBackend(CloudBackend):
                 seen.add(item["id"])
                 fresh += 1
                 yield item
-            if fresh == 0:
-                raise BadCloudData(f"{what}: the cloud repeats the same page after marker {query.get('marker')}")
+            if fresh == 0:  # the service ignores the marker (e.g. Neutron with allow_pagination = false)
+                if len(items) >= limit:
+                    raise BadCloudData(f"{what}: the cloud repeats a full page after marker {query.get('marker')}: "
+                                       f"it does not page and more items may exist")
+                log.warning("openstack_paging_ignored", what=what, items=len(seen))
+                return
             next_marker = self._next_marker(body, key) or items[-1]["id"]
             if len(items) < limit:
                 log.debug("openstack_short_page", what=what, got=len(items), limit=limit)
@@ -537,8 +542,38 @@ class OpenStackBackend(CloudBackend):
         return self._external_networks
 
     def _server_pages(self, params: Mapping[str, Any], what: str) -> Iterator[Dict[str, Any]]:
-        yield from self._pages("compute", "/servers/detail", params, "servers", what,
-                               microversion=self._compute_microversion())
+        """Servers; credentials that may not list all projects fall back to their own project."""
+        params = dict(params)
+        if self._all_tenants is False:
+            params.pop("all_tenants", None)
+            params.pop("project_id", None)
+        yielded = False
+        try:
+            for raw in self._pages("compute", "/servers/detail", params, "servers", what,
+                                   microversion=self._compute_microversion()):
+                yielded = True
+                yield raw
+        except CloudAuthError:
+            if yielded or "all_tenants" not in params:
+                raise
+            own = self._own_project()
+            wanted = params.get("project_id")
+            if own is None or (wanted is not None and wanted != own):
+                raise CloudAuthError(f"{what}: these credentials may not list other projects' servers (needs the "
+                                     f"admin role or a system-scoped reader)") from None
+            log.warning("openstack_own_project_only", project=own,
+                        reason="credentials may not list all projects' servers")
+            self._all_tenants = False
+            yield from self._server_pages(params, what)
+            return
+        if "all_tenants" in params:
+            self._all_tenants = True
+
+    def _own_project(self) -> Optional[str]:
+        try:
+            return str(self._conn.current_project_id) if self._conn.current_project_id else None
+        except Exception:  # noqa: BLE001 - no project scope
+            return None
 
     def list_vms(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[VM]:
         """Live servers (one paged pass) + with ``active_since`` the servers deleted since then (another)."""

@@ -528,14 +528,22 @@ def test_a_page_cut_short_by_the_server_loses_no_vm(fresh):
     assert len(list(backend.list_vms())) == sum(1 for s in fresh.data.servers.values() if not s.deleted)
 
 
-def test_a_cloud_that_repeats_a_page_is_detected(fresh):
+def test_a_cloud_that_repeats_a_full_page_is_detected(fresh):
     backend = OpenStackBackend(settings_for(fresh, page_size=2))
     page = {"servers": [{"id": "a"}, {"id": "b"}]}
-    fresh.inject("status", route="nova.flavors.detail", status=200, body={"flavors": []})
     fresh.inject("status", route="nova.servers.detail", status=200, body=page, count=2)
-    with pytest.raises(BadCloudData, match="repeats the same page"):
+    with pytest.raises(BadCloudData, match="repeats a full page"):
         for _ in backend._server_pages({}, "list servers"):
             pass
+
+
+def test_a_service_that_ignores_paging_is_read_once(fresh):
+    backend = OpenStackBackend(settings_for(fresh, page_size=50))
+    everything = {"floatingips": [{"id": f"f{i}", "floating_ip_address": f"192.0.2.{i}", "project_id": "p"}
+                                  for i in range(3)]}
+    fresh.inject("status", route="neutron.floatingips", status=200, body=everything, count=5)
+    assert [ip.id for ip in backend.list_floating_ips()] == ["f0", "f1", "f2"]
+    assert fresh.requests["neutron.floatingips"] == 2
 
 
 def test_an_unreachable_cloud_is_unavailable():
@@ -551,3 +559,16 @@ def test_an_unreachable_cloud_is_unavailable():
 def test_missing_image_is_not_found(backend):
     with pytest.raises(NotFound):
         backend.get_image("00000000-0000-4000-8000-000000000000")
+
+
+def test_project_scoped_credentials_list_their_own_project_only(fresh):
+    own, other = pid(fresh, "project-0"), pid(fresh, "project-1")
+    fresh.data.add_user("reader", password="pw", projects=(own,), role="reader")
+    backend = OpenStackBackend(settings_for(fresh, username="reader", password=Secret("pw"), project_name="project-0"))
+    expected = {s.id for s in fresh.data.servers.values() if s.project_id == own and not s.deleted}
+    assert {vm.id for vm in backend.list_vms(own)} == expected
+    assert {vm.id for vm in backend.list_vms()} == expected
+    assert all(vm.user_name is None for vm in backend.list_vms(own))  # Keystone users are not readable
+    with pytest.raises(CloudAuthError, match="may not list other projects"):
+        list(OpenStackBackend(settings_for(fresh, username="reader", password=Secret("pw"),
+                                           project_name="project-0")).list_vms(other))

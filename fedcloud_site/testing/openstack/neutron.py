@@ -63,7 +63,7 @@ class _Neutron:
         return token
 
     def _list(self, request: Request, token: Token, key: str, items: Sequence[T],
-              render: Callable[[T], Dict[str, Any]]) -> Response:
+              render: Callable[[T], Dict[str, Any]], own_only: bool = True) -> Response:
         """Neutron filters on any attribute (several values = any of them), sorts by id, pages after a marker."""
         from .simulator import page_links, short_page
 
@@ -71,7 +71,7 @@ class _Neutron:
         rendered = [(item, render(item)) for item in items]
         filters = {k: set(v) for k, v in request.query.items()
                    if k not in ("limit", "marker", "fields", "sort_key", "sort_dir", "page_reverse")}
-        if not token.is_admin:
+        if own_only and not token.is_admin:
             filters["project_id"] = {token.project_id or ""}
         chosen = [(item, body) for item, body in rendered
                   if all(str(body.get(k)).lower() in {v.lower() for v in values} if isinstance(body.get(k), bool)
@@ -126,10 +126,8 @@ class _Neutron:
         token = self._token(request)
         networks = [n for n in self.data.networks.values()
                     if token.is_admin or n.shared or n.external or n.project_id == token.project_id]
-        if not token.is_admin:  # shared/external networks are visible to everyone
-            bodies = [self.network_body(n) for n in networks]
-            return json_response({"networks": bodies})
-        return self._list(request, token, "networks", networks, self.network_body)
+        # shared and external networks are visible to everyone
+        return self._list(request, token, "networks", networks, self.network_body, own_only=False)
 
     def get_network(self, request: Request) -> Response:
         self._token(request)
