@@ -1,0 +1,297 @@
+"""Benchmark the accounting extractor (prints figures; not a timed test).
+
+1. Steady state on a simulated OpenStack (default 10,000 VMs in 20 projects, most of them
+   running and unchanged since the previous run 6 hours earlier): HTTP requests and wall
+   time of our extractor, and of cASO 5.2.2 against the same simulator.  cASO is installed
+   from PyPI into its own virtualenv (``--venv``, reused between runs) with a generated
+   caso.conf (nova extractor, ssm messenger into a dirq directory); when it cannot be
+   installed or run, the reason is printed.
+2. Rendering: cloud records rendered into APEL messages per second.
+3. Memory: peak RSS of a whole extraction of 100,000 VMs streamed from a synthetic backend
+   into a real dirq queue (in a child process, so the figure is the extraction's own).
+
+    python benchmarks/accounting_extract.py [--vms 10000] [--projects 20] [--big 100000]
+                                            [--venv DIR] [--skip-caso]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from fedcloud_site.accounting.daemon import run_extraction
+from fedcloud_site.accounting.messages import CLOUD_FORMAT, Batcher, MessageSink
+from fedcloud_site.accounting.records import CloudRecord
+from fedcloud_site.cloud import open_backend
+from fedcloud_site.config import load_config
+from fedcloud_site.log import configure_logging, get_logger
+from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, generate
+
+CASO_VERSION = "5.2.2"
+DEFAULT_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedcloud-site-bench" / \
+    f"caso-{CASO_VERSION}"
+
+
+def now_hour() -> datetime:
+    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def write_config(directory: Path, cloud: Dict[str, Any], accounting: Dict[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"site": {"name": "BENCH-SITE", "service_name": "BENCH-SITE-cloud"}, "cloud": cloud,
+              "accounting": dict({"state_dir": str(directory / "state"), "queue_dir": str(directory / "outgoing"),
+                                  "ignore_projects": ["admin"]}, **accounting)}
+    path = directory / "fedcloud-site.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def count_records(queue_dir: Path) -> Dict[str, int]:
+    """Messages and cloud records in a dirq directory."""
+    messages = records = 0
+    for element in sorted(queue_dir.glob("*/*")):
+        if element.name.endswith((".tmp", ".lck")):
+            continue
+        messages += 1
+        text = element.read_text(encoding="ascii", errors="replace")
+        if text.startswith("APEL-cloud-message"):
+            records += text.count("\nVMUUID: ")
+    return {"messages": messages, "cloud_records": records}
+
+
+# -- 1. steady state: ours and cASO -------------------------------------------------------------------
+def ours(sim: OpenStackSim, work: Path, previous: datetime, now: datetime, record_types: List[str]) -> Dict[str, Any]:
+    cloud = {"backend": "openstack", "openstack": {"auth_url": sim.auth_url, "username": ADMIN_USER,
+                                                   "password": ADMIN_PASSWORD, "project_name": ADMIN_PROJECT,
+                                                   "page_size": 1000}}
+    path = write_config(work, cloud, {"record_types": record_types, "first_run_start": previous.isoformat()})
+    config = load_config(path)
+    log = get_logger("accounting")
+    # the previous run, 6 h ago, so that this one is a steady-state run
+    run_extraction(config, open_backend(config), previous, log)
+    shutil.rmtree(work / "outgoing", ignore_errors=True)
+    sim.reset_counts()
+    started = time.perf_counter()
+    backend = open_backend(config)
+    summary = run_extraction(config, backend, now, log)
+    wall = time.perf_counter() - started
+    backend.close()
+    return {"tool": "fedcloud-site", "record_types": record_types, "http_requests": sim.total_requests,
+            "requests_by_route": dict(sorted(sim.requests.items())), "wall_seconds": round(wall, 2),
+            "vms": summary.get("vms"), **count_records(work / "outgoing")}
+
+
+def install_caso(venv: Path) -> Optional[str]:
+    """Path of caso-extract in ``venv`` (installed on first use); None with the reason printed."""
+    exe = venv / "bin" / "caso-extract"
+    if exe.exists():
+        return str(exe)
+    print(f"# installing caso=={CASO_VERSION} into {venv} ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"caso=={CASO_VERSION}"], check=True,
+                       timeout=1800, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"caso: cannot be installed: {exc}")
+        return None
+    return str(exe) if exe.exists() else None
+
+
+def caso(sim: OpenStackSim, work: Path, exe: str, projects: List[str], previous: datetime, now: datetime
+         ) -> Dict[str, Any]:
+    spool, outgoing = work / "spool", work / "outgoing"
+    spool.mkdir(parents=True, exist_ok=True)
+    for project in projects:  # the previous run, 6 h ago (cASO's state: lastrun.<project>)
+        (spool / f"lastrun.{project}").write_text(str(previous), encoding="utf-8")
+    conf = work / "caso.conf"
+    conf.write_text(f"""[DEFAULT]
+site_name = BENCH-SITE
+service_name = BENCH-SITE-cloud
+projects = {",".join(projects)}
+extractor = nova
+messengers = ssm
+spooldir = {spool}
+lock_path = {spool}
+vo_property = egi.VO
+region_name = {sim.data.region}
+
+[ssm]
+output_path = {outgoing}
+
+[keystone_auth]
+auth_type = password
+auth_url = {sim.auth_url}
+username = {ADMIN_USER}
+password = {ADMIN_PASSWORD}
+user_domain_name = Default
+project_domain_name = Default
+""", encoding="utf-8")  # no project_name: cASO scopes its clients itself (project or system)
+    sim.reset_counts()
+    started = time.perf_counter()
+    result = subprocess.run([exe, "--config-file", str(conf), "--extract-to", now.strftime("%Y-%m-%d %H:%M:%S+00:00")],
+                            capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - started
+    figures: Dict[str, Any] = {"tool": f"caso {CASO_VERSION}", "exit_status": result.returncode,
+                               "http_requests": sim.total_requests,
+                               "requests_by_route": dict(sorted(sim.requests.items())),
+                               "wall_seconds": round(wall, 2)}
+    if outgoing.is_dir():
+        figures.update(count_records(outgoing))
+    if result.returncode != 0:
+        figures["error"] = (result.stderr or result.stdout)[-2000:]
+    return figures
+
+
+def steady_state(n_vms: int, n_projects: int, venv: Path, skip_caso: bool) -> None:
+    now = now_hour()
+    previous = now - timedelta(hours=6)
+    data = generate(seed=7, n_projects=n_projects, vms_per_project=n_vms // n_projects, deleted_fraction=0.05,
+                    changed_fraction=0.02, fips_per_project=2, volumes_per_project=0, now=now)
+    projects = [p.id for p in data.projects.values() if p.name.startswith("project-")]
+    admin = data.find_user(ADMIN_USER)
+    for project in projects:  # cASO's project-scoped sessions need a role on each project, as in production
+        data.grant(admin.id, "reader", project_id=project)
+    print(f"# steady state: {n_vms} VMs in {n_projects} projects, previous run {previous:%H:%M}, this run "
+          f"{now:%Y-%m-%d %H:%M} UTC")
+    work = Path(tempfile.mkdtemp(prefix="acc-bench-"))
+    try:
+        with OpenStackSim(data, max_limit=1000) as sim:
+            mine = ours(sim, work / "ours", previous, now, ["cloud"])
+            print(json.dumps(mine, sort_keys=True))
+            full = ours(sim, work / "ours-all", previous, now, ["cloud", "ip", "accelerator"])
+            print(json.dumps({k: full[k] for k in ("tool", "record_types", "http_requests", "wall_seconds",
+                                                  "messages", "cloud_records")}, sort_keys=True))
+            if skip_caso:
+                print("caso: skipped (--skip-caso)")
+                return
+            exe = install_caso(venv)
+            if exe is None:
+                return
+            theirs = caso(sim, work / "caso", exe, projects, previous, now)
+            print(json.dumps(theirs, sort_keys=True))
+            if theirs.get("exit_status") == 0 and theirs["http_requests"]:
+                print(f"ratio: caso/fedcloud-site requests = {theirs['http_requests'] / mine['http_requests']:.1f}x, "
+                      f"wall time = {theirs['wall_seconds'] / max(mine['wall_seconds'], 1e-6):.1f}x")
+            else:
+                print("caso: did not complete; see its error above")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- 2. rendering ------------------------------------------------------------------------------------------
+class NullSink(MessageSink):
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def put(self, kind: str, message: str, records: int) -> None:
+        self.bytes += len(message)
+
+
+def rendering(n: int) -> None:
+    records = [CloudRecord(vm_uuid=f"{i:08x}-0000-4000-8000-{i:012x}", site_name="BENCH-SITE", fqan="vo.example.org",
+                           status="started", start_time=1_790_000_000, measurement_time=1_795_000_000,
+                           cloud_compute_service="BENCH-SITE-cloud", machine_name=f"vm-{i}", local_user_id="u" * 32,
+                           local_group_id="p" * 32, global_user_name="a" * 40 + "@egi.eu", wall_duration=5_000_000,
+                           cpu_duration=20_000_000, cpu_count=4, memory=8192, disk=100, public_ip_count=1,
+                           image_id="https://appdb.egi.eu/store/vo/image/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d:77/",
+                           cloud_type="fedcloud-site", benchmark_type="HEPSPEC06", benchmark=10.5) for i in range(n)]
+    sink = NullSink()
+    batcher = Batcher(CLOUD_FORMAT, sink, 100, 256 * 1024)
+    started = time.perf_counter()
+    for record in records:
+        batcher.add(record)
+    batcher.flush()
+    wall = time.perf_counter() - started
+    print(json.dumps({"rendering": {"records": n, "seconds": round(wall, 3), "records_per_second": int(n / wall),
+                                    "messages": batcher.messages, "bytes_per_record": sink.bytes // n}}))
+
+
+# -- 3. memory of a 100,000-VM extraction ------------------------------------------------------------------------
+BIG_CHILD = r"""
+import json, resource, sys, time
+from datetime import datetime, timedelta, timezone
+from typing import Iterator, Optional
+from fedcloud_site.accounting.daemon import run_extraction
+from fedcloud_site.cloud.base import VM, CloudBackend, IPAddress, Project, VMState
+from fedcloud_site.config import load_config
+from fedcloud_site.log import get_logger
+
+N = int(sys.argv[2])
+NOW = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+
+class Synthetic(CloudBackend):
+    '''VMs generated one at a time: the extractor's memory is what this measures.'''
+    name = "synthetic"
+    def list_projects(self):
+        yield Project(id="p-big", name="big", properties={"egi.VO": "vo.example.org"})
+    def list_flavors(self):
+        return iter(())
+    def list_images(self, owner=None):
+        return iter(())
+    def list_vms(self, project_id=None, active_since=None) -> Iterator[VM]:
+        for i in range(N):
+            yield VM(id=f"{i:08x}-0000-4000-8000-{i:012x}", name=f"vm-{i}", project_id="p-big", user_id=f"u{i % 500}",
+                     state=VMState.RUNNING, status="ACTIVE", created_at=NOW - timedelta(days=40, seconds=i),
+                     vcpus=2, ram_mb=4096, disk_gb=40, image_id="img", user_name=f"user{i % 500}@egi.eu",
+                     addresses=(IPAddress(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 4),))
+
+config = load_config(sys.argv[1])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+summary = run_extraction(config, Synthetic(), NOW, get_logger("accounting"))
+wall = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"vms": N, "cloud_records": summary["cloud_records"], "messages": summary["messages"],
+                  "seconds": round(wall, 2), "records_per_second": int(summary["cloud_records"] / wall),
+                  "peak_rss_mb": round(peak / 1024, 1), "rss_before_extraction_mb": round(base / 1024, 1)}))
+"""
+
+
+def memory(n: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="acc-bench-big-"))
+    try:
+        path = write_config(work, {"backend": "static"}, {"record_types": ["cloud"],
+                                                          "first_run_start": "2026-11-01"})
+        result = subprocess.run([sys.executable, "-c", BIG_CHILD, str(path), str(n)], capture_output=True, text=True,
+                                timeout=3600)
+        if result.returncode != 0:
+            print(f"memory: the extraction failed: {result.stderr[-2000:]}")
+            return
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        figures["queue_bytes"] = sum(p.stat().st_size for p in (work / "outgoing").glob("*/*"))
+        print(json.dumps({"extraction_100k": figures}, sort_keys=True))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vms", type=int, default=10_000)
+    parser.add_argument("--projects", type=int, default=20)
+    parser.add_argument("--big", type=int, default=100_000, help="VMs of the rendering/memory figures")
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="virtualenv for cASO (reused)")
+    parser.add_argument("--skip-caso", action="store_true")
+    args = parser.parse_args(argv)
+    configure_logging()
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)
+    steady_state(args.vms, args.projects, args.venv, args.skip_caso)
+    rendering(args.big)
+    memory(args.big)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
