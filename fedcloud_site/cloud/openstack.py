@@ -46,7 +46,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterator, List, Literal, Mapping, Optional, Set, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Set, Tuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ..log import get_logger
@@ -78,6 +78,7 @@ from .base import (
 from .flavor_specs import decode_flavor_specs
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 #: Nova server status -> backend-neutral state (see the module documentation)
 NOVA_STATES: Dict[str, VMState] = {
@@ -685,19 +686,32 @@ class OpenStackBackend(CloudBackend):
     def list_floating_ips(self, project_id: Optional[str] = None) -> Iterator[FloatingIP]:
         params = {"project_id": project_id} if project_id else {}
         try:
-            items = list(self._pages("network", "/floatingips", params, "floatingips", "list floating IPs"))
+            for raw in self._pages("network", "/floatingips", params, "floatingips", "list floating IPs"):
+                fip = self._checked(self._floating_ip, raw)
+                if fip is not None:
+                    yield fip
         except NotSupported:
             return
-        for raw in items:
-            where = f"floating IP {raw.get('id')}"
-            try:
-                address = ipaddress.ip_address(str(raw["floating_ip_address"]))
-                created = parse_time(raw["created_at"]) if raw.get("created_at") else None
-            except (KeyError, ValueError) as exc:
-                raise BadCloudData(f"{where}: {exc}") from None
-            yield FloatingIP(id=str(raw["id"]), address=str(address), version=address.version,
-                             project_id=str(raw.get("project_id") or raw.get("tenant_id") or ""), user_id=None,
-                             created_at=created, attached=raw.get("port_id") is not None)
+
+    @staticmethod
+    def _floating_ip(raw: Mapping[str, Any]) -> FloatingIP:
+        where = f"floating IP {raw.get('id')}"
+        try:
+            address = ipaddress.ip_address(str(raw["floating_ip_address"]))
+            created = parse_time(raw["created_at"]) if raw.get("created_at") else None
+        except (KeyError, ValueError) as exc:
+            raise BadCloudData(f"{where}: {exc}") from None
+        return FloatingIP(id=str(raw["id"]), address=str(address), version=address.version,
+                          project_id=str(raw.get("project_id") or raw.get("tenant_id") or ""), user_id=None,
+                          created_at=created, attached=raw.get("port_id") is not None)
+
+    def _checked(self, convert: Callable[..., T], *args: Any) -> Optional[T]:
+        """``convert(*args)``, or None when it is bad data that ``on_bad_record`` takes (else it raises)."""
+        try:
+            return convert(*args)
+        except BadCloudData as exc:
+            self.bad_record(exc)
+            return None
 
     def list_volumes(self, project_id: Optional[str] = None,
                      active_since: Optional[datetime] = None) -> Iterator[Volume]:
@@ -708,8 +722,9 @@ class OpenStackBackend(CloudBackend):
         try:
             for raw in self._pages("block-storage", "/volumes/detail", params, "volumes", "list volumes",
                                    microversion=VOLUME_MICROVERSION):
-                if str(raw.get("status") or "") != "deleted":
-                    yield self._volume(raw, project_id)
+                volume = self._checked(self._volume, raw, project_id)
+                if volume is not None and volume.status != "deleted":
+                    yield volume
             if active_since is None:
                 return
             since = dict(params, **{"changes-since": iso_utc(active_since)})
@@ -717,7 +732,9 @@ class OpenStackBackend(CloudBackend):
                                    "list volumes deleted since " + iso_utc(active_since),
                                    microversion=VOLUME_MICROVERSION):
                 if str(raw.get("status") or "") == "deleted":  # live ones were listed above
-                    yield self._volume(raw, project_id)
+                    volume = self._checked(self._volume, raw, project_id)
+                    if volume is not None:
+                        yield volume
         except NotSupported:
             return
 
@@ -766,7 +783,9 @@ class OpenStackBackend(CloudBackend):
         """Images (paged); members are read for shared images only (one request each)."""
         params = {"owner": owner} if owner else {}
         for raw in self._pages("image", "/images", params, "images", "list images"):
-            yield self._image(raw, self._members(raw))
+            image = self._checked(self._image, raw, self._members(raw))
+            if image is not None:
+                yield image
 
     def get_image(self, image_id: str) -> Image:
         raw = self._json(self._call("image", "GET", f"/images/{image_id}", f"image {image_id}", retry=True),

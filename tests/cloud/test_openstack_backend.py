@@ -572,3 +572,21 @@ def test_project_scoped_credentials_list_their_own_project_only(fresh):
     with pytest.raises(CloudAuthError, match="may not list other projects"):
         list(OpenStackBackend(settings_for(fresh, username="reader", password=Secret("pw"),
                                            project_name="project-0")).list_vms(other))
+
+
+def test_bad_records_go_to_on_bad_record_and_the_listing_goes_on(fresh):
+    backend = OpenStackBackend(settings_for(fresh, page_size=1000))
+    problems = []
+    backend.on_bad_record = problems.append
+    good = {"id": "0f0f0f0f-0000-4000-8000-000000000002", "name": "ok", "status": "ACTIVE", "tenant_id": "p",
+            "user_id": "u", "created": "2026-11-01T00:00:00Z", "addresses": {},
+            "flavor": {"vcpus": 1, "ram": 512, "disk": 1, "ephemeral": 0, "original_name": "x", "extra_specs": {}}}
+    bad = dict(good, id="0f0f0f0f-0000-4000-8000-000000000003", created="soon")
+    fresh.inject("status", route="nova.servers.detail", status=200, body={"servers": [bad, good]})
+    assert [vm.id for vm in backend.list_vms()] == [good["id"]]
+    assert len(problems) == 1 and bad["id"] in str(problems[0])
+    fresh.inject("status", route="neutron.floatingips", status=200, body={"floatingips": [
+        {"id": "f1", "floating_ip_address": "nope", "project_id": "p"},
+        {"id": "f2", "floating_ip_address": "192.0.2.7", "project_id": "p"}]})
+    assert [ip.id for ip in backend.list_floating_ips()] == ["f2"]
+    assert "floating IP f1" in str(problems[1])
