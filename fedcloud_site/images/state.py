@@ -209,6 +209,11 @@ class StateDB:
         assignments = ", ".join(f"{key} = ?" for key in values)
         self.conn.execute(f"UPDATE images SET {assignments} WHERE id = ?", (*values.values(), row_id))
 
+    def prune_removed(self, before: str) -> int:
+        """Forget image versions removed before ``before`` (ISO time); returns how many."""
+        cursor = self.conn.execute("DELETE FROM images WHERE state = 'removed' AND removed_at < ?", (before,))
+        return cursor.rowcount
+
     def known_identifiers(self, subscription: str) -> set:
         return {r[0] for r in self.conn.execute("SELECT DISTINCT identifier FROM images WHERE subscription = ?",
                                                 (subscription,))}

@@ -41,6 +41,7 @@ from .state import IN_CLOUD, ImageRow, StateDB
 from .trust import ListRejected, verify_list
 
 PENDING = ("listed", "awaiting-approval", "fetched", "verified", "failed")
+REMOVED_KEPT_DAYS = 90  # removed image versions stay in the status this long
 
 
 @dataclass
@@ -138,6 +139,7 @@ class Sync:
             self._run_downloads(jobs)
             self._retire_gone_subscriptions({s.name for s in enabled})
             self._delete_expired_deprecations()
+            self.db.prune_removed(iso_utc(self.now() - timedelta(days=REMOVED_KEPT_DAYS)))
             self._clean_cache()
             self._hook("ProcessPostfix")
         if self.summary.cloud_changed:
@@ -182,8 +184,18 @@ class Sync:
             self.log.error("invalid image entry skipped (its registered image is kept)", subscription=sub.name,
                            entry=str(bad))
         if not unchanged:
-            atomic_write_bytes(signed_file, signed)
-            atomic_write_bytes(content_file, verified.content)
+            try:
+                atomic_write_bytes(signed_file, signed)
+                atomic_write_bytes(content_file, verified.content)
+            except OSError as exc:
+                reason = f"state: cannot store the accepted list in {self.lists_dir}: {exc.strerror or exc}"
+                self.summary.lists_failed += 1
+                self.summary.problems.append(f"{sub.name}: {reason}")
+                self.log.error("image list verified but not stored; keeping the last good list",
+                               subscription=sub.name, reason=reason)
+                self.db.save_subscription(sub.name, url=sub.url, state="failed", reason=reason,
+                                          last_checked=iso_utc(now))
+                return _ListState(sub, self._last_good(sub) if have_good else None, fresh=False)
         self.db.save_subscription(
             sub.name, url=sub.url, state="ok", reason=(f"invalid image entries: {warnings}" if warnings else None),
             etag=response.etag, last_modified=response.last_modified, list_identifier=image_list.identifier,
@@ -408,6 +420,8 @@ class Sync:
             return _Outcome(job, error=str(exc))
         except OSError as exc:
             return _Outcome(job, error=f"cache: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one image's surprise must not abort the others
+            return _Outcome(job, error=f"unexpected {type(exc).__name__}: {exc}")
         finally:
             for amount in reserved:
                 self.cache.release(amount)
