@@ -58,6 +58,8 @@ class PerunSite:
         self.perun: Dict[str, Any] = {"state_dir": "perun-state", "file": "perun.json", "grace_period": "7d",
                                       "vos": {ALPHA: {"quota": {"instances": 4, "cores": 8}}, BETA: {}}}
         self.vos: Dict[str, Any] = {ALPHA: {}, BETA: {}}
+        self.cloud: Dict[str, Any] = {"backend": "static",
+                                      "static": {"site_file": "site.yaml", "state_file": "cloud.json"}}
         self.generated = T0
         self.write_site()
         self.configure()
@@ -68,7 +70,7 @@ class PerunSite:
     def configure(self, **perun: Any) -> Path:
         self.perun.update(perun)
         config = {"site": {"name": "TEST-SITE"},
-                  "cloud": {"backend": "static", "static": {"site_file": "site.yaml", "state_file": "cloud.json"}},
+                  "cloud": self.cloud,
                   "vos": self.vos, "logging": {"level": "debug"}, "perun": self.perun}
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return self.config_path
