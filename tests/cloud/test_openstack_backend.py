@@ -583,10 +583,12 @@ def test_bad_records_go_to_on_bad_record_and_the_listing_goes_on(fresh):
             "flavor": {"vcpus": 1, "ram": 512, "disk": 1, "ephemeral": 0, "original_name": "x", "extra_specs": {}}}
     bad = dict(good, id="0f0f0f0f-0000-4000-8000-000000000003", created="soon")
     fresh.inject("status", route="nova.servers.detail", status=200, body={"servers": [bad, good]})
+    fresh.inject("status", route="nova.servers.detail", status=200, body={"servers": []})  # the page after
     assert [vm.id for vm in backend.list_vms()] == [good["id"]]
     assert len(problems) == 1 and bad["id"] in str(problems[0])
     fresh.inject("status", route="neutron.floatingips", status=200, body={"floatingips": [
         {"id": "f1", "floating_ip_address": "nope", "project_id": "p"},
         {"id": "f2", "floating_ip_address": "192.0.2.7", "project_id": "p"}]})
+    fresh.inject("status", route="neutron.floatingips", status=200, body={"floatingips": []})
     assert [ip.id for ip in backend.list_floating_ips()] == ["f2"]
     assert "floating IP f1" in str(problems[1])
