@@ -14,10 +14,13 @@ Mapping of OpenNebula objects to the records of :mod:`.base`:
   read cannot shift an unread VM out of sight.  State comes from :data:`VM_STATES`
   (STATE, LCM_STATE) -> :class:`VMState`, covering every state including UNDEPLOYED,
   POWEROFF, CLONING (which oneacct-export drops).  Run periods are the HISTORY
-  records' RSTIME..RETIME; the pool body carries only the last record, so when a
-  VM has earlier records they come from one ``one.vmpool.accounting`` call for the
-  listing window, and (``complete_history``) from ``one.vm.info`` for records that
-  ended before the window.  Network bytes come from MONITORING (NETRX in, NETTX out),
+  records' RSTIME..RETIME.  The pool body carries only a VM's last record; when a VM
+  has earlier ones they come from one ``one.vmpool.accounting`` call for the listing
+  window and, for records that ended before the window (``complete_history``), one
+  more accounting call from the earliest such VM's creation to the window's start
+  (those VMs are yielded last).  A listing without ``active_since`` makes no history
+  calls: VMs with earlier records then have ``run_periods=None`` (unknown).  Network
+  bytes come from MONITORING (NETRX in, NETTX out),
   the image id is the inherited ``VMCATCHER_EVENT_AD_MPURI`` of the first disk (else
   its IMAGE_ID), the user name is ``USER_TEMPLATE/USER_X509_DN`` or the owner's X.509
   DN, and the benchmark comes from the VM's host, else its cluster, else the flavour;
@@ -37,6 +40,7 @@ errors, garbled answers) and :class:`CloudError`; records that cannot be read ra
 from __future__ import annotations
 
 import hashlib
+import io
 import ipaddress
 import math
 import os
@@ -45,13 +49,14 @@ import uuid
 import xml.parsers.expat
 import xmlrpc.client
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 import pyone
 import requests
+from lxml import etree
 from pyone.server_xrpc import RequestsTransport
 
 from ..schema import Duration, Secret
@@ -166,7 +171,7 @@ class OpenNebulaSettings:
     benchmark_type_attribute: str = "BENCHMARK_TYPE"  # host/cluster/template attributes of the benchmark
     benchmark_value_attribute: str = "BENCHMARK_VALUE"
     user_auth_driver: str = "x509"  # auth driver of managed users that have X.509 DNs (others: core)
-    complete_history: bool = True  # fetch history records that ended before the listing window (one.vm.info)
+    complete_history: bool = True  # also fetch history records that ended before the listing window
 
     def validate(self) -> None:
         if not self.endpoint.startswith(("http://", "https://")):
@@ -209,8 +214,58 @@ class _Transport(RequestsTransport):
             raise xmlrpc.client.ProtocolError(url, resp.status_code, resp.reason or "", dict(resp.headers))
         return self.parse_response(resp)
 
+    def parse_response(self, response: Any) -> Any:
+        """The answer's values, decoded by lxml: xmlrpc.client's pure-Python unmarshaller is slow on
+        the escaped XML documents oned sends (every entity splits the text)."""
+        return parse_xmlrpc_response(response.content)
+
     def close(self) -> None:
         self.session.close()
+
+
+def _xml_parser() -> Any:
+    """A parser for large answers (a new one per call: lxml parsers are not shared between threads)."""
+    return etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+
+
+def _xmlrpc_value(value: Any) -> Any:
+    if len(value) == 0:
+        return value.text or ""  # no type element: a string
+    typed = value[0]
+    tag = typed.tag
+    if tag == "string":
+        return typed.text or ""
+    if tag in ("int", "i4", "i8"):
+        return int(typed.text)
+    if tag == "boolean":
+        return typed.text.strip() == "1"
+    if tag == "double":
+        return float(typed.text)
+    if tag == "nil":
+        return None
+    if tag == "array":
+        return [_xmlrpc_value(v) for v in typed.iterfind("data/value")]
+    if tag == "struct":
+        return {m.findtext("name"): _xmlrpc_value(m.find("value")) for m in typed.iterfind("member")}
+    raise xmlrpc.client.ResponseError(f"unsupported XML-RPC value type {tag!r}")
+
+
+def parse_xmlrpc_response(content: bytes) -> Tuple[Any, ...]:
+    """The params of an XML-RPC methodResponse (raises xmlrpc.client.Fault for a fault answer)."""
+    try:
+        root = etree.fromstring(content, _xml_parser())
+    except etree.XMLSyntaxError as exc:
+        raise xmlrpc.client.ResponseError(f"malformed XML-RPC answer: {exc}") from None
+    if root.tag != "methodResponse":
+        raise xmlrpc.client.ResponseError(f"not an XML-RPC answer (root element {root.tag!r})")
+    fault = root.find("fault/value")
+    if fault is not None:
+        detail = _xmlrpc_value(fault)
+        raise xmlrpc.client.Fault(detail.get("faultCode", -1), detail.get("faultString", ""))
+    try:
+        return tuple(_xmlrpc_value(v) for v in root.iterfind("params/param/value"))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise xmlrpc.client.ResponseError(f"malformed XML-RPC value: {exc}") from None
 
 
 # -- helpers --------------------------------------------------------------------------------------------
@@ -345,6 +400,91 @@ def _quota_value(limit: Any, default: Any) -> Optional[int]:
     return int(value)
 
 
+#: a HISTORY record's (RSTIME, RETIME, ETIME, HID)
+Record = Tuple[int, int, int, int]
+#: vid -> SEQ -> record
+Histories = Dict[int, Dict[int, Record]]
+_ONE_ERRORS = {0x0100: pyone.OneAuthenticationException, 0x0200: pyone.OneAuthorizationException,
+               0x0400: pyone.OneNoExistsException, 0x0800: pyone.OneActionException,
+               0x1000: pyone.OneApiException, 0x2000: pyone.OneInternalException}
+
+
+def _record(node: Any) -> Record:
+    return (int(_text(node, "RSTIME") or 0), int(_text(node, "RETIME") or 0), int(_text(node, "ETIME") or 0),
+            int(_text(node, "HID") or -1))
+
+
+def _is_complete(records: Mapping[int, Record]) -> bool:
+    """True when the records run from SEQ 0 without gaps (or there are none)."""
+    return not records or max(records) + 1 == len(records)
+
+
+def _periods(records: Mapping[int, Record]) -> Tuple[RunPeriod, ...]:
+    """Running time of each record: RSTIME to RETIME (or to ETIME if the record closed without one)."""
+    periods = []
+    for seq in sorted(records):
+        rstime, retime, etime, _ = records[seq]
+        if not rstime:
+            continue  # never reached RUNNING on that host
+        end = retime or etime or None
+        periods.append(RunPeriod(start=parse_time(rstime), end=parse_time(end) if end else None))
+    return tuple(periods)
+
+
+def element_dict(element: Any) -> Dict[str, Any]:
+    """A TEMPLATE element as pyone shapes it: vector attributes as dicts, repeated names as lists."""
+    result: Dict[str, Any] = {}
+    if element is None:
+        return result
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue  # comments
+        value: Any = {sub.tag: sub.text or "" for sub in child if isinstance(sub.tag, str)} if len(child) \
+            else (child.text or "")
+        if child.tag in result:
+            current = result[child.tag]
+            result[child.tag] = (current if isinstance(current, list) else [current]) + [value]
+        else:
+            result[child.tag] = value
+    return result
+
+
+class _PoolVM:
+    """A ``<VM>`` of a pool page, read straight from the XML."""
+
+    __slots__ = ("node", "ID", "UID", "GID", "NAME", "STATE", "LCM_STATE", "STIME", "ETIME", "TEMPLATE",
+                 "USER_TEMPLATE")
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        raw_id = _text(node, "ID")
+        try:
+            self.ID = int(raw_id or "")
+        except ValueError:
+            raise BadCloudData(f"OpenNebula VM pool: a VM without a valid ID ({raw_id!r}, "
+                               f"name {_text(node, 'NAME')!r})") from None
+        where = f"OpenNebula VM {self.ID}"
+        values = {}
+        for name in ("UID", "GID", "STATE", "LCM_STATE", "STIME", "ETIME"):
+            text = _text(node, name)
+            try:
+                values[name] = int(text or "")
+            except ValueError:
+                raise BadCloudData(f"{where}: {name} {text!r} is not a number") from None
+        self.UID, self.GID = values["UID"], values["GID"]
+        self.STATE, self.LCM_STATE = values["STATE"], values["LCM_STATE"]
+        self.STIME, self.ETIME = values["STIME"], values["ETIME"]
+        self.NAME = _text(node, "NAME") or ""
+        self.TEMPLATE = element_dict(node.find("TEMPLATE"))
+        self.USER_TEMPLATE = element_dict(node.find("USER_TEMPLATE"))
+
+    def records(self) -> Dict[int, Record]:
+        try:
+            return {int(_text(h, "SEQ") or ""): _record(h) for h in self.node.iterfind("HISTORY_RECORDS/HISTORY")}
+        except ValueError as exc:
+            raise BadCloudData(f"OpenNebula VM {self.ID}: unreadable history record: {exc}") from None
+
+
 @dataclass
 class _Lookups:
     """Pools read once per listing: users, hosts, clusters, templates, history."""
@@ -353,7 +493,7 @@ class _Lookups:
     hosts: Dict[int, Any] = field(default_factory=dict)
     clusters: Dict[int, Any] = field(default_factory=dict)
     flavors: Dict[str, Flavor] = field(default_factory=dict)
-    history: Optional[Dict[int, Dict[int, Tuple[int, int, int, int]]]] = None
+    history: Optional[Histories] = None
 
 
 class OpenNebulaBackend(CloudBackend):
@@ -404,12 +544,13 @@ class OpenNebulaBackend(CloudBackend):
         counts["total"] = sum(self._calls.values())
         return counts
 
-    def _call(self, method: str, *params: Any) -> Any:
+    def _call(self, method: str, *params: Any, target: Any = None) -> Any:
         """One XML-RPC call through pyone, errors mapped to CloudError subclasses."""
         self._calls[method] += 1
-        target = self._one()
-        for part in method.split(".")[1:]:
-            target = getattr(target, part)
+        if target is None:
+            target = self._one()
+            for part in method.split(".")[1:]:
+                target = getattr(target, part)
         where = f"OpenNebula {self.settings.endpoint} {method}"
         try:
             return target(*params)
@@ -503,7 +644,7 @@ class OpenNebulaBackend(CloudBackend):
         size = self.settings.page_size
         offset, last_id, backoffs = 0, -1, 0
         while True:
-            page = self._call("one.vmpool.infoextended", -2, offset, -size, state).VM
+            page = self._vm_page(offset, size, state)
             if len(page) > 1 and page[0].ID > page[-1].ID:
                 raise CloudError("OpenNebula lists the VM pool in descending order (API_LIST_ORDER=DESC); "
                                  "paging needs ascending order")
@@ -522,6 +663,17 @@ class OpenNebulaBackend(CloudBackend):
                 return
             offset += len(page) - 1  # the next page starts with the last VM of this one
 
+    def _vm_page(self, offset: int, size: int, state: int) -> List[_PoolVM]:
+        """One page of the extended VM pool, read from the XML with lxml (pyone's generated
+        bindings take ~0.5 ms per VM and drop the history times of pool bodies anyway)."""
+        text = self._raw_call("one.vmpool.infoextended", -2, offset, -size, state)
+        try:
+            root = etree.fromstring(text.encode("utf-8"), _xml_parser())
+        except etree.XMLSyntaxError as exc:
+            raise BadCloudData(f"OpenNebula {self.settings.endpoint} one.vmpool.infoextended: "
+                               f"unreadable VM pool: {exc}") from None
+        return [_PoolVM(node) for node in root.iterfind("VM")]
+
     def _lookups(self) -> _Lookups:
         lookups = _Lookups()
         lookups.users = {u.ID: u for u in self._call("one.userpool.info").USER}
@@ -530,43 +682,57 @@ class OpenNebulaBackend(CloudBackend):
         lookups.flavors = {f.id: f for f in self.list_flavors()}
         return lookups
 
-    def _window_history(self, lookups: _Lookups, since: int) -> Dict[int, Dict[int, Tuple[int, int, int, int]]]:
-        """History records (vid -> seq -> (rstime, retime, etime, hid)) overlapping [since, now]: one call."""
+    def _accounting(self, time_start: int, time_end: int, wanted: Optional[Set[int]] = None) -> Histories:
+        """History records (vid -> seq -> Record) from one ``one.vmpool.accounting`` call.
+
+        The answer holds every record in the window with a copy of its VM; it is parsed as a
+        stream keeping only the times, not through pyone's object bindings (much faster, and
+        memory stays small for large windows)."""
+        text = self._raw_call("one.vmpool.accounting", -2, time_start, time_end)
+        history: Histories = {}
+        where = f"OpenNebula {self.settings.endpoint} one.vmpool.accounting"
+        try:
+            for _, node in etree.iterparse(io.BytesIO(text.encode("utf-8")), tag="HISTORY"):
+                parent = node.getparent()
+                if parent is not None and parent.tag == "HISTORY_RECORDS" and parent.getparent() is None:
+                    vid = int(node.findtext("OID"))
+                    if wanted is None or vid in wanted:
+                        history.setdefault(vid, {})[int(node.findtext("SEQ"))] = _record(node)
+                    node.clear()
+        except (etree.XMLSyntaxError, TypeError, ValueError) as exc:
+            raise BadCloudData(f"{where}: unreadable history record: {exc}") from None
+        return history
+
+    def _raw_call(self, method: str, *params: Any) -> str:
+        """A call whose XML answer we parse ourselves; errors as in :meth:`_call`."""
+        server = self._one()
+
+        def request(*args: Any) -> Any:
+            answer = server._do_request(method, server._cast_parms(args))
+            if not answer[0]:
+                raise _ONE_ERRORS.get(answer[2], pyone.OneException)(answer[1])
+            return answer[1]
+
+        return str(self._call(method, *params, target=request))
+
+    def _window_records(self, lookups: _Lookups, since: int) -> Histories:
         if lookups.history is None:
-            history: Dict[int, Dict[int, Tuple[int, int, int, int]]] = {}
-            pool = self._call("one.vmpool.accounting", -2, since, -1)
-            for h in pool.HISTORY:
-                history.setdefault(int(h.OID), {})[int(h.SEQ)] = (int(h.RSTIME or 0), int(h.RETIME or 0),
-                                                                  int(h.ETIME or 0), int(h.HID))
-            lookups.history = history
+            lookups.history = self._accounting(since, -1)
         return lookups.history
 
-    def _run_periods(self, raw: Any, lookups: _Lookups, since: Optional[int]) -> Optional[Tuple[RunPeriod, ...]]:
-        records: Dict[int, Tuple[int, int, int, int]] = {}
-        hr = raw.HISTORY_RECORDS
-        for h in (hr.HISTORY if hr is not None else []):
-            node = h.gds_elementtree_node_
-            records[int(h.SEQ)] = (int(_text(node, "RSTIME") or 0), int(_text(node, "RETIME") or 0),
-                                   int(_text(node, "ETIME") or 0), int(h.HID))
-        if records and max(records) + 1 != len(records):
-            if since is None:
-                return None  # earlier records are not in the pool body; no extra calls for plain listings
-            records.update(self._window_history(lookups, since).get(int(raw.ID), {}))
-            if max(records) + 1 != len(records) and self.settings.complete_history:
-                full = self._call("one.vm.info", int(raw.ID))
-                for h in full.HISTORY_RECORDS.HISTORY if full.HISTORY_RECORDS is not None else []:
-                    records[int(h.SEQ)] = (int(h.RSTIME or 0), int(h.RETIME or 0), int(h.ETIME or 0), int(h.HID))
-        periods = []
-        for seq in sorted(records):
-            rstime, retime, etime, _ = records[seq]
-            if not rstime:
-                continue  # never reached RUNNING on that host
-            end = retime or etime or None
-            periods.append(RunPeriod(start=parse_time(rstime), end=parse_time(end) if end else None))
-        return tuple(periods)
+    def _complete(self, vms: List[Tuple[VM, Dict[int, Record]]], since: int) -> Iterator[VM]:
+        """VMs whose history started before the window, with the records that ended before it:
+        one accounting call from the earliest of their creations to the window's start."""
+        wanted = {int(vm.id) for vm, _ in vms}
+        earliest = min(to_epoch(vm.created_at) for vm, _ in vms)
+        history = self._accounting(max(earliest - 1, 0), since, wanted)
+        for vm, records in vms:
+            merged = dict(history.get(int(vm.id), {}))
+            merged.update(records)
+            yield replace(vm, run_periods=_periods(merged))
 
-    def _user_dn(self, raw: Any, lookups: _Lookups) -> Optional[str]:
-        dn = (raw.USER_TEMPLATE or {}).get("USER_X509_DN")
+    def _user_dn(self, raw: _PoolVM, lookups: _Lookups) -> Optional[str]:
+        dn = raw.USER_TEMPLATE.get("USER_X509_DN")
         if isinstance(dn, str) and dn:
             return dn
         user = lookups.users.get(raw.UID)
@@ -598,12 +764,10 @@ class OpenNebulaBackend(CloudBackend):
             return flavor.benchmark_type, flavor.benchmark_value
         return None, None
 
-    def _vm(self, raw: Any, lookups: _Lookups, since: Optional[int]) -> VM:
+    def _vm(self, raw: _PoolVM, lookups: _Lookups, periods: Optional[Tuple[RunPeriod, ...]]) -> VM:
         where = f"OpenNebula VM {raw.ID}"
-        t = raw.TEMPLATE or {}
-        state, status = vm_state(int(raw.STATE), int(raw.LCM_STATE))
-        if raw.STIME is None:
-            raise BadCloudData(f"{where}: STIME missing")
+        t = raw.TEMPLATE
+        state, status = vm_state(raw.STATE, raw.LCM_STATE)
         disks = _vectors(t, "DISK")
         disk_mb = sum(_number(d.get("SIZE"), "DISK/SIZE", where, 0) for d in disks)
         image_id = None
@@ -615,25 +779,23 @@ class OpenNebulaBackend(CloudBackend):
                 value = nic.get(key)
                 if isinstance(value, str) and value and all(a.address != value for a in addresses):
                     addresses.append(IPAddress(address=value, version=version, public=_is_public(value)))
-        node = raw.MONITORING.gds_elementtree_node_ if raw.MONITORING is not None else None
-        netrx, nettx = _text(node, "NETRX"), _text(node, "NETTX")
+        netrx, nettx = _text(raw.node, "MONITORING/NETRX"), _text(raw.node, "MONITORING/NETTX")
         flavor = lookups.flavors.get(str(t.get("TEMPLATE_ID"))) if t.get("TEMPLATE_ID") is not None else None
-        hr = raw.HISTORY_RECORDS
-        last = hr.HISTORY[-1] if hr is not None and hr.HISTORY else None
-        host_id = int(last.HID) if last is not None else None
+        last = raw.node.find("HISTORY_RECORDS/HISTORY[last()]")
+        host_id = _record(last)[3] if last is not None else None
         bench_type, bench_value = self._benchmark(host_id, lookups, flavor)
         ended = _epoch_time(raw.ETIME) if state is VMState.DELETED else None
         try:
             return VM(
-                id=str(raw.ID), name=str(raw.NAME), project_id=str(raw.GID), user_id=str(raw.UID), state=state,
-                status=status, created_at=parse_time(int(raw.STIME)), ended_at=ended,
+                id=str(raw.ID), name=raw.NAME, project_id=str(raw.GID), user_id=str(raw.UID), state=state,
+                status=status, created_at=parse_time(raw.STIME), ended_at=ended,
                 flavor_id=flavor.id if flavor is not None else None,
                 vcpus=_number(t.get("VCPU") or t.get("CPU"), "VCPU", where, 1),
                 ram_mb=int(_number(t.get("MEMORY"), "MEMORY", where, 0)), disk_gb=int(math.ceil(disk_mb / 1024)),
                 image_id=str(image_id) if image_id is not None else None,
-                host=str(last.HOSTNAME) if last is not None and state is not VMState.DELETED else None,
+                host=_text(last, "HOSTNAME") if last is not None and state is not VMState.DELETED else None,
                 user_name=self._user_dn(raw, lookups), addresses=tuple(addresses),
-                run_periods=self._run_periods(raw, lookups, since),
+                run_periods=periods,
                 network_in_bytes=int(_number(netrx, "MONITORING/NETRX", where)) if netrx else None,
                 network_out_bytes=int(_number(nettx, "MONITORING/NETTX", where)) if nettx else None,
                 accelerator=pci_accelerator(t) or (flavor.accelerator if flavor is not None else None),
@@ -645,19 +807,29 @@ class OpenNebulaBackend(CloudBackend):
     def list_vms(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[VM]:
         since = to_epoch(active_since) if active_since is not None else None
         lookups: Optional[_Lookups] = None
+        deferred: List[Tuple[VM, Dict[int, Record]]] = []
         for raw in self._vm_pages(-2 if since is not None else -1):
             if project_id is not None and str(raw.GID) != project_id:
                 continue
-            if since is not None and int(raw.STATE) == int(pyone.VM_STATE.DONE) and 0 < int(raw.ETIME or 0) < since:
+            if since is not None and raw.STATE == int(pyone.VM_STATE.DONE) and 0 < raw.ETIME < since:
                 continue
             if lookups is None:
                 lookups = self._lookups()
-            try:
-                vm = self._vm(raw, lookups, since)
-            except BadCloudData as exc:
-                self.bad_record(exc)
+            records = raw.records()
+            if _is_complete(records):
+                yield self._vm(raw, lookups, _periods(records))
                 continue
-            yield vm
+            if since is None:
+                yield self._vm(raw, lookups, None)  # earlier records are not in the pool body
+                continue
+            records.update(self._window_records(lookups, since).get(raw.ID, {}))
+            vm = self._vm(raw, lookups, _periods(records))
+            if _is_complete(records) or not self.settings.complete_history:
+                yield vm
+            else:
+                deferred.append((vm, records))
+        if deferred and since is not None:
+            yield from self._complete(deferred, since)
 
     # -- images -------------------------------------------------------------------------------------------
     def _image(self, raw: Any) -> Image:

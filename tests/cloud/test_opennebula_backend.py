@@ -386,7 +386,7 @@ def test_vms_move_through_their_life_cycle_with_the_clock():
     assert final.host is None
 
 
-def test_history_before_the_window_is_completed_per_vm_only_when_needed():
+def test_history_before_the_window_is_completed_by_one_more_accounting_call():
     cloud = lifecycle_cloud()
     cloud.advance(60)
     cloud.deploy(0, 1)
@@ -400,8 +400,8 @@ def test_history_before_the_window_is_completed_per_vm_only_when_needed():
         complete = backend(server)
         (vm,) = complete.list_vms(active_since=since)
         assert len(vm.run_periods) == 2 and vm.run_periods[0].start == when(T0 + 60)
-        assert complete.request_count()["one.vm.info"] == 1
-        assert complete.request_count()["one.vmpool.accounting"] == 1
+        assert complete.request_count()["one.vmpool.accounting"] == 2  # the window, then before it
+        assert "one.vm.info" not in complete.request_count()
         window_only = backend(server, complete_history=False)
         (vm,) = window_only.list_vms(active_since=since)
         assert [(p.start, p.end) for p in vm.run_periods] == [(when(T0 + 2060), None)]
@@ -410,6 +410,21 @@ def test_history_before_the_window_is_completed_per_vm_only_when_needed():
         (vm,) = plain.list_vms()
         assert vm.run_periods is None  # earlier records unknown without a window; no per-VM calls
         assert "one.vmpool.accounting" not in plain.request_count()
+
+
+def test_run_periods_are_complete_for_every_vm_with_a_constant_number_of_calls(big_sim):
+    cloud = big_sim.cloud
+    since = cloud.now() - 30 * 86400
+    one = backend(big_sim, page_size=1000)
+    vms = list(one.list_vms(active_since=when(since)))
+    multi = [vm for vm in vms if len(cloud.vms[int(vm.id)].history) > 1]
+    assert len(multi) > 300
+    for vm in vms:
+        expected = [(when(h.rstime), when(h.retime) if h.retime else None) for h in cloud.vms[int(vm.id)].history]
+        assert [(p.start, p.end) for p in vm.run_periods] == expected, vm.id
+    calls = one.request_count()
+    assert calls["one.vmpool.accounting"] == 2 and "one.vm.info" not in calls
+    assert calls["total"] == calls["one.vmpool.infoextended"] + 6
 
 
 def test_a_malformed_vm_raises_bad_cloud_data_naming_it(sim):

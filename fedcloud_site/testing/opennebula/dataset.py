@@ -200,7 +200,10 @@ def generate(n_vms: int = 100, seed: int = 1, now: Optional[int] = None, n_group
         if ran_on_host:
             n_records = 1 + (rng.random() < 0.3) + (rng.random() < 0.1)
             open_last = state == "ACTIVE"
-            end_all = now_s - rng.randint(60, max(61, (now_s - stime) // 4)) if not open_last else now_s
+            age = now_s - stime
+            # VMs that are gone lived hours to weeks; the others are still around
+            end_all = now_s if open_last else min(now_s - 60, stime + 60 + int(rng.expovariate(1 / (5 * 86400))))
+            end_all = max(end_all, stime + 90) if age > 120 else now_s
             t = stime + 30
             for r in range(n_records):
                 host = cloud.hosts[hosts[rng.randrange(len(hosts))]]
@@ -208,13 +211,14 @@ def generate(n_vms: int = 100, seed: int = 1, now: Optional[int] = None, n_group
                 if last and open_last:
                     _history(vm, host, t, None, "none")
                     break
-                stop = t + max(60, (end_all - t) // (n_records - r + 1)) if not last else end_all
+                remaining = max(end_all - t, 2)
+                stop = end_all if last else t + max(1, remaining // (n_records - r + 1))
                 stop = min(max(stop, t + 1), now_s)
                 action = {"DONE": "terminate", "POWEROFF": "poweroff", "SUSPENDED": "suspend",
                           "STOPPED": "stop", "UNDEPLOYED": "undeploy"}.get(state, "migrate") if last else \
                     rng.choice(["migrate", "poweroff", "suspend"])
                 _history(vm, host, t, stop, action)
-                t = min(stop + rng.randint(1, 3600), now_s)
+                t = min(stop + rng.randint(1, max(1, min(3600, remaining // 4))), now_s)
             if state == "DONE":
                 vm.etime = vm.history[-1].etime
             rx = rng.randint(0, 1 << 34)
