@@ -37,13 +37,16 @@ class BadRecord(ValueError):
 
 def wire_text(value: Any, limit: int = 255) -> str:
     """``value`` as ASCII text without newlines or ``%%``, at most ``limit`` characters."""
-    text = str(value)
-    if not text.isascii():
-        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    text = _CONTROL.sub(" ", text)
+    text = value if isinstance(value, str) else str(value)
+    if not (text.isascii() and text.isprintable()):  # fast path: most values are plain ASCII already
+        if not text.isascii():
+            text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+        text = _CONTROL.sub(" ", text)
     while "%%" in text:
         text = text.replace("%%", "%")
-    return text.strip()[:limit].strip()
+    if len(text) > limit or text[:1].isspace() or text[-1:].isspace():
+        text = text.strip()[:limit].strip()
+    return text
 
 
 def format_number(value: float) -> str:
