@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from datetime import timedelta
+
+import pytest
 
 from fedcloud_site.testing.pki import CertificateAuthority, write_ca_directory, write_crl
 from fedcloud_site.timeutil import iso_utc, utcnow
@@ -136,3 +140,15 @@ def test_host_certificate_without_smime_purpose_is_accepted(world):
     world.publish(world.image_list([world.image("a.raw")]))
     assert world.sync() == 0
     assert world.list_state()["signer_dn"] == world.pki.endorser.dn
+
+
+@pytest.mark.parametrize("options", [[], ["-nodetach"]], ids=["clear-signed", "opaque"])
+def test_lists_signed_by_the_openssl_cli_as_vmcaster_does_are_accepted(world, tmp_path, options):
+    files = world.pki.endorser.write(tmp_path / "endorser")
+    payload = tmp_path / "list.json"
+    payload.write_text(json.dumps(world.image_list([world.image("a.raw")])))
+    signed = subprocess.run(["openssl", "smime", "-sign", *options, "-in", str(payload), "-signer", str(files.cert),
+                             "-inkey", str(files.key)], capture_output=True, check=True, timeout=30).stdout
+    world.publish(None, raw=signed)
+    assert world.sync() == 0
+    assert world.by_state("registered")
