@@ -246,15 +246,23 @@ class Synthetic(CloudBackend):
                      vcpus=2, ram_mb=4096, disk_gb=40, image_id="img", user_name=f"user{i % 500}@egi.eu",
                      addresses=(IPAddress(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 4),))
 
+def status(key):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 config = load_config(sys.argv[1])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = status("VmRSS")
+peak_before = status("VmHWM")
 started = time.perf_counter()
 summary = run_extraction(config, Synthetic(), NOW, get_logger("accounting"))
 wall = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"vms": N, "cloud_records": summary["cloud_records"], "messages": summary["messages"],
                   "seconds": round(wall, 2), "records_per_second": int(summary["cloud_records"] / wall),
-                  "peak_rss_mb": round(peak / 1024, 1), "rss_before_extraction_mb": round(base / 1024, 1)}))
+                  "rss_before_mb": round(before, 1), "peak_rss_before_mb": round(peak_before, 1),
+                  "peak_rss_mb": round(status("VmHWM"), 1)}))
 """
 
 
@@ -270,7 +278,7 @@ def memory(n: int) -> None:
             return
         figures = json.loads(result.stdout.strip().splitlines()[-1])
         figures["queue_bytes"] = sum(p.stat().st_size for p in (work / "outgoing").glob("*/*"))
-        print(json.dumps({"extraction_100k": figures}, sort_keys=True))
+        print(json.dumps({f"extraction_{n}_vms": figures}, sort_keys=True))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -289,6 +297,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     steady_state(args.vms, args.projects, args.venv, args.skip_caso)
     rendering(args.big)
+    memory(args.big // 10)  # the same extraction at a tenth of the size: peak memory must not grow with VMs
     memory(args.big)
     return 0
 
