@@ -186,6 +186,28 @@ if /usr/bin/fedcloud-site --config /nonexistent.yaml check-config >/dev/null 2>&
     fail "check-config accepted a missing file"
 fi
 
+step "installed daemons on the distribution's libraries: every daemon once on the demo site"
+DEMO=$WORK/demo
+rm -rf "$DEMO" && mkdir -p "$DEMO"
+cp "$SRC"/etc/fedcloud-site/demo* "$DEMO/"
+sed -i "s#\.\./\.\./demo-output#$DEMO/out#g" "$DEMO/demo.yaml"
+for daemon in accounting cloudinfo images perun; do
+    set +e
+    /usr/bin/fedcloud-site --config "$DEMO/demo.yaml" "$daemon" once >"$DEMO/$daemon.log" 2>&1
+    status=$?
+    set -e
+    echo "$daemon once -> $status: $(grep -o "event='run summary'.*" "$DEMO/$daemon.log" | tail -1 | cut -c1-150)"
+    [ "$status" -eq 0 ] || { tail -20 "$DEMO/$daemon.log"; fail "installed $daemon daemon on the demo site"; }
+done
+for probe in accounting infosys; do
+    set +e
+    line=$(/usr/bin/fedcloud-site --config "$DEMO/demo.yaml" check "$probe")
+    status=$?
+    set -e
+    echo "check $probe -> $status: ${line:0:160}"
+    [ "$status" -eq 0 ] || fail "installed '$probe' probe on the demo site"
+done
+
 step "installed probe on the distribution's libraries: check certs with an openssl-made CA"
 PKI=$WORK/pki
 rm -rf "$PKI" && mkdir -p "$PKI/certificates"
