@@ -75,19 +75,24 @@ def format_status(state: Mapping[str, Any], journal: Optional[Mapping[str, Any]]
     if applied:
         lines.append(f"last applied:      {applied.get('applied_at')}  {applied.get('source')} "
                      f"({applied.get('format')}, generated {applied.get('generated_at')})")
-    managed = (last_run or {}).get("summary", {}).get("managed") if last_run else None
+    managed = state.get("managed_users")
     lines.append(f"managed users:     {managed if managed is not None else 'unknown'}")
     members = state.get("vo_members") or {}
     if members:
         lines.append("VO members:        " + ", ".join(f"{vo}={n}" for vo, n in sorted(members.items())))
     disabled = state.get("disabled") or {}
+    details = {p["name"]: p for p in state.get("pending_deletions") or []}
     lines.append(f"pending deletions: {len(disabled)}")
     grace = state.get("grace_period")
     for name, entry in sorted(disabled.items()):
         since = entry.get("since")
-        due = ""
-        if grace is not None and since:
+        known = details.get(name) or {}
+        if known.get("blocked"):
+            due = f", deletion blocked: {known['blocked']}"
+        elif grace is not None and since:
             due = f", deletion due {iso_utc(parse_time(since) + timedelta(seconds=float(grace)))}"
+        else:
+            due = ""
         lines.append(f"  {name}  disabled since {since}{due}")
     if journal is not None:
         lines.append(f"interrupted apply: {journal.get('left')} of {journal.get('total')} changes left "

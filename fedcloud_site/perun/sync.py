@@ -45,6 +45,10 @@ class _Input:
     rejected: List[str] = field(default_factory=list)
 
 
+class _NotDue(Exception):
+    """In the daemon: no new file and the periodic full sync is not due yet."""
+
+
 class _SyncLock:
     """``flock`` on ``<state_dir>/sync.lock``: one sync at a time, whatever started it."""
 
@@ -144,7 +148,8 @@ class Synchroniser:
             except Exception as exc:
                 self._record(state, "failed", f"{type(exc).__name__}: {exc}")
                 raise
-            self._record(state, "ok", None, summary)
+            if "skipped" not in summary:
+                self._record(state, "ok", None, summary)
             return summary
 
     def _record(self, state: SyncState, result: str, reason: Optional[str],
@@ -167,7 +172,11 @@ class Synchroniser:
                       f"the next real run finishes it first", file=self.out)
             else:
                 summary["resumed"] = self._resume(state, journal)
-        chosen = self._input(state)
+        try:
+            chosen = self._input(state)
+        except _NotDue:
+            summary["skipped"] = "no new input, full sync not due"
+            return summary
         if chosen is None:
             summary["input"] = "none"
             return summary
@@ -208,6 +217,10 @@ class Synchroniser:
             self.log.warning("local user exists but is not managed by fedcloud-site: left alone", user=name)
         errors, done = self._apply(state, snapshot, covered, plan, now)
         summary["managed"] = plan.managed + done.get("create", 0) - done.get("delete", 0)
+        state.data["managed_users"] = summary["managed"]
+        state.data["pending_deletions"] = [
+            {"name": p.name, "since": iso_utc(p.since), "due": iso_utc(p.due), "blocked": p.blocked}
+            for p in plan.pending]
         if chosen.choice is not None and self.settings.drop_dir is not None:
             self.drop.accept(chosen.choice)
         summary["failed"] = len(errors)
@@ -245,12 +258,12 @@ class Synchroniser:
                     self.log.error("propagation file rejected", file=str(path), moved_to=str(target), error=str(exc))
                 continue
             if self.scheduled and not self._due(state, path):
-                return None
+                raise _NotDue()
             return _Input(snapshot, InputChoice(path, True, waiting[index + 1:]), rejected)
         if rejected:
             raise JobRefused("; ".join(rejected))
         if self.scheduled and not self._due(state, None):
-            return None
+            raise _NotDue()
         candidates = []
         if self.settings.drop_dir is not None:
             candidates.append(self.drop.last_input)

@@ -7,8 +7,11 @@ import time
 
 from perun_helpers import member
 
+from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
+from fedcloud_site.log import get_logger
 from fedcloud_site.perun.daemon import jobs
+from fedcloud_site.perun.sync import Synchroniser
 from fedcloud_site.runner import EXIT_OK, EXIT_REFUSED
 
 
@@ -101,3 +104,25 @@ def test_daemon_watches_the_drop_dir_more_often_than_the_full_sync_interval(site
     site.configure(drop_dir=None, file="perun.json")
     (job,) = jobs(load_config(site.config_path))
     assert job.interval == 3600
+
+
+def test_daemon_runs_a_full_sync_only_for_a_new_file_or_when_the_interval_is_over(site):
+    drop = _drop_site(site)
+    site.configure(interval="1h")
+    config = load_config(site.config_path)
+
+    def scheduled_run():
+        return Synchroniser(config, config.perun, lambda: open_backend(config), get_logger("perun"),
+                            scheduled=True).run()
+
+    site.push([member("jane@egi.eu")], path=drop / "1.json")
+    assert scheduled_run()["create"] == 1
+    first = site.state()["last_run"]["time"]
+    assert "skipped" in scheduled_run()  # nothing new, full sync not due
+    assert site.state()["last_run"]["time"] == first
+    site.push([member("jane@egi.eu"), member("bob@egi.eu")], path=drop / "2.json")
+    assert scheduled_run()["create"] == 1
+    state = site.state()
+    state["last_run"]["time"] = "2000-01-01T00:00:00Z"  # the interval is over: drift repair
+    site.save_state(state)
+    assert "skipped" not in scheduled_run()
