@@ -320,9 +320,12 @@ class Extractor:
                 batchers[kind].add_fragment(fragment)
 
         ips: Optional[IPTally] = None
-        if "ip" in self.kinds:
-            ips = IPTally(instants, list(self.cloud.list_floating_ips(project.id)))
         previous_handler = self.cloud.on_bad_record
+        if "ip" in self.kinds:
+            try:
+                ips = IPTally(instants, list(self.cloud.list_floating_ips(project.id)))
+            except BadCloudData as exc:  # one unreadable floating IP must not stop the VM records
+                bad(BadCloudData(f"IP records of project {project.id} not sent this run: {exc}"))
         self.cloud.on_bad_record = bad
         try:
             for vm in self.cloud.list_vms(project.id, active_since=start):
@@ -338,11 +341,14 @@ class Extractor:
                 for record in ips.records(self, target):
                     send([("ip", FORMATS["ip"].fragment(record))])
             if "storage" in self.kinds:
-                for volume in self.cloud.list_volumes(project.id, active_since=start):
-                    try:
-                        send(self.storage_fragments(target, volume, instants, start_e))
-                    except (BadCloudData, BadRecord) as exc:
-                        bad(exc)
+                try:
+                    for volume in self.cloud.list_volumes(project.id, active_since=start):
+                        try:
+                            send(self.storage_fragments(target, volume, instants, start_e))
+                        except (BadCloudData, BadRecord) as exc:
+                            bad(exc)
+                except BadCloudData as exc:  # the backend could not read a volume: the rest waits for next run
+                    bad(BadCloudData(f"storage records of project {project.id} incomplete this run: {exc}"))
             for batcher in batchers.values():
                 batcher.flush()
         finally:

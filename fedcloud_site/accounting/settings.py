@@ -75,6 +75,3 @@ class Settings(DaemonSettings):
             return parse_time(self.first_run_start)
         except ValueError as exc:
             raise ValueError(f"first_run_start: {exc}") from None
-
-    def finish(self, config: Any) -> None:
-        """Nothing depends on other sections yet; kept for symmetry with the other daemons."""

@@ -194,3 +194,15 @@ def test_a_shutdown_abandons_the_project_without_advancing_its_state(make_site):
                        stop=stop)
     assert not state_file(site).exists()
     assert len(site.messages()) >= 1  # already queued messages stay; they are re-sent harmlessly next run
+
+
+def test_an_unreadable_floating_ip_costs_only_the_ip_records(make_site):
+    data = big_site(3)
+    data["floating_ips"] = [{"id": "fip-bad", "address": "192.0.2.9", "version": 4, "project": PROJECT_A,
+                             "created": "sometime"}]
+    site = make_site(data, {"accounting": {"record_types": ["cloud", "ip"]}})
+    with capture_logs() as logs, pytest.raises(JobIncomplete, match="IP records of project"):
+        site.run("2026-11-20T00:00:00Z")
+    assert any("floating_ips[0]" in entry.get("error", "") for entry in logs)
+    kinds = [parse_message(m).kind for m in site.messages()]
+    assert kinds.count("cloud") == 2 and "ip" not in kinds
