@@ -587,6 +587,9 @@ class OpenNebulaBackend(CloudBackend):
             attr = self.settings.vo_attribute
             if attr and props.get(attr.upper()):
                 props[vo_property] = props[attr.upper()]
+            if group.ID is None or not group.NAME:
+                self.bad_record(BadCloudData(f"OpenNebula group {group.ID}: no ID or NAME"))
+                continue
             yield Project(id=str(group.ID), name=str(group.NAME), description=props.get("DESCRIPTION", ""),
                           properties=props)
 
@@ -610,7 +613,12 @@ class OpenNebulaBackend(CloudBackend):
     def list_flavors(self) -> Iterator[Flavor]:
         pool = self._call("one.templatepool.info", -2, -1, -1)
         for tmpl in pool.VMTEMPLATE:
-            yield self._flavor(tmpl)
+            try:
+                flavor = self._flavor(tmpl)
+            except BadCloudData as exc:
+                self.bad_record(exc)
+                continue
+            yield flavor
 
     def capacity(self) -> Capacity:
         pool = self._call("one.hostpool.info")
@@ -629,7 +637,8 @@ class OpenNebulaBackend(CloudBackend):
 
     def quota(self, project_id: str) -> Quota:
         group = self._call("one.group.info", self._int_id(project_id, "group"))
-        return _vm_quota(group.gds_elementtree_node_, "VM_QUOTA", "DEFAULT_GROUP_QUOTAS")
+        node = group.gds_elementtree_node_
+        return _vm_quota(node, node.find("DEFAULT_GROUP_QUOTAS") if node is not None else None)
 
     @staticmethod
     def _int_id(value: str, kind: str) -> int:
@@ -672,7 +681,13 @@ class OpenNebulaBackend(CloudBackend):
         except etree.XMLSyntaxError as exc:
             raise BadCloudData(f"OpenNebula {self.settings.endpoint} one.vmpool.infoextended: "
                                f"unreadable VM pool: {exc}") from None
-        return [_PoolVM(node) for node in root.iterfind("VM")]
+        page = []
+        for node in root.iterfind("VM"):
+            try:
+                page.append(_PoolVM(node))
+            except BadCloudData as exc:
+                self.bad_record(exc)
+        return page
 
     def _lookups(self) -> _Lookups:
         lookups = _Lookups()
@@ -815,16 +830,17 @@ class OpenNebulaBackend(CloudBackend):
                 continue
             if lookups is None:
                 lookups = self._lookups()
-            records = raw.records()
-            if _is_complete(records):
-                yield self._vm(raw, lookups, _periods(records))
+            try:
+                records = raw.records()
+                if not _is_complete(records) and since is not None:
+                    records.update(self._window_records(lookups, since).get(raw.ID, {}))
+                # without a window, earlier records are unknown: the pool body has only the last one
+                periods = _periods(records) if _is_complete(records) or since is not None else None
+                vm = self._vm(raw, lookups, periods)
+            except BadCloudData as exc:
+                self.bad_record(exc)
                 continue
-            if since is None:
-                yield self._vm(raw, lookups, None)  # earlier records are not in the pool body
-                continue
-            records.update(self._window_records(lookups, since).get(raw.ID, {}))
-            vm = self._vm(raw, lookups, _periods(records))
-            if _is_complete(records) or not self.settings.complete_history:
+            if since is None or _is_complete(records) or not self.settings.complete_history:
                 yield vm
             else:
                 deferred.append((vm, records))
@@ -867,9 +883,14 @@ class OpenNebulaBackend(CloudBackend):
     def list_images(self, owner: Optional[str] = None) -> Iterator[Image]:
         kinds = self._image_kinds()
         for raw in self._call("one.imagepool.info", -2, -1, -1).IMAGE:
-            if int(raw.TYPE) not in kinds or (owner is not None and str(raw.GID) != owner):
+            if raw.TYPE not in kinds or (owner is not None and str(raw.GID) != owner):
                 continue
-            yield self._image(raw)
+            try:
+                image = self._image(raw)
+            except BadCloudData as exc:
+                self.bad_record(exc)
+                continue
+            yield image
 
     def get_image(self, image_id: str) -> Image:
         return self._image(self._call("one.image.info", self._int_id(image_id, "image")))
@@ -1002,11 +1023,25 @@ class OpenNebulaBackend(CloudBackend):
 
     def list_users(self) -> Iterator[User]:
         pool = self._call("one.userpool.info")
+        root = pool.gds_elementtree_node_
+        defaults = root.find("DEFAULT_USER_QUOTAS") if root is not None else None
+        quotas = {_text(q, "ID"): q for q in root.iterfind("QUOTAS")} if root is not None else {}
         for raw in pool.USER:
-            yield self._user(raw)
+            try:
+                user = self._user(raw, _user_quota(quotas.get(str(raw.ID)), defaults))
+            except (BadCloudData, TypeError, ValueError) as exc:
+                self.bad_record(exc if isinstance(exc, BadCloudData)
+                                else BadCloudData(f"OpenNebula user {raw.ID}: {exc}"))
+                continue
+            yield user
 
     def _get_user(self, user_id: int) -> User:
-        return self._user(self._call("one.user.info", user_id))
+        return self._info_user(self._call("one.user.info", user_id))
+
+    def _info_user(self, raw: Any) -> User:
+        """A user from ``one.user.info`` (its quota is inline there)."""
+        node = raw.gds_elementtree_node_
+        return self._user(raw, _user_quota(node, node.find("DEFAULT_USER_QUOTAS") if node is not None else None))
 
     def _user_template(self, current: Mapping[str, Any], spec: UserSpec) -> Dict[str, Any]:
         """The user's template with our attributes replaced by ``spec`` and the rest kept."""
@@ -1039,14 +1074,14 @@ class OpenNebulaBackend(CloudBackend):
         self._call("one.user.update", oid, template_xml(self._user_template({}, spec)), 0)
         if not spec.enabled:
             self._call("one.user.enable", oid, False)
-        if getattr(spec, "quota", None) is not None:
+        if spec.quota is not None:
             self._set_user_quota(oid, spec.quota)
         return self._get_user(oid)
 
     def update_user(self, user_id: str, spec: UserSpec) -> User:
         oid = self._int_id(user_id, "user")
         raw = self._call("one.user.info", oid)
-        current = self._user(raw)
+        current = self._info_user(raw)
         wanted = [self._int_id(g, "group") for g in spec.groups]
         have = [int(g) for g in current.groups]
         if wanted and wanted[0] != have[0]:
@@ -1066,15 +1101,16 @@ class OpenNebulaBackend(CloudBackend):
             self._call("one.user.update", oid, template_xml(template), 0)
         if spec.enabled != current.enabled:
             self._call("one.user.enable", oid, bool(spec.enabled))
-        if getattr(spec, "quota", None) is not None:
+        if spec.quota is not None and not _quota_holds(current.quota, spec.quota):
             self._set_user_quota(oid, spec.quota)
         return self._get_user(oid)
 
-    def _set_user_quota(self, oid: int, quota: Any) -> None:
-        vm: Dict[str, str] = {}
-        for attr, value in (("VMS", quota.instances), ("CPU", quota.cores), ("MEMORY", quota.ram_mb)):
-            vm[attr] = str(value) if value is not None else "-2"
-        self._call("one.user.quota", oid, template_xml({"VM": vm}))
+    def _set_user_quota(self, oid: int, quota: Quota) -> None:
+        """Set the limits ``quota`` gives (None fields are left as they are)."""
+        vm = {attr: str(value) for attr, value in (("VMS", quota.instances), ("CPU", quota.cores),
+                                                   ("MEMORY", quota.ram_mb)) if value is not None}
+        if vm:
+            self._call("one.user.quota", oid, template_xml({"VM": vm}))
 
     def set_user_enabled(self, user_id: str, enabled: bool) -> None:
         self._call("one.user.enable", self._int_id(user_id, "user"), bool(enabled))
@@ -1083,17 +1119,33 @@ class OpenNebulaBackend(CloudBackend):
         self._call("one.user.delete", self._int_id(user_id, "user"))
 
 
-def _vm_quota(node: Any, prefix: str, defaults: str) -> Quota:
-    """Quota from the VM_QUOTA of an object (read from the XML node: the bindings type it variously)."""
+def _vm_quota(node: Any, defaults: Any) -> Quota:
+    """The VM quota under ``node`` (limits -1 resolved from ``defaults``), read from the XML: the
+    bindings type quota elements differently in each document."""
     if node is None:
         return Quota()
 
     def get(name: str) -> Optional[int]:
-        limit = _text(node, f"{prefix}/VM/{name}")
-        default = _text(node, f"{defaults}/VM_QUOTA/VM/{name}")
+        limit = _text(node, f"VM_QUOTA/VM/{name}")
+        default = _text(defaults, f"VM_QUOTA/VM/{name}") if defaults is not None else None
         return _quota_value(limit if limit is not None else "-1", default if default is not None else "-2")
 
     return Quota(instances=get("VMS"), cores=get("CPU"), ram_mb=get("MEMORY"))
+
+
+def _user_quota(node: Any, defaults: Any) -> Optional[Quota]:
+    """A user's own VM limits; None when the user has no VM quota of its own."""
+    if node is None or node.find("VM_QUOTA/VM") is None:
+        return None
+    return _vm_quota(node, defaults)
+
+
+def _quota_holds(current: Optional[Quota], wanted: Quota) -> bool:
+    """True when every limit ``wanted`` sets is already in force."""
+    if current is None:
+        return False
+    return all(getattr(wanted, f) is None or getattr(current, f) == getattr(wanted, f)
+               for f in ("instances", "cores", "ram_mb"))
 
 
 def _user_dns(raw: Any) -> List[str]:

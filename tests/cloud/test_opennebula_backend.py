@@ -20,6 +20,7 @@ from fedcloud_site.cloud.base import (
     ImageSpec,
     NotFound,
     NotSupported,
+    Quota,
     UserSpec,
     VMState,
 )
@@ -435,6 +436,28 @@ def test_a_malformed_vm_raises_bad_cloud_data_naming_it(sim):
         list(backend(sim).list_vms())
 
 
+def test_with_a_bad_record_handler_the_listing_skips_the_record_and_goes_on(sim):
+    bad = next(v for v in sim.cloud.vms.values() if v.state != int(pyone.VM_STATE.DONE))
+    bad.template["VCPU"] = "two"
+    bad.changed()
+    cloud = backend(sim)
+    errors = []
+    cloud.on_bad_record = errors.append
+    listed = {vm.id for vm in cloud.list_vms()}
+    assert str(bad.id) not in listed and len(listed) == sum(
+        1 for v in sim.cloud.vms.values() if v.state != int(pyone.VM_STATE.DONE)) - 1
+    assert [str(e) for e in errors] == [f"OpenNebula VM {bad.id}: VCPU 'two' is not a number"]
+
+
+def test_a_bad_template_is_skipped_by_the_handler_too(sim):
+    sim.cloud.templates[0].template["MEMORY"] = "much"
+    cloud = backend(sim)
+    errors = []
+    cloud.on_bad_record = errors.append
+    assert len(list(cloud.list_flavors())) == len(sim.cloud.templates) - 1
+    assert "template 0: MEMORY 'much'" in str(errors[0])
+
+
 def test_a_bad_benchmark_names_the_host(sim):
     host = sim.cloud.hosts[0]
     host.template["BENCHMARK_VALUE"] = "fast"
@@ -557,6 +580,21 @@ def test_create_update_disable_and_delete_a_managed_user(sim):
     assert user.id not in {u.id for u in cloud.list_users()}
     with pytest.raises(NotFound):
         cloud.delete_user(user.id)
+
+
+def test_user_quota_is_set_read_back_and_only_changed_when_it_differs(sim):
+    cloud = backend(sim)
+    user = cloud.create_user(UserSpec(name="quoted", groups=["100"], x509_dns=["/CN=q"],
+                                      quota=Quota(instances=4, cores=8)))
+    assert user.quota == Quota(instances=4, cores=8, ram_mb=None)
+    assert next(u for u in cloud.list_users() if u.id == user.id).quota == user.quota
+    assert next(u for u in cloud.list_users() if u.name == "user1").quota is None  # no limits of its own
+    before = cloud.request_count().get("one.user.quota", 0)
+    cloud.update_user(user.id, UserSpec(name="quoted", groups=["100"], x509_dns=["/CN=q"], quota=Quota(instances=4)))
+    assert cloud.request_count().get("one.user.quota", 0) == before
+    updated = cloud.update_user(user.id, UserSpec(name="quoted", groups=["100"], x509_dns=["/CN=q"],
+                                                  quota=Quota(instances=6)))
+    assert updated.quota == Quota(instances=6, cores=8, ram_mb=None)
 
 
 def test_a_user_without_dn_gets_core_auth_and_a_disabled_start(sim):

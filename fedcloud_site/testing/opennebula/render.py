@@ -167,7 +167,7 @@ def quotas_body(limits: Dict[str, str], usage: Dict[str, str]) -> str:
 
 
 def default_quotas(tag: str, limits: Dict[str, str]) -> str:
-    base = {f: "-1" for f in VM_QUOTA_FIELDS}
+    base = {f: "-2" for f in VM_QUOTA_FIELDS}  # unlimited unless configured
     base.update(limits)
     return f"<{tag}>" + quotas_body(base, {}) + f"</{tag}>"
 
