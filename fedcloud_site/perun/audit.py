@@ -3,8 +3,8 @@
 Each line: ``time``, ``actor`` (program, local account and host), ``source`` and ``input`` (the Perun
 input that asked for the change: file or RPC URL, and its sha256), ``action``, ``user``,
 ``user_id``, ``reason``, ``changes``, ``before``, ``after`` and ``result`` (``ok`` or the error).
-Lines are appended and fsynced one by one; the file is never rewritten (rotate it with logrotate's
-``copytruncate``-free ``create`` mode: a new file is opened on the next run).
+Lines are appended and fsynced one by one and the file is never rewritten; it is opened anew by
+every run, so logrotate's plain ``create`` mode rotates it (no ``copytruncate`` needed).
 """
 
 from __future__ import annotations

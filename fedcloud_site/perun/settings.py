@@ -124,6 +124,10 @@ class Settings(DaemonSettings):
                 raise ValueError("rpc.cert_file and rpc.key_file: required for certificate login")
             if self.rpc.auth_path == "ba" and (not self.rpc.username or self.rpc.password is None):
                 raise ValueError("rpc.username and rpc.password: required for password (ba) login")
+        known = ("VALID", "INVALID", "EXPIRED", "SUSPENDED", "DISABLED")
+        for status in self.rpc.statuses:
+            if status not in known:
+                raise ValueError(f"rpc.statuses: {status!r} is not one of {', '.join(known)}")
         if self.keep_inputs < 0:
             raise ValueError("keep_inputs: cannot be negative")
 
