@@ -176,3 +176,44 @@ def test_opennebula_bad_vm_is_named_and_the_others_are_sent(simulated):
         site.run(NOW)
     sent = {r["MachineName"] for m in site.messages() for r in parse_message(m).records}
     assert broken.name not in sent and "long-runner" in sent
+
+
+def test_opennebula_vm_lifecycle_counts_running_time_from_history(simulated):
+    start = parse_time("2026-10-10T00:00:00Z")
+    cloud = from_static({"projects": [{"id": "g1", "name": "fedcloud"}],
+                         "flavors": [{"id": "m1", "name": "m1", "vcpus": 1, "ram": 2048, "disk": 20}],
+                         "vms": [{"id": "7", "name": "life", "project": "g1", "user": "u1", "status": "pending",
+                                  "created": "2026-10-10T00:00:00Z", "flavor": "m1", "host": "node-1"}]},
+                        now=to_epoch(start))
+    vm = next(v for v in cloud.vms.values() if v.name == "life")
+    cloud.deploy(vm.id)
+    site, _ = simulated("opennebula", cloud, {"accounting": {"record_types": ["cloud"]}})
+    day = 86400
+    seen = []
+
+    def run(now, action=None):
+        cloud.set_now(to_epoch(parse_time(now)) - 86400)  # the action happened a day before the run
+        if action:
+            action(vm.id)
+        cloud.set_now(to_epoch(parse_time(now)))
+        before = len(site.messages())
+        site.run(now)
+        seen.append([(r["Status"], r["WallDuration"], r["SuspendDuration"]) for m in site.messages()[before:]
+                     for r in parse_message(m).records])
+
+    run("2026-10-20T00:00:00Z")
+    run("2026-11-02T00:00:00Z")
+    run("2026-11-05T00:00:00Z", cloud.suspend)  # suspended Nov 4
+    run("2026-11-08T00:00:00Z", cloud.resume)  # resumed Nov 7
+    run("2026-11-10T00:00:00Z", cloud.terminate)  # terminated Nov 9
+    run("2026-11-12T00:00:00Z")
+    assert seen == [[("started", 10 * day, 0)],
+                    [("started", 22 * day - 1, 0), ("started", 23 * day, 0)],
+                    [("suspended", 25 * day, day)],
+                    [("started", 26 * day, 3 * day)],
+                    [("completed", 27 * day, 3 * day)],
+                    []]
+    db = CloudDB()
+    for message in site.messages():
+        db.load_message(message)
+    assert sum(db.monthly_usage().values()) == 27 * day
