@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 
 from .. import __version__
@@ -209,7 +209,8 @@ class Extractor:
         across sites and id reuse, the form oneacct-export used for OpenNebula)."""
         if _UUID.match(vm.id):
             return vm.id
-        return f"{self.endpoint}/compute/{vm.id} {vm.created_at.strftime('%Y-%m-%d %H:%M:%S')}+00:00"
+        created = vm.created_at.astimezone(timezone.utc)
+        return f"{self.endpoint}/compute/{vm.id} {created.strftime('%Y-%m-%d %H:%M:%S')}+00:00"
 
     # -- records --------------------------------------------------------------------------------
     def cloud_record(self, target: Target, life: Lifetime, moment: int) -> Tuple[CloudRecord, int]:
