@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any, Callable
@@ -36,11 +37,14 @@ def _render(args: argparse.Namespace, config: Config) -> int:
         print(f"fedcloud-site cloudinfo render: cloud not readable: {exc}", file=sys.stderr)
         return EXIT_JOB_FAILED
     out = sys.stdout.buffer
-    if args.format == "ldif":
-        write_ldif(model, out)
-    else:
-        write_json(model, out)
-    out.flush()
+    try:
+        if args.format == "ldif":
+            write_ldif(model, out)
+        else:
+            write_json(model, out)
+        out.flush()
+    except BrokenPipeError:  # e.g. piped into head: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 

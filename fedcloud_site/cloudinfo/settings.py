@@ -122,6 +122,9 @@ class Settings(DaemonSettings):
         super().validate()
         if not self.ldif_base.endswith("o=glue"):
             raise ValueError(f"ldif_base must be below o=glue, got {self.ldif_base!r}")
+        if self.cron is None and self.max_cache_age <= self.interval:
+            raise ValueError(f"max_cache_age ({int(self.max_cache_age)} s) must be longer than interval "
+                             f"({int(self.interval)} s), or the BDII stops publishing between two renders")
 
     def finish(self, config: Any) -> None:
         """Fill defaults that depend on other sections (what is still missing is reported by :meth:`missing`)."""

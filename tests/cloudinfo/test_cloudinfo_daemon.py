@@ -89,7 +89,7 @@ def test_the_bdii_hook_script_prints_the_cache_without_the_configuration(tmp_pat
 
 
 def test_the_provider_command_uses_the_configured_age_limit(tmp_path):
-    config_path = write_site_config(tmp_path, cloudinfo_extra="  max_cache_age: 10m")
+    config_path = write_site_config(tmp_path, cloudinfo_extra="  interval: 5m\n  max_cache_age: 10m")
     run_once(config_path)
     settings = load_config(config_path).section("cloudinfo")
     old = time.time() - 601
@@ -97,3 +97,12 @@ def test_the_provider_command_uses_the_configured_age_limit(tmp_path):
     result = subprocess.run([sys.executable, "-m", "fedcloud_site.cli", "--config", str(config_path), "cloudinfo",
                              "provider"], capture_output=True, timeout=60, cwd=REPO)
     assert result.returncode == 1 and result.stdout == b""
+
+
+def test_an_age_limit_shorter_than_the_interval_is_a_configuration_error(tmp_path):
+    import pytest
+
+    from fedcloud_site.config import ConfigError
+
+    with pytest.raises(ConfigError, match="max_cache_age .* must be longer than interval"):
+        load_config(write_site_config(tmp_path, cloudinfo_extra="  interval: 3h\n  max_cache_age: 2h"))
