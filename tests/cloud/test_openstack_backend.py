@@ -175,6 +175,8 @@ def test_https_with_the_site_ca_file(tmp_path):
         untrusted = OpenStackBackend(settings_for(server, retries=0))
         with pytest.raises(CloudUnavailable):
             list(untrusted.list_projects())
+        unchecked = OpenStackBackend(settings_for(server, retries=0, verify=False))
+        assert any(p.name == "project-0" for p in unchecked.list_projects())
 
 
 # -- projects, flavours, capacity ----------------------------------------------------------------------------
