@@ -594,3 +594,10 @@ def test_bad_records_go_to_on_bad_record_and_the_listing_goes_on(fresh):
     fresh.inject("status", route="neutron.floatingips", status=200, body={"floatingips": []})
     assert [ip.id for ip in backend.list_floating_ips()] == ["f2"]
     assert "floating IP f1" in str(problems[1])
+
+
+def test_a_keystone_list_truncated_by_list_limit_is_an_error_not_a_short_list():
+    with OpenStackSim(generate(seed=1, n_projects=3, vms_per_project=1, now=NOW), keystone_list_limit=2) as server:
+        backend = OpenStackBackend(settings_for(server))
+        with pytest.raises(BadCloudData, match="truncated"):
+            list(backend.list_projects())
