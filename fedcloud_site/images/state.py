@@ -135,7 +135,9 @@ class StateDB:
         self.path = path
         self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        # a rollback journal (not WAL): every commit lands in the main file, which read-only/immutable
+        # readers (``images status``, the images probe) read without taking locks
+        self.conn.execute("PRAGMA journal_mode=DELETE")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(_SCHEMA)
 
