@@ -4,7 +4,7 @@
 # Usage: bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q . >/dev/null
+python3 -m pip install -q ".[all]" >/dev/null
 CONFIG=etc/fedcloud-site/demo.yaml
 OUT=demo-output
 rm -rf "$OUT"
