@@ -35,6 +35,8 @@ def test_image_removed_from_the_list_is_deleted_after_the_grace_period(world):
     assert summary.removed == 1
     assert [i.properties["appdb_id"] for i in world.cloud_images()] == [keep["dc:identifier"]]
     assert world.by_state("removed")[0]["identifier"] == drop["dc:identifier"]
+    cached = [p.relative_to(world.tmp / "cache").parts[1] for p in (world.tmp / "cache").rglob("*") if p.is_file()]
+    assert cached == [keep["dc:identifier"]]
 
 
 def test_new_version_replaces_the_old_one_once_registered(world):
