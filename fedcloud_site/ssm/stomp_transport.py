@@ -160,6 +160,9 @@ class StompTransport:
             connected, lost = self._connected, self._lost
         if not connected:
             self._drop_connection()
+            if lost is None and self.tls is not None:
+                # TLS 1.3: the broker refuses our certificate only after the handshake; find out why
+                lost = self._diagnose(broker, TransportError("no answer"))
             raise TransportError(lost or f"no CONNECTED frame within {self.connect_timeout:g} s")
         self._tcp_nodelay(conn)
         self.broker = broker
@@ -201,6 +204,14 @@ class StompTransport:
             conn.remove_listener("fedcloud-site")
         except KeyError:
             pass
+        sock = getattr(conn.transport, "socket", None)
+        if sock is not None:
+            # shut the TCP connection first: stomp.py's TLS close (unwrap) would otherwise wait
+            # for ever for the close_notify of a broker that froze
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, ValueError):
+                pass
         try:
             conn.transport.disconnect_socket()
         except Exception:  # noqa: BLE001 - the socket may already be gone
@@ -292,11 +303,24 @@ class StompTransport:
         self._drop_connection()
         if self.broker is not None and len(self.brokers) > 1:
             self._next_broker = (self.brokers.index(self.broker) + 1) % len(self.brokers)
+        attempt = 0
+        first_reason = reason
         while True:
             if self.reconnections >= self.reconnects or self.stop.is_set():
-                raise TransportError(f"{reason}; gave up after {self.reconnections} reconnections")
+                last = "" if reason == first_reason else f"; last reconnection: {reason}"
+                raise TransportError(f"{first_reason}; gave up after {self.reconnections} reconnection attempts"
+                                     f"{last}")
+            if attempt:
+                delay = min(self.backoff[1], self.backoff[0] * 2 ** (attempt - 1))
+                if self.stop.wait(delay):
+                    continue
+            attempt += 1
             self.reconnections += 1
-            self._connect_any(attempts=2)
+            try:
+                self._connect_any(attempts=1)
+            except TransportError as exc:
+                reason = str(exc)
+                continue
             with self._cond:
                 pending = list(self._outstanding.items())
             if pending:
@@ -358,10 +382,10 @@ class StompTransport:
         except ssl.SSLError as err:
             return f"TLS: {err.reason or err} (the broker may have refused our certificate)"
         except socket.timeout:
-            return _describe(exc)
+            return "timed out (the broker accepts connections but does not answer)"
         except OSError as err:
             return f"{err.strerror or err}"
-        return _describe(exc)
+        return f"no CONNECTED frame within {self.connect_timeout:g} s" if str(exc) == "no answer" else _describe(exc)
 
 
 def _describe(exc: BaseException) -> str:

@@ -158,7 +158,8 @@ class ActiveMQBroker:
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as log:
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                             cwd=str(self.directory), start_new_session=True)
+                                             cwd=str(self.directory), start_new_session=True,
+                                             preexec_fn=_die_with_parent)
         try:
             self._wait_started(timeout)
         except ActiveMQError:
@@ -240,6 +241,17 @@ class ActiveMQBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the process that started the broker dies (no orphaned brokers)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _run(argv: List[str]) -> None:

@@ -13,9 +13,17 @@ from typing import List
 import pytest
 from ssm_helpers import HOST_FQDN, Consumer, Pki
 
+from fedcloud_site.log import configure_logging
 from fedcloud_site.queue import MessageQueue
 from fedcloud_site.testing import pki
 from fedcloud_site.testing.activemq import ActiveMQBroker, BrokerTls, activemq_available
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_stream():
+    """``main()`` binds logging to the stderr of the test that called it; rebind after each test."""
+    yield
+    configure_logging()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import stomp
+from dirq.QueueSimple import QueueSimple
 
 from fedcloud_site import smime
 from fedcloud_site.queue import MessageQueue
@@ -73,6 +74,17 @@ class Consumer(stomp.ConnectionListener):
                 self.cond.wait(0.1)
             return list(self.messages)
 
+    def wait_for_ids(self, ids, timeout: float = 60.0) -> List[Received]:
+        """Wait until every empa-id of ``ids`` arrived at least once (duplicates do not count)."""
+        wanted = set(ids)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while time.monotonic() < deadline:
+                if wanted <= {m.headers.get("empa-id") for m in self.messages}:
+                    break
+                self.cond.wait(0.2)
+            return list(self.messages)
+
     def settle(self, quiet: float = 1.0, timeout: float = 60.0) -> List[Received]:
         """Wait until no message arrived for ``quiet`` seconds."""
         deadline = time.monotonic() + timeout
@@ -109,7 +121,11 @@ def apel_receive(body: bytes, capath: Path, server: Optional[pki.CredentialFiles
 
 
 def fill_queue(queue: MessageQueue, count: int, size: int = 2000) -> Dict[str, bytes]:
-    """Add ``count`` APEL-like messages of about ``size`` bytes; returns name -> payload."""
+    """Add ``count`` APEL-like messages of about ``size`` bytes; returns name -> payload.
+
+    Written with dirq directly (same layout, no fsync): durability is not under test here.
+    """
+    fast = QueueSimple(str(queue.path))
     added = {}
     for index in range(count):
         records = []
@@ -118,7 +134,7 @@ def fill_queue(queue: MessageQueue, count: int, size: int = 2000) -> Dict[str, b
             records.append(f"VMUUID: vm-{index}-{line}\nSiteName: TEST-SITE\nCpuCount: 2\n%%\n")
             line += 1
         payload = ("APEL-cloud-message: v0.4\n" + "".join(records)).encode("ascii")
-        added[queue.add(payload)] = payload
+        added[str(fast.add(payload))] = payload
     return added
 
 
