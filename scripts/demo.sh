@@ -20,7 +20,7 @@ echo
 echo "===== what the daemons produced (in $OUT/)"
 if [ -d "$OUT/outgoing" ]; then
   echo "--- accounting: messages in the outgoing dirq queue"
-  find "$OUT/outgoing" -type f ! -name '*.lck' | sort | head -5 | while read -r f; do echo "## $f"; head -25 "$f"; done
+  find "$OUT/outgoing" -type f ! -name '*.lck' | sort | head -5 | while read -r f; do echo "## $f"; head -c 1500 "$f" | head -25; echo; done
 fi
 if [ -d "$OUT/cloudinfo/cache" ]; then
   echo "--- cloudinfo: GLUE2 LDIF (first entries)"
