@@ -172,6 +172,7 @@ class OpenNebulaSettings:
     benchmark_value_attribute: str = "BENCHMARK_VALUE"
     user_auth_driver: str = "x509"  # auth driver of managed users that have X.509 DNs (others: core)
     complete_history: bool = True  # also fetch history records that ended before the listing window
+    cache_seconds: Duration = Duration(60)  # reuse users/hosts/clusters/templates read this recently
 
     def validate(self) -> None:
         if not self.endpoint.startswith(("http://", "https://")):
@@ -487,13 +488,12 @@ class _PoolVM:
 
 @dataclass
 class _Lookups:
-    """Pools read once per listing: users, hosts, clusters, templates, history."""
+    """Pools read once per listing (and reused for ``cache_seconds``): users, hosts, clusters, templates."""
 
     users: Dict[int, Any] = field(default_factory=dict)
     hosts: Dict[int, Any] = field(default_factory=dict)
     clusters: Dict[int, Any] = field(default_factory=dict)
     flavors: Dict[str, Flavor] = field(default_factory=dict)
-    history: Optional[Histories] = None
 
 
 class OpenNebulaBackend(CloudBackend):
@@ -508,6 +508,7 @@ class OpenNebulaBackend(CloudBackend):
         self._server: Any = None
         self._transport: Optional[_Transport] = None
         self._calls: Counter[str] = Counter()
+        self._lookup_cache: Optional[Tuple[float, _Lookups]] = None
 
     # -- connection ---------------------------------------------------------------------------------
     def _session(self) -> str:
@@ -534,6 +535,7 @@ class OpenNebulaBackend(CloudBackend):
         return self._server
 
     def close(self) -> None:
+        self._lookup_cache = None
         if self._transport is not None:
             self._transport.close()
         self._server = self._transport = None
@@ -690,11 +692,17 @@ class OpenNebulaBackend(CloudBackend):
         return page
 
     def _lookups(self) -> _Lookups:
+        """Users, hosts, clusters and templates: read once, then reused for ``cache_seconds`` (a run
+        listing project after project reads them once)."""
+        cached = self._lookup_cache
+        if cached is not None and time.monotonic() - cached[0] < float(self.settings.cache_seconds):
+            return cached[1]
         lookups = _Lookups()
         lookups.users = {u.ID: u for u in self._call("one.userpool.info").USER}
         lookups.hosts = {h.ID: h for h in self._call("one.hostpool.info").HOST}
         lookups.clusters = {c.ID: c for c in self._call("one.clusterpool.info").CLUSTER}
         lookups.flavors = {f.id: f for f in self.list_flavors()}
+        self._lookup_cache = (time.monotonic(), lookups)
         return lookups
 
     def _accounting(self, time_start: int, time_end: int, wanted: Optional[Set[int]] = None) -> Histories:
@@ -729,11 +737,6 @@ class OpenNebulaBackend(CloudBackend):
             return answer[1]
 
         return str(self._call(method, *params, target=request))
-
-    def _window_records(self, lookups: _Lookups, since: int) -> Histories:
-        if lookups.history is None:
-            lookups.history = self._accounting(since, -1)
-        return lookups.history
 
     def _complete(self, vms: List[Tuple[VM, Dict[int, Record]]], since: int) -> Iterator[VM]:
         """VMs whose history started before the window, with the records that ended before it:
@@ -822,6 +825,7 @@ class OpenNebulaBackend(CloudBackend):
     def list_vms(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[VM]:
         since = to_epoch(active_since) if active_since is not None else None
         lookups: Optional[_Lookups] = None
+        window: Optional[Histories] = None  # records overlapping [since, now], read once per listing
         deferred: List[Tuple[VM, Dict[int, Record]]] = []
         for raw in self._vm_pages(-2 if since is not None else -1):
             if project_id is not None and str(raw.GID) != project_id:
@@ -833,7 +837,9 @@ class OpenNebulaBackend(CloudBackend):
             try:
                 records = raw.records()
                 if not _is_complete(records) and since is not None:
-                    records.update(self._window_records(lookups, since).get(raw.ID, {}))
+                    if window is None:
+                        window = self._accounting(since, -1)
+                    records = {**window.get(raw.ID, {}), **records}  # the pool body is the fresher
                 # without a window, earlier records are unknown: the pool body has only the last one
                 periods = _periods(records) if _is_complete(records) or since is not None else None
                 vm = self._vm(raw, lookups, periods)

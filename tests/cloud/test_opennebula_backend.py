@@ -272,6 +272,19 @@ def test_listing_a_project_returns_only_its_vms(big_sim):
     assert vms and {vm.project_id for vm in vms} == {"101"}
 
 
+def test_project_after_project_listings_read_users_hosts_and_templates_once(sim):
+    cloud = backend(sim)
+    for project in ("100", "101", "102"):
+        list(cloud.list_vms(project, active_since=when(T0 - 86400)))
+    counts = cloud.request_count()
+    assert counts["one.userpool.info"] == counts["one.hostpool.info"] == counts["one.templatepool.info"] == 1
+    assert counts["one.vmpool.accounting"] <= 3  # one window per listing at most
+    stale = backend(sim, cache_seconds=0)
+    for project in ("100", "101"):
+        list(stale.list_vms(project))
+    assert stale.request_count()["one.userpool.info"] == 2
+
+
 def test_paging_calls_grow_with_pages_not_vms(big_sim):
     big_sim.reset_counts()
     cloud = backend(big_sim, page_size=300)
