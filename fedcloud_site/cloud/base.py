@@ -90,6 +90,7 @@ class Flavor:
     accelerator: Optional[Accelerator] = None
     benchmark_type: Optional[str] = None
     benchmark_value: Optional[float] = None
+    projects: Optional[Sequence[str]] = None  # a private flavour's allowed project ids; None: not told
 
 
 @dataclass(frozen=True)

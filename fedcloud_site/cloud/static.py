@@ -9,7 +9,8 @@ so that every daemon runs against it as against a real cloud.
 File layout (all keys optional)::
 
     projects:   [{id, name, enabled, domain, description, properties}]
-    flavors:    [{id, name, vcpus, ram, disk, ephemeral, public, extra_specs}]
+    flavors:    [{id, name, vcpus, ram, disk, ephemeral, public, extra_specs,
+                  projects: [ids allowed to use a private flavour]}]
     images:     [{id, name, owner, status, visibility, disk_format, container_format,
                   size, checksum, created_at, updated_at, properties, members}]
     vms:        [{id, name, project, user, user_name, status, created, ended, updated,
@@ -187,7 +188,8 @@ class StaticBackend(CloudBackend):
                                 ram_mb=int(f["ram"]), disk_gb=int(f.get("disk", 0)),
                                 ephemeral_gb=int(f.get("ephemeral", 0)), public=bool(f.get("public", True)),
                                 extra_specs=specs, accelerator=accelerator, benchmark_type=bench_type,
-                                benchmark_value=bench_value)
+                                benchmark_value=bench_value,
+                                projects=tuple(str(p) for p in f["projects"]) if "projects" in f else None)
             except KeyError as exc:
                 self.bad_record(BadCloudData(f"{where}: missing {exc.args[0]}"))
                 continue

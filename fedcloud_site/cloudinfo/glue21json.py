@@ -109,9 +109,10 @@ class _Doc:
         ])
 
     def instance_types(self) -> Iterator[Dict[str, Any]]:
-        share_ids = [s.id for s in self.model.shares]
+        every_share = [s.id for s in self.model.shares]
         links = {"CloudComputingEndpoint": [self.model.endpoint.id], "CloudComputingManager": [self.model.manager.id]}
         for itype in self.model.instance_types:
+            share_ids = every_share if itype.projects is None else self.model.shares_of(itype)
             yield self.instance_type(itype, share_ids, links)
 
     def instance_type(self, itype: InstanceType, share_ids: Any, links: Dict[str, Any]) -> Dict[str, Any]:

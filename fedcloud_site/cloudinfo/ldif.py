@@ -252,8 +252,8 @@ def write_ldif(model: SiteModel, out: BinaryIO) -> LdifWriter:
             ("GLUE2AccessPolicyEndpointForeignKey", policy.endpoint_id),
         ])
 
-    ee_ids = [t.ldif_id for t in model.instance_types]
     for share in model.shares:
+        ee_ids = [t.ldif_id for t in model.instance_types_of(share)]
         share_dn = f"{rdn('GLUE2ShareID', share.id)},{svc_dn}"
         svms = share.vms
         writer.entry(share_dn, [

@@ -186,7 +186,7 @@ class Accelerator:
 
 @dataclass(frozen=True)
 class InstanceType:
-    """A flavour; offered in every share (as the cloud API shows it to each project)."""
+    """A flavour, offered in the shares of the projects that may use it (public ones: every share)."""
 
     id: str
     ldif_id: str
@@ -199,6 +199,10 @@ class InstanceType:
     accelerator: Optional[Accelerator]
     benchmark_type: Optional[str]
     benchmark_value: Optional[float]
+    projects: Optional[Tuple[str, ...]] = None  # a private flavour's projects; None: every project
+
+    def usable_by(self, project_id: str) -> bool:
+        return self.projects is None or project_id in self.projects
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,14 @@ class SiteModel:
     network_out: str
     image_access_info: str
     problems: List[str] = field(default_factory=list)
+
+    def instance_types_of(self, share: Share) -> List[InstanceType]:
+        """The instance types the share's project may use."""
+        return [t for t in self.instance_types if t.usable_by(share.project_id)]
+
+    def shares_of(self, itype: InstanceType) -> List[str]:
+        """IDs of the shares whose projects may use an instance type."""
+        return [s.id for s in self.shares if itype.usable_by(s.project_id)]
 
     def counts(self) -> Dict[str, int]:
         """Numbers for the run summary."""
@@ -357,7 +369,11 @@ def _build(config: Config, settings: Settings, backend: CloudBackend, now: datet
     instance_types = _instance_types(settings, backend, service_id, problems)
     vm_counts = _vm_counts(backend, {p.id for _, p in projects}, problems)
 
-    pairs = [(_share(config, vo, project, endpoint_id, instance_types, vm_counts, backend, problems), project)
+    if projects:  # a private flavour none of our projects may use is not ours to publish
+        ours = {p.id for _, p in projects}
+        instance_types = [t for t in instance_types if t.projects is None or ours.intersection(t.projects)]
+    pairs = [(_share(config, vo, project, endpoint_id, [t for t in instance_types if t.usable_by(project.id)],
+                     vm_counts, backend, problems), project)
              for vo, project in projects]
     pairs.sort(key=lambda pair: pair[0].id)
     shares = [share for share, _ in pairs]
@@ -468,7 +484,8 @@ def _instance_types(settings: Settings, backend: CloudBackend, service_id: str,
             id=flavor.id, ldif_id=f"{flavor.id}_{service_id}", name=flavor.name, cpu=_whole_cpus(flavor.vcpus),
             ram_mb=int(flavor.ram_mb), disk_gb=int(flavor.disk_gb or 0), ephemeral_gb=int(flavor.ephemeral_gb or 0),
             public=flavor.public, accelerator=accelerator, benchmark_type=flavor.benchmark_type,
-            benchmark_value=flavor.benchmark_value)
+            benchmark_value=flavor.benchmark_value,
+            projects=None if flavor.public or flavor.projects is None else tuple(flavor.projects))
     return [result[k] for k in sorted(result)]
 
 

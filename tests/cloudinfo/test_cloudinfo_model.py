@@ -173,3 +173,21 @@ def test_renders_are_identical_when_nothing_changed_apart_from_times(site_config
     later = build(site_config, FIXED_NOW + timedelta(hours=1))
     strip = [line for line in ldif_of(later).splitlines() if not line.startswith("GLUE2EntityCreationTime")]
     assert strip == [line for line in ldif_of(first).splitlines() if not line.startswith("GLUE2EntityCreationTime")]
+
+
+def test_a_private_flavour_is_offered_only_in_the_shares_of_the_projects_allowed_to_use_it(tmp_path):
+    def change(data):
+        data["flavors"][2]["projects"] = [P_BIO]  # g1.a100 only for biomed
+        data["flavors"].append({"id": "9", "name": "other.private", "vcpus": 2, "ram": 4096, "public": False,
+                                "projects": ["someone-else"]})
+
+    model = build(load_config(write_site_config(tmp_path, site_file=variant_site(tmp_path, change))))
+    assert [t.id for t in model.instance_types] == ["1", "2", "3"]  # nobody of ours may use "9"
+    bio, fed = model.shares
+    assert (bio.instance_max_cpu, fed.instance_max_cpu) == (8, 4)
+    gpu = next(t for t in json_of(model)["CloudComputingInstanceType"] if t["ID"] == "3")
+    assert gpu["Associations"]["Share"] == [SHARE_BIO]
+    ldif = ldif_of(model).replace("\n ", "")
+    fed_entry = ldif[ldif.index(f"GLUE2ShareID: {SHARE_FED}"):]
+    fed_entry = fed_entry[:fed_entry.index("\n\n")]
+    assert "ExecutionEnvironmentForeignKey: 3_" not in fed_entry and "ExecutionEnvironmentForeignKey: 2_" in fed_entry
