@@ -2,6 +2,7 @@
 
 :class:`LdifWriter` is a small RFC 2849 writer: values that are not SAFE-STRINGs
 (non-ASCII, leading space/colon/less-than, trailing space, control characters)
+and values containing ``dn:`` (which ``bdii-update`` would take for an entry start)
 are base64-encoded, long lines are folded at 76 columns, and RDN values are
 escaped per RFC 4514 (so DN lines never need base64, which ``bdii-update``
 cannot group by suffix).  Multi-valued attributes keep their first occurrence
@@ -71,10 +72,14 @@ def rdn(attribute: str, value: str) -> str:
 
 
 def needs_base64(value: str) -> bool:
-    """True when ``value`` is not an RFC 2849 SAFE-STRING (or ends with a space)."""
+    """True when ``value`` is not an RFC 2849 SAFE-STRING, ends with a space, or holds ``dn:``.
+
+    ``bdii-update`` finds entries by searching the text for ``dn:``, so a plain value containing it
+    would split an entry in two; base64 has no colon.
+    """
     if value == "":
         return False
-    return _SAFE_STRING.match(value) is None or value.endswith(" ")
+    return _SAFE_STRING.match(value) is None or value.endswith(" ") or "dn:" in value
 
 
 def _fold(line: str, width: int) -> str:

@@ -42,6 +42,7 @@ def test_values_that_are_not_safe_strings_are_base64_encoded():
         assert f"\n{attribute}:: " in text
     assert dict(entries(text)[0][1])["b"] == "Biomédical"
     assert not needs_base64("a=b,c") and needs_base64("é") and needs_base64("x ")
+    assert needs_base64("see dn: here")  # bdii-update would take it for the start of an entry
 
 
 def test_long_lines_are_folded_at_76_columns_and_unfold_to_the_value():
