@@ -191,3 +191,33 @@ def test_a_private_flavour_is_offered_only_in_the_shares_of_the_projects_allowed
     fed_entry = ldif[ldif.index(f"GLUE2ShareID: {SHARE_FED}"):]
     fed_entry = fed_entry[:fed_entry.index("\n\n")]
     assert "ExecutionEnvironmentForeignKey: 3_" not in fed_entry and "ExecutionEnvironmentForeignKey: 2_" in fed_entry
+
+
+def test_the_configured_endpoint_certificate_gives_issuer_and_host_dn(tmp_path):
+    from fedcloud_site.testing.pki import CertificateAuthority
+
+    ca = CertificateAuthority("/DC=org/DC=example/CN=Example Grid CA")
+    files = ca.host("cloud.test.example.org").write(tmp_path / "cert")
+    path = write_site_config(tmp_path)
+    path.write_text(path.read_text().replace('    implementation_version: "2.96"\n',
+                                             f'    implementation_version: "2.96"\n    certificate: {files.cert}\n'
+                                             "    trusted_cas: [/DC=org/DC=example/CN=Example Grid CA]\n"))
+    model = build(load_config(path))
+    assert model.endpoint.issuer_ca == "/DC=org/DC=example/CN=Example Grid CA"
+    assert model.endpoint.host_dn == "/DC=org/DC=example/CN=cloud.test.example.org"
+    endpoint = json_of(model)["CloudComputingEndpoint"][0]
+    assert endpoint["IssuerCA"] == "/DC=org/DC=example/CN=Example Grid CA"
+    assert endpoint["TrustedCA"] == ["/DC=org/DC=example/CN=Example Grid CA"]
+    ldif = ldif_of(model).replace("\n ", "")
+    assert "GLUE2EndpointIssuerCA: /DC=org/DC=example/CN=Example Grid CA" in ldif
+    assert "GLUE2EntityOtherInfo: HostDN=/DC=org/DC=example/CN=cloud.test.example.org" in ldif
+
+
+def test_an_unreadable_endpoint_certificate_is_logged_and_left_out(tmp_path):
+    path = write_site_config(tmp_path)
+    path.write_text(path.read_text().replace('    implementation_version: "2.96"\n',
+                                             '    implementation_version: "2.96"\n    certificate: missing.pem\n'))
+    with structlog.testing.capture_logs() as logs:
+        model = build(load_config(path))
+    assert model.endpoint.issuer_ca is None
+    assert any("cloudinfo.endpoint.certificate" in e["event"] and "missing.pem" in e["event"] for e in logs)
