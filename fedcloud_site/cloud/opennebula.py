@@ -193,6 +193,10 @@ class OpenNebulaSettings:
             raise ValueError("timeout: must be positive")
 
 
+class _StillCopying(CloudUnavailable):
+    """A registered image is still LOCKED (oned copying it) when we stop waiting."""
+
+
 class _Transport(RequestsTransport):
     """pyone's requests transport with a session (keep-alive), a timeout and TLS settings.
 
@@ -934,17 +938,20 @@ class OpenNebulaBackend(CloudBackend):
                 self._call("one.image.chown", image_id, -1, self._int_id(spec.owner, "group"))
             self._call("one.image.chmod", image_id, *self._visibility_bits(spec.visibility))
             self._wait_ready(image_id)
-        finally:
-            if self._image_settled(image_id):
-                staged.unlink(missing_ok=True)
+        except _StillCopying:
+            raise  # oned may still be reading the staged file: leave both for the next run to see
+        except BaseException:
+            self._discard_image(image_id)  # a half-registered image must not stay behind
+            staged.unlink(missing_ok=True)
+            raise
+        staged.unlink(missing_ok=True)
         return self.get_image(str(image_id))
 
-    def _image_settled(self, image_id: int) -> bool:
+    def _discard_image(self, image_id: int) -> None:
         try:
-            raw = self._call("one.image.info", image_id)
+            self._call("one.image.delete", image_id)
         except CloudError:
-            return False
-        return int(raw.STATE) != int(pyone.IMAGE_STATES.LOCKED)
+            pass  # best effort: the original error is the one to report
 
     def _wait_ready(self, image_id: int) -> None:
         deadline = time.monotonic() + float(self.settings.image_ready_timeout)
@@ -957,7 +964,7 @@ class OpenNebulaBackend(CloudBackend):
                 message = (raw.TEMPLATE or {}).get("ERROR", "no error message")
                 raise CloudError(f"OpenNebula image {image_id} failed to register: {message}")
             if time.monotonic() >= deadline:
-                raise CloudUnavailable(f"OpenNebula image {image_id} still {state.name} after "
+                raise _StillCopying(f"OpenNebula image {image_id} still {state.name} after "
                                        f"{float(self.settings.image_ready_timeout):g}s")
             time.sleep(float(self.settings.poll_interval))
 

@@ -314,6 +314,12 @@ def test_paging_loses_no_vm_when_earlier_vms_finish_during_the_listing(sim):
     assert len(listed) == len(set(listed))
 
 
+def test_a_pool_listed_in_descending_order_is_refused_clearly(sim):
+    sim.list_order = "DESC"
+    with pytest.raises(CloudError, match="API_LIST_ORDER"):
+        list(backend(sim, page_size=5).list_vms())
+
+
 def test_vm_details_come_from_template_monitoring_and_owner():
     cloud = SimCloud(now=T0)
     site = generate(n_vms=0, seed=1, now=T0)
@@ -514,6 +520,26 @@ def test_create_image_stages_the_file_waits_for_ready_and_cleans_up(sim, tmp_pat
 def test_create_image_without_upload_dir_is_not_supported(sim):
     with pytest.raises(NotSupported, match="upload_dir"):
         backend(sim).create_image(ImageSpec(name="x", disk_format="raw"), io.BytesIO(b"x"))
+
+
+def test_an_image_oned_fails_to_copy_is_removed_with_its_staged_file(sim, tmp_path):
+    upload = tmp_path / "upload"
+    cloud = backend(sim, upload_dir=upload)
+    sim.inject(OneFault("error", method="one.image.chmod", code=ACTION, message="not allowed"))
+    with pytest.raises(CloudError, match="not allowed"):
+        cloud.create_image(ImageSpec(name="half", disk_format="raw"), io.BytesIO(b"x" * 10))
+    assert list(upload.iterdir()) == []
+    assert all(i.name != "half" for i in sim.cloud.images.values())
+
+
+def test_an_image_still_copying_is_left_for_the_next_run(sim, tmp_path):
+    upload = tmp_path / "upload"
+    sim.image_copy_seconds = 30
+    cloud = backend(sim, upload_dir=upload, image_ready_timeout=0.2, poll_interval=0.05)
+    with pytest.raises(CloudUnavailable, match="still LOCKED"):
+        cloud.create_image(ImageSpec(name="slow", disk_format="raw"), io.BytesIO(b"x" * 10))
+    assert len(list(upload.iterdir())) == 1  # oned is still reading it
+    assert any(i.name == "slow" for i in sim.cloud.images.values())
 
 
 def test_create_image_failure_removes_the_staged_file(sim, tmp_path):

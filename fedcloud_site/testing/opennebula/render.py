@@ -327,7 +327,7 @@ def cluster_pool(cloud: SimCloud) -> str:
         "</CLUSTER_POOL>"
 
 
-def system_config(cloud: SimCloud) -> str:
-    return ("<OPENNEBULA_CONFIGURATION><API_LIST_ORDER><![CDATA[ASC]]></API_LIST_ORDER>"
+def system_config(cloud: SimCloud, list_order: str = "ASC") -> str:
+    return (f"<OPENNEBULA_CONFIGURATION><API_LIST_ORDER><![CDATA[{list_order}]]></API_LIST_ORDER>"
             "<DEFAULT_AUTH><![CDATA[default]]></DEFAULT_AUTH><MANAGER_TIMER><![CDATA[15]]></MANAGER_TIMER>"
             "</OPENNEBULA_CONFIGURATION>")

@@ -130,6 +130,8 @@ class OpenNebulaSimulator:
         self._lock = threading.Lock()
         self._httpd: Optional[ThreadingHTTPServer] = None
         self.image_copy_seconds = 0.0  # how long an allocated image stays LOCKED (wall clock)
+        #: ``API_LIST_ORDER`` of oned.conf: pools in ascending (ASC) or descending (DESC) id order
+        self.list_order = "ASC"
         #: called as ``hook(method, params)`` before each call is answered (tests change the cloud mid-listing)
         self.before_call: Optional[Callable[[str, Sequence[Any]], None]] = None
         self._methods: Dict[str, Callable[..., Any]] = {}
@@ -259,6 +261,8 @@ class OpenNebulaSimulator:
             if query and not _matches(vm, query):
                 continue
             chosen.append(vm)
+        if self.list_order == "DESC":
+            chosen.reverse()
         return render.vm_pool(self._page(chosen, start, end), extended)
 
     def _register(self) -> None:
@@ -267,7 +271,7 @@ class OpenNebulaSimulator:
 
         # system
         m["one.system.version"] = lambda s: cloud.version
-        m["one.system.config"] = lambda s: render.system_config(cloud)
+        m["one.system.config"] = lambda s: render.system_config(cloud, self.list_order)
 
         # VMs
         def vmpool_info(s: Session, flag: int, start: int, end: int, state: int, query: str = "") -> str:
