@@ -36,9 +36,15 @@ def refresh(ctx: JobContext) -> Dict[str, Any]:
         return summary
     summary.update(write_cache(model, settings))
     if settings.ams.enabled:
-        from .publish import publish_to_ams
+        from ..ams import AmsError
+        from .publish import publish_json
 
-        summary["ams_messages"] = publish_to_ams(ctx.config, settings)
+        try:
+            message_id = publish_json(settings, settings.json_path)
+        except AmsError as exc:
+            raise JobIncomplete(f"the cache is written, but publishing to AMS topic {settings.ams.topic} failed: "
+                                f"{exc}", {**summary, "ams_published": 0}) from None
+        summary.update(ams_published=1, ams_message_id=message_id)
     return summary
 
 

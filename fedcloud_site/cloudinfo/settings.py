@@ -17,6 +17,9 @@ certificate, ...) is set here; nothing is made up.  Example::
       manager:
         failover: false
       images: registry           # only images from the EGI registry (marketplace URI), or "all"
+      ams:                       # optional: also publish the GLUE 2.1 JSON to ARGO AMS
+        enabled: true            # topic SITE_<site.name>_ENDPOINT_<site.gocdb_service_id> by default
+        token_file: /etc/fedcloud-site/ams-cloudinfo.token   # or the host certificate (certificate/key)
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Literal, Optional
 
-from ..schema import Duration
+from ..schema import Duration, Secret
 from ..settings import DaemonSettings
 
 Middleware = Literal["openstack", "opennebula"]
@@ -87,10 +90,23 @@ class ManagerSettings:
 
 @dataclass
 class AMSSettings:
-    """``cloudinfo.ams``: also publish the GLUE 2.1 JSON to ARGO AMS (topic SITE_<site>_ENDPOINT_<gocdb id>)."""
+    """``cloudinfo.ams``: also publish the GLUE 2.1 JSON to ARGO AMS, one message per refresh.
+
+    Authentication with ``token`` (or ``token_file``), else the host certificate exchanged for a token.
+    """
 
     enabled: bool = False
+    host: str = "msg.argo.grnet.gr"
+    port: int = 443
+    project: str = "egi_cloud_info"
     topic: Optional[str] = None  # default SITE_<site.name>_ENDPOINT_<site.gocdb_service_id>
+    token: Optional[Secret] = None
+    certificate: Path = Path("/etc/grid-security/hostcert.pem")
+    key: Path = Path("/etc/grid-security/hostkey.pem")
+    auth_url: Optional[str] = None  # default https://<host>:8443/v1/service-types/ams/hosts/<host>:authx509
+    cacert: Optional[Path] = None  # CA file or directory to verify AMS (default: the system's CAs)
+    timeout: Duration = Duration(60)
+    retries: int = 2
 
 
 @dataclass
@@ -132,6 +148,11 @@ class Settings(DaemonSettings):
             self.middleware = config.cloud.backend
         if self.endpoint.url is None:
             self.endpoint.url = config.site.endpoint
+        if self.ams.enabled and not self.ams.topic:
+            if not config.site.gocdb_service_id:
+                raise ValueError("ams.topic: required when ams is enabled (or set site.gocdb_service_id for the "
+                                 "default SITE_<site>_ENDPOINT_<GOCDB service id>)")
+            self.ams.topic = f"SITE_{config.site.name}_ENDPOINT_{config.site.gocdb_service_id}"
 
     def missing(self) -> List[str]:
         """Settings the provider needs that are neither configured nor derivable (key: reason)."""
