@@ -39,6 +39,7 @@ class AmsError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
+        self.published: List[str] = []  # ids of the messages published before this error (see publish)
 
 
 class AmsAuthError(AmsError):
@@ -59,6 +60,7 @@ class MessageTooLarge(AmsError):
                else f"over the AMS limit of {limit} bytes")
         super().__init__(f"{label}: {size} bytes once encoded, {why}", 413, "INVALID_ARGUMENT")
         self.index = index
+        self.refused_by_service = refused_by_service
         self.size = size
         self.limit = limit
         self.attributes = dict(attributes)
@@ -164,15 +166,24 @@ class AmsClient:
         """Publish ``messages`` (in requests under the size limit); returns their AMS message ids in order.
 
         Raises :class:`MessageTooLarge` before sending anything if one message can never fit.
+        Requests go out in order and stop at the first failure: the exception's ``published``
+        lists the ids of the messages published before it (a prefix of ``messages``), and a
+        :class:`MessageTooLarge` refused by the service has ``index`` = the offending message.
         """
-        ids: List[str] = []
-        for _, parts in self.batches(messages):
-            ids.extend(self._publish_parts(topic, parts))
-        return ids
-
-    def _publish_parts(self, topic: str, parts: List[str]) -> List[str]:
+        done: List[str] = []
         try:
-            return self._post(topic, parts)
+            for _, parts in self.batches(messages):
+                self._publish_parts(topic, parts, done)
+        except AmsError as exc:
+            exc.published = list(done)
+            if isinstance(exc, MessageTooLarge) and exc.refused_by_service:
+                exc.index = len(done)
+            raise
+        return done
+
+    def _publish_parts(self, topic: str, parts: List[str], done: List[str]) -> None:
+        try:
+            done.extend(self._post(topic, parts))
         except AmsError as exc:
             if exc.status != 413:
                 raise
@@ -181,7 +192,8 @@ class AmsClient:
                 attributes = json.loads(parts[0]).get("attributes", {})
                 raise MessageTooLarge(0, size, self.max_request_bytes, attributes, refused_by_service=True) from None
             half = len(parts) // 2
-            return self._publish_parts(topic, parts[:half]) + self._publish_parts(topic, parts[half:])
+            self._publish_parts(topic, parts[:half], done)
+            self._publish_parts(topic, parts[half:], done)
 
     def _post(self, topic: str, parts: List[str]) -> List[str]:
         body = ('{"messages":[' + ",".join(parts) + "]}").encode("ascii")

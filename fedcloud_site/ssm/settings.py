@@ -21,6 +21,7 @@ Example (AMS)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Literal, Optional, Tuple
@@ -31,6 +32,8 @@ from ..settings import DaemonSettings
 DEFAULT_CERTIFICATE = Path("/etc/grid-security/hostcert.pem")
 DEFAULT_KEY = Path("/etc/grid-security/hostkey.pem")
 DEFAULT_CAPATH = Path("/etc/grid-security/certificates")
+#: where EGI receives cloud accounting records (apel/ssm's documented values)
+DEFAULT_DESTINATIONS = {"stomp": "/queue/global.accounting.cloud.central", "ams": "eu-egi-cloud-accounting"}
 
 
 def parse_broker(text: str) -> Tuple[str, int]:
@@ -71,7 +74,7 @@ class Settings(DaemonSettings):
     queue_dir: Optional[Path] = None  # defaults to accounting.queue_dir
     reject_dir: Optional[Path] = None  # default <queue_dir>.reject
     transport: Literal["stomp", "ams"] = "stomp"
-    destination: str = "/queue/global.accounting.cloud.central"  # STOMP queue or AMS topic
+    destination: Optional[str] = None  # STOMP queue or AMS topic; default: the EGI cloud accounting one
     # signing and TLS
     certificate: Path = DEFAULT_CERTIFICATE
     key: Path = DEFAULT_KEY
@@ -107,8 +110,10 @@ class Settings(DaemonSettings):
                 parse_broker(broker)
             except ValueError as exc:
                 raise ValueError(f"brokers[{index}]: {exc}") from None
-        if not self.destination:
+        if self.destination is not None and not self.destination.strip():
             raise ValueError("destination: must not be empty")
+        if self.transport == "ams" and self.destination and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.destination):
+            raise ValueError(f"destination: {self.destination!r} is not an AMS topic name (letters, digits, _ . -)")
         if self.window < 1:
             raise ValueError("window: must be at least 1")
         if self.transport == "stomp" and not self.brokers and not self.bdii:
@@ -118,6 +123,8 @@ class Settings(DaemonSettings):
 
     def finish(self, config: Any) -> None:
         """Fill defaults that depend on other sections."""
+        if self.destination is None:
+            self.destination = DEFAULT_DESTINATIONS[self.transport]
         if self.queue_dir is None and "accounting" in config.daemons:
             self.queue_dir = config.daemons["accounting"].queue_dir
         if self.queue_dir is None:

@@ -25,8 +25,10 @@ class Transport(Protocol):
     """
 
     name: str
-    #: messages sent again after a lost connection whose first copy may have arrived (duplicates at worst)
-    resent: int
+
+    @property
+    def resent(self) -> int:
+        """Messages sent again after a lost confirmation; the receiver may have them twice."""
 
     def open(self) -> None:
         """Connect (or authenticate); raises :class:`TransportError`."""

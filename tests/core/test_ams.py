@@ -159,3 +159,15 @@ def test_a_service_certificate_from_an_unknown_ca_is_refused(ams, tmp_path):
     ams_client = AmsClient("127.0.0.1", "accounting", port=ams.port, token="s3cret", verify=str(other), retries=0)
     with pytest.raises(AmsUnavailable, match="certificate"):
         ams_client.publish("eu-egi-cloud-accounting", [AmsMessage(b"x")])
+
+
+def test_a_failure_reports_what_was_published_before_it(ams, creds):
+    ams.state.max_message_bytes = 2000
+    messages = [AmsMessage(b"a" * 100), AmsMessage(b"b" * 100), AmsMessage(b"c" * 3000), AmsMessage(b"d" * 100)]
+
+    with pytest.raises(MessageTooLarge) as info:
+        client(ams, creds).publish("eu-egi-cloud-accounting", messages)
+
+    assert info.value.index == 2
+    assert info.value.published == [m.id for m in ams.messages("accounting", "eu-egi-cloud-accounting")]
+    assert len(info.value.published) == 2

@@ -1,0 +1,115 @@
+"""Delivery to ARGO AMS (the HTTPS AMS simulator, driven through requests) by ``fedcloud-site ssm once``."""
+
+from __future__ import annotations
+
+import pytest
+from ssm_helpers import apel_receive, fill_queue, ssm_yaml
+
+from fedcloud_site.cli import main
+from fedcloud_site.testing.ams_sim import AmsSimulator
+from fedcloud_site.testing.http import Fault
+
+TOPIC = "eu-egi-cloud-accounting"
+
+
+@pytest.fixture
+def ams(test_pki):
+    sim = AmsSimulator(test_pki.broker.cert, test_pki.broker.key, client_ca_file=test_pki.ca_file).start()
+    sim.add_topic("accounting", TOPIC)
+    sim.add_token("s3cret", "accounting")
+    sim.add_certificate(test_pki.host_dn, "from-cert")
+    sim.add_token("from-cert", "accounting")
+    yield sim
+    sim.stop()
+
+
+def ams_config(tmp_path, test_pki, queue, ams, token="s3cret", extra=""):
+    token_line = f"    token: {token}\n" if token else (
+        f"    auth_url: {ams.url}/v1/service-types/ams/hosts/127.0.0.1:authx509\n")
+    return ssm_yaml(tmp_path, test_pki, queue, destination=TOPIC, extra=(
+        "  transport: ams\n"
+        "  ams:\n"
+        "    host: 127.0.0.1\n"
+        f"    port: {ams.port}\n"
+        "    project: accounting\n"
+        "    retries: 0\n"
+        f"{token_line}{extra}"))
+
+
+def test_every_message_is_published_signed_with_its_empaid_and_leaves_the_queue(tmp_path, test_pki, ams, outgoing):
+    queued = fill_queue(outgoing, 250)
+
+    assert main(["--config", str(ams_config(tmp_path, test_pki, outgoing, ams)), "ssm", "once"]) == 0
+
+    published = ams.messages("accounting", TOPIC)
+    assert [m.attributes["empaid"] for m in published] == sorted(queued)
+    for message in published:
+        payload, signer = apel_receive(message.data, test_pki.capath)
+        assert payload == queued[message.attributes["empaid"]]
+        assert signer == test_pki.host_dn
+    assert ams.server.requests["publish"] == 3  # batches of 100, not one request per message
+    assert outgoing.count() == 0
+
+
+def test_the_host_certificate_is_exchanged_for_a_token(tmp_path, test_pki, ams, outgoing):
+    queued = fill_queue(outgoing, 3)
+
+    assert main(["--config", str(ams_config(tmp_path, test_pki, outgoing, ams, token=None)), "ssm", "once"]) == 0
+
+    assert ams.server.requests["authx509"] == 1
+    assert {m.attributes["empaid"] for m in ams.messages("accounting", TOPIC)} == set(queued)
+
+
+def test_a_message_over_the_ams_limit_is_moved_aside_and_the_others_go(tmp_path, test_pki, ams, outgoing, capsys):
+    small = fill_queue(outgoing, 2, size=1000)
+    big = next(iter(fill_queue(outgoing, 1, size=30000)))
+    small.update(fill_queue(outgoing, 2, size=1000))
+    config = ams_config(tmp_path, test_pki, outgoing, ams, extra="    max_request_bytes: 20000\n")
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    assert {m.attributes["empaid"] for m in ams.messages("accounting", TOPIC)} == set(small)
+    reason = outgoing.path.with_name("outgoing.reject") / (big.replace("/", "-") + ".reason")
+    assert "over the AMS limit of 20000 bytes" in reason.read_text()
+    assert "message moved aside" in capsys.readouterr().err
+    assert outgoing.count() == 0
+
+
+def test_a_lower_limit_on_the_service_side_is_handled_too(tmp_path, test_pki, ams, outgoing):
+    small = fill_queue(outgoing, 3, size=1000)
+    big = next(iter(fill_queue(outgoing, 1, size=30000)))
+    small.update(fill_queue(outgoing, 3, size=1000))
+    ams.state.max_message_bytes = 20000
+
+    assert main(["--config", str(ams_config(tmp_path, test_pki, outgoing, ams)), "ssm", "once"]) == 0
+
+    assert {m.attributes["empaid"] for m in ams.messages("accounting", TOPIC)} == set(small)
+    assert (outgoing.path.with_name("outgoing.reject") / big.replace("/", "-")).exists()
+
+
+@pytest.mark.parametrize("fault, message", [
+    (Fault(kind="status", route="publish", status=503, count=10), "503"),
+    (Fault(kind="drop", route="publish", count=10), "failed"),
+])
+def test_service_failures_keep_every_message_for_the_next_run(tmp_path, test_pki, ams, outgoing, capsys, fault,
+                                                              message):
+    queued = fill_queue(outgoing, 5)
+    ams.server.inject(fault)
+
+    assert main(["--config", str(ams_config(tmp_path, test_pki, outgoing, ams)), "ssm", "once"]) == 1
+
+    assert message in capsys.readouterr().err
+    assert set(outgoing.names()) == set(queued)
+    assert not list(outgoing.path.rglob("*.lck"))
+    ams.server.clear_faults()
+    assert main(["--config", str(ams_config(tmp_path, test_pki, outgoing, ams)), "ssm", "once"]) == 0
+    assert {m.attributes["empaid"] for m in ams.messages("accounting", TOPIC)} == set(queued)
+
+
+def test_a_refused_token_keeps_the_messages_and_says_so(tmp_path, test_pki, ams, outgoing, capsys):
+    queued = fill_queue(outgoing, 2)
+
+    assert main(["--config", str(ams_config(tmp_path, test_pki, outgoing, ams, token="wrong")), "ssm", "once"]) == 1
+
+    assert "401" in capsys.readouterr().err
+    assert set(outgoing.names()) == set(queued)
