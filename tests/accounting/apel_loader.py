@@ -17,6 +17,8 @@ mandatory fields.
 else RecordCreateTime (else StartTime + SuspendDuration + WallDuration); one row per
 (VMUUID, month, year), replaced only by a later measurement; ``monthly_usage`` subtracts
 each VM's previous row like SummariseVMs.
+
+Test dependency: ``jsonschema`` (today pulled in by openstacksdk; worth listing in the test extras).
 """
 
 from __future__ import annotations
