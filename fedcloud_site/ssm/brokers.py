@@ -22,6 +22,7 @@ reached, so a BDII outage does not stop accounting.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -71,7 +72,8 @@ def _connection(url: str, timeout: float) -> ldap3.Connection:
     use_ssl = parts.scheme == "ldaps"
     server = ldap3.Server(parts.hostname or "localhost", port=parts.port or (636 if use_ssl else 2170),
                           use_ssl=use_ssl, get_info=ldap3.NONE, connect_timeout=timeout)
-    return ldap3.Connection(server, auto_bind=True, receive_timeout=timeout, read_only=True)
+    # ldap3 packs receive_timeout into SO_RCVTIMEO: whole seconds only
+    return ldap3.Connection(server, auto_bind=True, receive_timeout=max(1, math.ceil(timeout)), read_only=True)
 
 
 def discover(bdii: str, network: str, use_ssl: bool = True, timeout: float = 30.0,
@@ -82,7 +84,7 @@ def discover(bdii: str, network: str, use_ssl: bool = True, timeout: float = 30.
     kind = escape_filter_chars(service_type)
     try:
         conn = _connection(bdii, timeout)
-    except LDAPException as exc:
+    except (LDAPException, OSError) as exc:
         raise DiscoveryError(f"BDII {bdii}: {exc}") from None
     try:
         conn.search(base, f"(&(objectClass=GLUE2Service)(GLUE2ServiceType={kind}))",
@@ -96,7 +98,7 @@ def discover(bdii: str, network: str, use_ssl: bool = True, timeout: float = 30.
         clauses += [f"(GLUE2EndpointServiceForeignKey={escape_filter_chars(sid)})" for sid in sorted(services)]
         conn.search(base, f"(&(objectClass=GLUE2Endpoint)(|{''.join(clauses)}))", attributes=_ENDPOINT_ATTRS)
         endpoints = [entry for entry in conn.response or [] if entry.get("type") == "searchResEntry"]
-    except LDAPException as exc:
+    except (LDAPException, OSError) as exc:
         raise DiscoveryError(f"BDII {bdii}: search failed: {exc}") from None
     finally:
         try:

@@ -131,3 +131,24 @@ def test_a_second_queue_reader_is_not_disturbed(tmp_path, test_pki, broker, dest
     assert {m.headers["empa-id"] for m in consumer.wait_for(2)} == set(queued) - {held}
     assert list(outgoing.names()) == [held]
     assert Path(outgoing.path, held + ".lck").exists()
+
+
+def test_status_shows_queue_depth_oldest_message_rejects_and_last_run(tmp_path, test_pki, broker, outgoing, capsys):
+    import json
+
+    from fedcloud_site.testing.ldap import free_port
+
+    fill_queue(outgoing, 3)
+    outgoing.add(b"\xff not ascii")
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{free_port()}"])
+    assert main(["--config", str(config), "ssm", "once"]) == 1  # broker down: all stay
+    capsys.readouterr()
+
+    assert main(["--config", str(config), "ssm", "status", "--json"]) == 0
+
+    status = json.loads(capsys.readouterr().out)
+    assert status["messages"] == 4 and status["locked"] == 0 and status["rejected"] == 0
+    assert status["oldest_age_s"] is not None and status["oldest_age_s"] < 120
+    assert "no broker reachable" in status["last_run"]["error"]
+    assert main(["--config", str(config), "ssm", "status"]) == 0
+    assert "unsent:      4 messages" in capsys.readouterr().out
