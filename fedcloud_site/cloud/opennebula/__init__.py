@@ -1,0 +1,21 @@
+"""The ``opennebula`` cloud backend: OpenNebula 6.x through pyone (XML-RPC).
+
+:mod:`.backend` holds the backend and the mapping of OpenNebula objects to our records,
+:mod:`.states` the VM state table, :mod:`.records` the reading of OpenNebula documents and
+:mod:`.transport` the XML-RPC transport given to pyone.
+"""
+
+from .backend import (
+    DEACTIVATED_MARKER,
+    MANAGED_MARKER,
+    USER_MANAGED_ATTRIBUTES,
+    OpenNebulaBackend,
+    OpenNebulaSettings,
+)
+from .records import attribute_name, element_dict, pci_accelerator, template_specs, template_xml
+from .states import VM_LCM_STATES, VM_STATES, vm_state
+from .transport import parse_xmlrpc_response
+
+__all__ = ["OpenNebulaBackend", "OpenNebulaSettings", "VM_STATES", "VM_LCM_STATES", "vm_state", "attribute_name",
+           "element_dict", "template_xml", "pci_accelerator", "template_specs", "parse_xmlrpc_response",
+           "MANAGED_MARKER", "DEACTIVATED_MARKER", "USER_MANAGED_ATTRIBUTES"]

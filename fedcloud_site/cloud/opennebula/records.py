@@ -1,0 +1,252 @@
+"""Reading OpenNebula documents: template attributes, VM pool bodies, history records, quotas, users."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ...timeutil import parse_time
+from ..base import Accelerator, BadCloudData, Quota, RunPeriod
+from ..flavor_specs import ACCELERATOR_KEYS, BENCHMARK_TYPE_KEY, BENCHMARK_VALUE_KEY
+
+_PRIVATE_NETS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                   "100.64.0.0/10", "fc00::/7", "fe80::/10")]
+_PCI_VENDORS = {"10de": "NVIDIA", "1002": "AMD", "8086": "Intel"}
+_ACCELERATOR_ATTRIBUTES = dict(zip(("ACCELERATOR_TYPE", "ACCELERATOR_VENDOR", "ACCELERATOR_MODEL",
+                                    "ACCELERATOR_NUMBER"), ACCELERATOR_KEYS))
+
+
+def attribute_name(key: str) -> str:
+    """A property key as an OpenNebula attribute name (upper case, ``[A-Z0-9_]`` only)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in key.upper())
+
+
+def template_xml(attributes: Mapping[str, Any]) -> str:
+    """A template in the XML form oned accepts (values in CDATA, so any text survives)."""
+    parts = ["<TEMPLATE>"]
+    for key, value in attributes.items():
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, dict):
+                inner = "".join(f"<{attribute_name(k)}>{_cdata(v)}</{attribute_name(k)}>" for k, v in item.items())
+                parts.append(f"<{attribute_name(key)}>{inner}</{attribute_name(key)}>")
+            else:
+                parts.append(f"<{attribute_name(key)}>{_cdata(item)}</{attribute_name(key)}>")
+    parts.append("</TEMPLATE>")
+    return "".join(parts)
+
+
+def _cdata(value: Any) -> str:
+    return "<![CDATA[" + str(value).replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def scalars(template: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    return {str(k): str(v) for k, v in (template or {}).items() if isinstance(v, str)}
+
+
+def vectors(template: Optional[Mapping[str, Any]], name: str) -> List[Mapping[str, Any]]:
+    value = (template or {}).get(name)
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, Mapping)]
+
+
+def child_text(node: Any, name: str) -> Optional[str]:
+    """Text of a child element of an lxml node kept by the pyone bindings."""
+    if node is None:
+        return None
+    value = node.findtext(name)
+    return value.strip() if value is not None else None
+
+
+def epoch_time(value: Any) -> Optional[datetime]:
+    if value in (None, "", 0, "0"):
+        return None
+    return parse_time(int(value))
+
+
+def is_public(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if any(ip in net for net in _PRIVATE_NETS if net.version == ip.version):
+        return False
+    return not (ip.is_loopback or ip.is_link_local or ip.is_unspecified)
+
+
+def pci_accelerator(template: Optional[Mapping[str, Any]]) -> Optional[Accelerator]:
+    """A GPU from the PCI devices of display class (03xx) a template asks for."""
+    gpus = [p for p in vectors(template, "PCI") if str(p.get("CLASS", "")).lower().startswith("03")]
+    if not gpus:
+        return None
+    first = gpus[0]
+    vendor_id = str(first.get("VENDOR", "")).lower()
+    vendor = str(first.get("VENDOR_NAME") or _PCI_VENDORS.get(vendor_id, vendor_id or "unknown"))
+    model = str(first.get("DEVICE_NAME") or first.get("DEVICE") or "unknown")
+    return Accelerator(type="GPU", vendor=vendor, model=model, count=len(gpus))
+
+
+def template_specs(template: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    """Template attributes as flavour extra specs, with the accelerator and benchmark attributes
+    renamed to the :mod:`.flavor_specs` keys."""
+    specs = scalars(template)
+    for attr, key in _ACCELERATOR_ATTRIBUTES.items():
+        if attr in specs:
+            specs[key] = specs[attr]
+    if "BENCHMARK_TYPE" in specs:
+        specs[BENCHMARK_TYPE_KEY] = specs["BENCHMARK_TYPE"]
+    if "BENCHMARK_VALUE" in specs:
+        specs[BENCHMARK_VALUE_KEY] = specs["BENCHMARK_VALUE"]
+    return specs
+
+
+def as_number(value: Any, what: str, where: str, default: Optional[float] = None) -> float:
+    if value in (None, ""):
+        if default is None:
+            raise BadCloudData(f"{where}: {what} missing")
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise BadCloudData(f"{where}: {what} {value!r} is not a number") from None
+
+
+def _quota_value(limit: Any, default: Any) -> Optional[int]:
+    """An OpenNebula quota limit: -1 = the default quota, -2 = unlimited."""
+    try:
+        value = float(limit)
+    except (TypeError, ValueError):
+        return None
+    if value == -1:
+        try:
+            value = float(default)
+        except (TypeError, ValueError):
+            return None
+    if value < 0:
+        return None
+    return int(value)
+
+
+#: a HISTORY record's (RSTIME, RETIME, ETIME, HID)
+Record = Tuple[int, int, int, int]
+#: vid -> SEQ -> record
+Histories = Dict[int, Dict[int, Record]]
+
+
+def history_record(node: Any) -> Record:
+    """(RSTIME, RETIME, ETIME, HID) of a HISTORY element."""
+    return (int(child_text(node, "RSTIME") or 0), int(child_text(node, "RETIME") or 0),
+            int(child_text(node, "ETIME") or 0), int(child_text(node, "HID") or -1))
+
+
+def is_complete(records: Mapping[int, Record]) -> bool:
+    """True when the records run from SEQ 0 without gaps (or there are none)."""
+    return not records or max(records) + 1 == len(records)
+
+
+def run_periods_of(records: Mapping[int, Record]) -> Tuple[RunPeriod, ...]:
+    """Running time of each record: RSTIME to RETIME (or to ETIME if the record closed without one)."""
+    periods = []
+    for seq in sorted(records):
+        rstime, retime, etime, _ = records[seq]
+        if not rstime:
+            continue  # never reached RUNNING on that host
+        end = retime or etime or None
+        periods.append(RunPeriod(start=parse_time(rstime), end=parse_time(end) if end else None))
+    return tuple(periods)
+
+
+def element_dict(element: Any) -> Dict[str, Any]:
+    """A TEMPLATE element as pyone shapes it: vector attributes as dicts, repeated names as lists."""
+    result: Dict[str, Any] = {}
+    if element is None:
+        return result
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue  # comments
+        value: Any = {sub.tag: sub.text or "" for sub in child if isinstance(sub.tag, str)} if len(child) \
+            else (child.text or "")
+        if child.tag in result:
+            current = result[child.tag]
+            result[child.tag] = (current if isinstance(current, list) else [current]) + [value]
+        else:
+            result[child.tag] = value
+    return result
+
+
+class PoolVM:
+    """A ``<VM>`` of a pool page, read straight from the XML."""
+
+    __slots__ = ("node", "ID", "UID", "GID", "NAME", "STATE", "LCM_STATE", "STIME", "ETIME", "TEMPLATE",
+                 "USER_TEMPLATE")
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        raw_id = child_text(node, "ID")
+        try:
+            self.ID = int(raw_id or "")
+        except ValueError:
+            raise BadCloudData(f"OpenNebula VM pool: a VM without a valid ID ({raw_id!r}, "
+                               f"name {child_text(node, 'NAME')!r})") from None
+        where = f"OpenNebula VM {self.ID}"
+        values = {}
+        for name in ("UID", "GID", "STATE", "LCM_STATE", "STIME", "ETIME"):
+            text = child_text(node, name)
+            try:
+                values[name] = int(text or "")
+            except ValueError:
+                raise BadCloudData(f"{where}: {name} {text!r} is not a number") from None
+        self.UID, self.GID = values["UID"], values["GID"]
+        self.STATE, self.LCM_STATE = values["STATE"], values["LCM_STATE"]
+        self.STIME, self.ETIME = values["STIME"], values["ETIME"]
+        self.NAME = child_text(node, "NAME") or ""
+        self.TEMPLATE = element_dict(node.find("TEMPLATE"))
+        self.USER_TEMPLATE = element_dict(node.find("USER_TEMPLATE"))
+
+    def records(self) -> Dict[int, Record]:
+        try:
+            return {int(child_text(h, "SEQ") or ""): history_record(h)
+                    for h in self.node.iterfind("HISTORY_RECORDS/HISTORY")}
+        except ValueError as exc:
+            raise BadCloudData(f"OpenNebula VM {self.ID}: unreadable history record: {exc}") from None
+
+
+def vm_quota(node: Any, defaults: Any) -> Quota:
+    """The VM quota under ``node`` (limits -1 resolved from ``defaults``), read from the XML: the
+    bindings type quota elements differently in each document."""
+    if node is None:
+        return Quota()
+
+    def get(name: str) -> Optional[int]:
+        limit = child_text(node, f"VM_QUOTA/VM/{name}")
+        default = child_text(defaults, f"VM_QUOTA/VM/{name}") if defaults is not None else None
+        return _quota_value(limit if limit is not None else "-1", default if default is not None else "-2")
+
+    return Quota(instances=get("VMS"), cores=get("CPU"), ram_mb=get("MEMORY"))
+
+
+def user_quota(node: Any, defaults: Any) -> Optional[Quota]:
+    """A user's own VM limits; None when the user has no VM quota of its own."""
+    if node is None or node.find("VM_QUOTA/VM") is None:
+        return None
+    return vm_quota(node, defaults)
+
+
+def quota_holds(current: Optional[Quota], wanted: Quota) -> bool:
+    """True when every limit ``wanted`` sets is already in force."""
+    if current is None:
+        return False
+    return all(getattr(wanted, f) is None or getattr(current, f) == getattr(wanted, f)
+               for f in ("instances", "cores", "ram_mb"))
+
+
+def user_dns(raw: Any) -> List[str]:
+    """X.509 DNs of a user: TEMPLATE/X509_DN, else the password of the x509 auth driver (``|``-separated)."""
+    t = raw.TEMPLATE or {}
+    text = t.get("X509_DN") if isinstance(t.get("X509_DN"), str) else None
+    if not text and str(raw.AUTH_DRIVER) == "x509":
+        text = str(raw.PASSWORD or "")
+    return [dn for dn in (text or "").split("|") if dn]
