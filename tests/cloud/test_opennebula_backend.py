@@ -28,8 +28,11 @@ from fedcloud_site.cloud.opennebula import (
     VM_LCM_STATES,
     VM_STATES,
     OpenNebulaBackend,
+    escape_dn,
     pci_accelerator,
+    unescape_dn,
     vm_state,
+    x509_password,
 )
 from fedcloud_site.cloud.static import StaticBackend, StaticSettings
 from fedcloud_site.config import load_config
@@ -599,7 +602,7 @@ def test_create_update_disable_and_delete_a_managed_user(sim):
                                       display_name="Jane Doe", x509_dns=["/DC=org/CN=Jane Doe"],
                                       ssh_keys=["ssh-ed25519 AAAA jane"], properties={"eppn": "jdoe@egi.eu"}))
     raw = sim.cloud.users[int(user.id)]
-    assert raw.auth_driver == "x509" and raw.password == "/DC=org/CN=Jane Doe"
+    assert raw.auth_driver == "x509" and raw.password == "/DC=org/CN=Jane\\20Doe"  # as oned's x509 driver wants
     assert raw.template["FEDCLOUD_SITE_MANAGED"] == "yes"
     assert user.groups == ("101", "102") and user.email == "j@example.org" and user.display_name == "Jane Doe"
     assert user.x509_dns == ("/DC=org/CN=Jane Doe",) and user.ssh_keys == ("ssh-ed25519 AAAA jane",)
@@ -611,7 +614,7 @@ def test_create_update_disable_and_delete_a_managed_user(sim):
     assert updated.groups == ("103", "101") and updated.email == "new@example.org"
     assert updated.x509_dns == ("/DC=org/CN=Jane Doe", "/DC=eu/CN=Jane") and updated.ssh_keys == ()
     assert updated.properties == {"ORCID": "0000", "FEDCLOUD_SITE_MANAGED": "yes"}
-    assert raw.password == "/DC=org/CN=Jane Doe|/DC=eu/CN=Jane"
+    assert raw.password == "/DC=org/CN=Jane\\20Doe|/DC=eu/CN=Jane"
     assert raw.template["SUNSTONE"] == {"LANG": "en_US"}
     cloud.set_user_enabled(user.id, False)
     assert not next(u for u in cloud.list_users() if u.id == user.id).enabled
@@ -634,6 +637,24 @@ def test_user_quota_is_set_read_back_and_only_changed_when_it_differs(sim):
     updated = cloud.update_user(user.id, UserSpec(name="quoted", groups=["100"], x509_dns=["/CN=q"],
                                                   quota=Quota(instances=6)))
     assert updated.quota == Quota(instances=6, cores=8, ram_mb=None)
+
+
+def test_dns_are_escaped_for_the_x509_driver_and_read_back_plain():
+    assert escape_dn("/DC=org/CN=Jane Doe\tX") == "/DC=org/CN=Jane\\20Doe\\9X"
+    assert unescape_dn("/DC=org/CN=Jane\\20Doe") == "/DC=org/CN=Jane Doe"
+    assert x509_password(["/CN=a b", "/CN=c"]) == "/CN=a\\20b|/CN=c"
+
+
+def test_a_user_whose_dns_go_away_loses_certificate_login(sim):
+    cloud = backend(sim)
+    user = cloud.create_user(UserSpec(name="certless", groups=["100"], x509_dns=["/CN=x y"]))
+    assert next(u for u in cloud.list_users() if u.id == user.id).x509_dns == ("/CN=x y",)
+    cloud.update_user(user.id, UserSpec(name="certless", groups=["100"]))
+    raw = sim.cloud.users[int(user.id)]
+    assert raw.auth_driver == "core" and "CN" not in raw.password
+    before = cloud.request_count()["one.user.chauth"]
+    cloud.update_user(user.id, UserSpec(name="certless", groups=["100"]))
+    assert cloud.request_count()["one.user.chauth"] == before
 
 
 def test_a_user_without_dn_gets_core_auth_and_a_disabled_start(sim):

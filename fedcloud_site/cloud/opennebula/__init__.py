@@ -12,10 +12,20 @@ from .backend import (
     OpenNebulaBackend,
     OpenNebulaSettings,
 )
-from .records import attribute_name, element_dict, pci_accelerator, template_specs, template_xml
+from .records import (
+    attribute_name,
+    element_dict,
+    escape_dn,
+    pci_accelerator,
+    template_specs,
+    template_xml,
+    unescape_dn,
+    x509_password,
+)
 from .states import VM_LCM_STATES, VM_STATES, vm_state
 from .transport import parse_xmlrpc_response
 
 __all__ = ["OpenNebulaBackend", "OpenNebulaSettings", "VM_STATES", "VM_LCM_STATES", "vm_state", "attribute_name",
            "element_dict", "template_xml", "pci_accelerator", "template_specs", "parse_xmlrpc_response",
-           "MANAGED_MARKER", "DEACTIVATED_MARKER", "USER_MANAGED_ATTRIBUTES"]
+           "escape_dn", "unescape_dn", "x509_password", "MANAGED_MARKER", "DEACTIVATED_MARKER",
+           "USER_MANAGED_ATTRIBUTES"]

@@ -103,6 +103,7 @@ from .records import (
     user_quota,
     vectors,
     vm_quota,
+    x509_password,
 )
 from .states import vm_state
 from .transport import ONE_ERRORS, Transport, xml_parser
@@ -757,7 +758,7 @@ class OpenNebulaBackend(CloudBackend):
 
     def _auth(self, spec: UserSpec) -> Tuple[str, str]:
         if spec.x509_dns:
-            return self.settings.user_auth_driver, "|".join(spec.x509_dns)
+            return self.settings.user_auth_driver, x509_password(list(spec.x509_dns))
         return "core", uuid.uuid4().hex  # no DN: a random password nobody knows
 
     def create_user(self, spec: UserSpec) -> User:
@@ -786,9 +787,12 @@ class OpenNebulaBackend(CloudBackend):
         for gid in have:
             if gid not in wanted and wanted and gid != wanted[0]:
                 self._call("one.user.delgroup", oid, gid)
-        if tuple(spec.x509_dns) != tuple(current.x509_dns):
+        if spec.x509_dns:
             driver, password = self._auth(spec)
-            self._call("one.user.chauth", oid, driver, password)
+            if (str(raw.AUTH_DRIVER), str(raw.PASSWORD)) != (driver, password):
+                self._call("one.user.chauth", oid, driver, password)
+        elif str(raw.AUTH_DRIVER) == self.settings.user_auth_driver:
+            self._call("one.user.chauth", oid, *self._auth(spec))  # DNs gone: no certificate login any more
         template = self._user_template(dict(raw.TEMPLATE or {}), spec)
         if template != dict(raw.TEMPLATE or {}):
             self._call("one.user.update", oid, template_xml(template), 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -243,10 +244,24 @@ def quota_holds(current: Optional[Quota], wanted: Quota) -> bool:
                for f in ("instances", "cores", "ram_mb"))
 
 
+def escape_dn(dn: str) -> str:
+    """A DN as oned's x509 auth driver stores and compares it: each blank as ``\\`` + its hex code."""
+    return re.sub(r"\s", lambda m: "\\" + format(ord(m.group(0)), "x"), dn)
+
+
+def unescape_dn(dn: str) -> str:
+    return re.sub(r"\\[0-9a-f]{2}", lambda m: chr(int(m.group(0)[1:], 16)), dn)
+
+
+def x509_password(dns: List[str]) -> str:
+    """The x509 driver's password for these DNs: escaped, ``|``-separated."""
+    return "|".join(escape_dn(dn) for dn in dns)
+
+
 def user_dns(raw: Any) -> List[str]:
     """X.509 DNs of a user: TEMPLATE/X509_DN, else the password of the x509 auth driver (``|``-separated)."""
     t = raw.TEMPLATE or {}
     text = t.get("X509_DN") if isinstance(t.get("X509_DN"), str) else None
     if not text and str(raw.AUTH_DRIVER) == "x509":
-        text = str(raw.PASSWORD or "")
+        return [unescape_dn(dn) for dn in str(raw.PASSWORD or "").split("|") if dn]
     return [dn for dn in (text or "").split("|") if dn]
