@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from accounting_support import GOLDEN_DIR
 from apel_loader import parse_message, read_queue
-from conftest import GOLDEN_DIR
 
 from fedcloud_site.cli import main
 
@@ -107,7 +107,7 @@ import sys, yaml
 from fedcloud_site.log import configure_logging
 configure_logging()  # logs to stderr
 sys.path.insert(0, sys.argv[1])
-from conftest import AccountingSite, GOLDEN_SITE
+from accounting_support import AccountingSite, GOLDEN_SITE
 from pathlib import Path
 site = AccountingSite(Path(sys.argv[2]), yaml.safe_load(GOLDEN_SITE.read_text(encoding="utf-8")))
 sys.stdout.write(site.dry_run("2026-11-20T10:00:00Z"))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from accounting_support import GOLDEN_DIR
 from apel_loader import CloudDB, parse_message
-from conftest import GOLDEN_DIR
 
 NOW = "2026-11-20T10:00:00Z"
 GOLDEN = GOLDEN_DIR / "static-2026-11-20.txt"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from accounting_support import GOLDEN_DIR, GOLDEN_SITE
 from apel_loader import CloudDB, parse_message
-from conftest import GOLDEN_DIR, GOLDEN_SITE
 
 from fedcloud_site.runner import JobIncomplete
 from fedcloud_site.testing.opennebula import OneFault, OpenNebulaSimulator, attribute_name, from_static
