@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import yaml
 from pyone import LCM_STATE, VM_STATE
 
+from ...cloud.opennebula.records import x509_password
 from ...timeutil import parse_time, to_epoch
 from .model import (
     SimCloud,
@@ -136,9 +137,10 @@ def generate(n_vms: int = 100, seed: int = 1, now: Optional[int] = None, n_group
     group_ids = sorted(i for i in cloud.groups if i >= 100)
     for u in range(n_users):
         gid = group_ids[u % len(group_ids)]
-        user = SimUser(id=cloud.next_id(cloud.users), name=f"user{u}", password=f"/DC=eu/DC=example/CN=User {u}",
+        dn = f"/DC=eu/DC=example/CN=User {u}"
+        user = SimUser(id=cloud.next_id(cloud.users), name=f"user{u}", password=x509_password([dn]),
                        gid=gid, groups=[gid], auth_driver="x509",
-                       template={"X509_DN": f"/DC=eu/DC=example/CN=User {u}", "EMAIL": f"user{u}@example.eu"})
+                       template={"X509_DN": dn, "EMAIL": f"user{u}@example.eu"})
         cloud.users[user.id] = user
     for h in range(n_hosts):
         extra = {"BENCHMARK_TYPE": "HEPSPEC06", "BENCHMARK_VALUE": f"{10 + h % 3}.0"} if h % 2 == 0 else {}
@@ -328,7 +330,7 @@ def from_static(source: Union[Path, str, Mapping[str, Any]], now: Optional[int] 
         if u.get("ssh_keys"):
             tmpl["SSH_PUBLIC_KEY"] = "\n".join(u["ssh_keys"])
         uid = _assign(cloud, "user", u["id"], cloud.users, 2)
-        cloud.users[uid] = SimUser(id=uid, name=str(u["name"]), password="|".join(dns) or "changeme",
+        cloud.users[uid] = SimUser(id=uid, name=str(u["name"]), password=x509_password(dns) or "changeme",
                                    gid=member[0] if member else USERS_GROUP, groups=member or [USERS_GROUP],
                                    auth_driver="x509" if dns else "core", enabled=bool(u.get("enabled", True)),
                                    template=tmpl)
@@ -377,7 +379,8 @@ def from_static(source: Union[Path, str, Mapping[str, Any]], now: Optional[int] 
             gid = groups.get(str(v["project"]), USERS_GROUP)
             uid = _assign(cloud, "user", owner_key, cloud.users, 2)
             tmpl = {"X509_DN": str(v["user_name"])} if v.get("user_name") else {}
-            cloud.users[uid] = SimUser(id=uid, name=owner_key, password=str(v.get("user_name") or "changeme"),
+            login = x509_password([str(v["user_name"])]) if v.get("user_name") else "changeme"
+            cloud.users[uid] = SimUser(id=uid, name=owner_key, password=login,
                                        gid=gid, groups=[gid], auth_driver="x509" if v.get("user_name") else "core",
                                        template=tmpl)
         uid = users[owner_key]
