@@ -152,3 +152,48 @@ def test_status_shows_queue_depth_oldest_message_rejects_and_last_run(tmp_path, 
     assert "no broker reachable" in status["last_run"]["error"]
     assert main(["--config", str(config), "ssm", "status"]) == 0
     assert "unsent:      4 messages" in capsys.readouterr().out
+
+
+def test_the_daemon_sends_new_messages_as_soon_as_they_appear(tmp_path, test_pki, broker, destination, consume,
+                                                             outgoing):
+    import threading
+    import time
+
+    from fedcloud_site.runner import Runner
+
+    consumer = consume(broker.port, destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination=destination, extra="  interval: 1h\n  watch_interval: 0.2\n")
+    runner = Runner("ssm", config, options={"action": "run"})
+    thread = threading.Thread(target=runner.run_forever, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)  # the first drain found nothing
+        queued = fill_queue(outgoing, 3)
+        started = time.monotonic()
+        assert {m.headers["empa-id"] for m in consumer.wait_for(3, timeout=10)} == set(queued)
+        assert time.monotonic() - started < 5  # not at the next scheduled run, an hour later
+    finally:
+        runner.stop.set()
+        runner._wake.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert outgoing.count() == 0
+
+
+def test_a_lock_another_program_left_long_ago_is_broken(tmp_path, test_pki, broker, destination, consume, outgoing):
+    import os
+    import time
+
+    queued = fill_queue(outgoing, 2)
+    stale = sorted(queued)[0]
+    assert MessageQueue(outgoing.path).lock(stale)
+    old = time.time() - 3600
+    os.utime(outgoing.path / stale, (old, old))  # the lock link shares the element's inode
+    consumer = consume(broker.port, destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination=destination, extra="  stale_lock: 10m\n")
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    assert {m.headers["empa-id"] for m in consumer.wait_for(2)} == set(queued)
