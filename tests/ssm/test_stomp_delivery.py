@@ -11,7 +11,7 @@ from fedcloud_site.queue import MessageQueue
 
 
 def test_every_queued_message_arrives_signed_verifiable_and_unchanged_then_leaves_the_queue(
-        tmp_path, test_pki, broker, destination, consume, outgoing):
+        tmp_path, test_pki, broker, destination, consume, outgoing, capsys):
     queued = fill_queue(outgoing, 25)
     consumer = consume(broker.port, destination)
     config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
@@ -32,6 +32,10 @@ def test_every_queued_message_arrives_signed_verifiable_and_unchanged_then_leave
     assert outgoing.count() == 0
     # messages leave the queue in the order they were added
     assert [m.headers["empa-id"] for m in received] == sorted(queued)
+    summary = next(line for line in capsys.readouterr().err.splitlines() if "run summary" in line)
+    for field in ("status='ok'", "sent=25", "failed=0", "remaining=0", f"bytes={sum(map(len, queued.values()))}",
+                  "duration="):
+        assert field in summary
 
 
 def test_plain_stomp_1_1_without_tls_delivers_too(tmp_path, test_pki, broker, destination, consume, outgoing):

@@ -113,6 +113,7 @@ def test_receipts_that_never_come_end_the_run_and_keep_the_messages(tmp_path, te
     first = box["result"]
     assert first.error is not None and "receipt" in first.error
     assert 0 < first.remaining < len(queued)
+    assert first.failed <= WINDOW + 1  # in flight when the broker froze: never more than the window
     assert not list(outgoing.path.rglob("*.lck"))
 
     second = _sender(tmp_path, test_pki, outgoing, fault_broker.tls_port, destination).drain()
@@ -289,3 +290,36 @@ def test_an_unwritable_lock_journal_does_not_stop_sending(tmp_path, test_pki, br
 
     assert result.error is None and result.sent == 5
     assert {m.headers["empa-id"] for m in consumer.wait_for(5)} == set(queued)
+
+
+def test_a_broker_certificate_for_another_host_name_is_refused(tmp_path, test_pki, destination):
+    import socket
+    import ssl
+
+    other = test_pki.ca.issue("/DC=org/DC=example/CN=other.example.org", profile="server",
+                              sans=["other.example.org"]).write(tmp_path / "other", "cert.pem", "key.pem")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(other.cert), str(other.key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(3):
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                context.wrap_socket(client, server_side=True).close()
+            except OSError:
+                client.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        transport = StompTransport([("localhost", port)], destination, tls=_tls(tmp_path, test_pki),
+                                   connect_timeout=2.0)
+        with pytest.raises(TransportError, match="broker certificate rejected: Hostname mismatch"):
+            transport.open()
+    finally:
+        listener.close()
