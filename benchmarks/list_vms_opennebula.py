@@ -4,8 +4,11 @@ Three listings of one seeded pool of N VMs (30% of them DONE, 30% with several h
 
 * ``all``: ``list_vms(active_since=1970)`` -- every VM, DONE ones included (the headline figure);
 * ``active``: ``list_vms()`` -- VMs not DONE (no history calls; earlier records left unknown);
-* ``month``: ``list_vms(active_since=now - 30 days)`` -- what the accounting extractor asks,
-  with complete run periods (history before the window from a second accounting call).
+* ``month``: ``list_vms(active_since=now - 30 days)`` -- with complete run periods (history
+  before the window from a second accounting call);
+* ``per_project``: the same for each of the pool's 5 groups in turn, as the accounting
+  extractor asks (OpenNebula cannot filter the pool by group: each listing pages it all;
+  users, hosts, clusters and templates are read once for all of them).
 
 The simulator runs in a child process so that the figures are the client's own: VMs listed,
 XML-RPC calls per method (as the backend and as the simulator counted them), wall time and
@@ -24,7 +27,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,14 +52,15 @@ def _serve(conn: Any, n_vms: int) -> None:
                 break
 
 
-def _listing(conn: Any, url: str, page_size: int, active_since: Optional[datetime]) -> Dict[str, Any]:
+def _listing(conn: Any, url: str, page_size: int, active_since: Optional[datetime],
+             projects: Sequence[Optional[str]] = (None,)) -> Dict[str, Any]:
     settings = OpenNebulaSettings(endpoint=url, username="oneadmin", password=Secret("opennebula"),
                                   page_size=page_size)
     backend = OpenNebulaBackend(settings)
     conn.send("counts")
     conn.recv()  # reset the simulator's counters
     wall, cpu = time.perf_counter(), time.process_time()
-    listed = sum(1 for _ in backend.list_vms(active_since=active_since))
+    listed = sum(1 for project in projects for _ in backend.list_vms(project, active_since=active_since))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     counts = dict(backend.request_count())
     backend.close()
@@ -76,6 +80,7 @@ def run(n_vms: int = 10_000, page_size: int = 1000) -> Dict[str, Any]:
         everything = _listing(parent, url, page_size, datetime.fromtimestamp(0, tz=timezone.utc))
         active = _listing(parent, url, page_size, None)
         accounting = _listing(parent, url, page_size, month)
+        per_project = _listing(parent, url, page_size, month, [str(gid) for gid in range(100, 105)])
     finally:
         parent.send("stop")
         server.join(timeout=30)
@@ -83,7 +88,8 @@ def run(n_vms: int = 10_000, page_size: int = 1000) -> Dict[str, Any]:
             "requests": everything["requests"], "wall_seconds": everything["wall_seconds"],
             "cpu_seconds": everything["cpu_seconds"],
             "vmpool_calls": everything["requests_by_method"].get("one.vmpool.infoextended", 0),
-            "all": everything, "active": active, "month": accounting, "generate_seconds": round(generated, 3)}
+            "all": everything, "active": active, "month": accounting, "per_project": per_project,
+            "generate_seconds": round(generated, 3)}
 
 
 def main() -> int:

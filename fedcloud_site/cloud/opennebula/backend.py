@@ -103,6 +103,7 @@ from .records import (
     user_quota,
     vectors,
     vm_quota,
+    window_outdated,
     x509_password,
 )
 from .states import vm_state
@@ -194,6 +195,7 @@ class OpenNebulaBackend(CloudBackend):
         self._transport: Optional[Transport] = None
         self._calls: Counter[str] = Counter()
         self._lookup_cache: Optional[Tuple[float, _Lookups]] = None
+        self._windows: Dict[int, Tuple[float, Histories]] = {}
 
     # -- connection ---------------------------------------------------------------------------------
     def _session(self) -> str:
@@ -221,6 +223,7 @@ class OpenNebulaBackend(CloudBackend):
 
     def close(self) -> None:
         self._lookup_cache = None
+        self._windows.clear()
         if self._transport is not None:
             self._transport.close()
         self._server = self._transport = None
@@ -423,6 +426,18 @@ class OpenNebulaBackend(CloudBackend):
 
         return str(self._call(method, *params, target=request))
 
+    def _window(self, since: int, refresh: bool = False) -> Tuple[float, Histories]:
+        """(when read, records overlapping [since, now]); reused for ``cache_seconds`` by the listings
+        of one run, which share their window start."""
+        cached = self._windows.get(since)
+        if cached is not None and not refresh and time.monotonic() - cached[0] < float(self.settings.cache_seconds):
+            return cached
+        entry = (time.monotonic(), self._accounting(since, -1))
+        self._windows[since] = entry
+        while len(self._windows) > 4:
+            self._windows.pop(next(iter(self._windows)))
+        return entry
+
     def _complete(self, vms: List[Tuple[VM, Dict[int, Record]]], since: int) -> Iterator[VM]:
         """VMs whose history started before the window, with the records that ended before it:
         one accounting call from the earliest of their creations to the window's start."""
@@ -485,7 +500,7 @@ class OpenNebulaBackend(CloudBackend):
         netrx, nettx = child_text(raw.node, "MONITORING/NETRX"), child_text(raw.node, "MONITORING/NETTX")
         flavor = lookups.flavors.get(str(t.get("TEMPLATE_ID"))) if t.get("TEMPLATE_ID") is not None else None
         last = raw.node.find("HISTORY_RECORDS/HISTORY[last()]")
-        host_id = history_record(last)[3] if last is not None else None
+        host_id = history_record(last).hid if last is not None else None
         bench_type, bench_value = self._benchmark(host_id, lookups, flavor)
         ended = epoch_time(raw.ETIME) if state is VMState.DELETED else None
         try:
@@ -510,7 +525,8 @@ class OpenNebulaBackend(CloudBackend):
     def list_vms(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[VM]:
         since = to_epoch(active_since) if active_since is not None else None
         lookups: Optional[_Lookups] = None
-        window: Optional[Histories] = None  # records overlapping [since, now], read once per listing
+        started = time.monotonic()
+        window: Optional[Tuple[float, Histories]] = None  # records overlapping [since, now]
         deferred: List[Tuple[VM, Dict[int, Record]]] = []
         for raw in self._vm_pages(-2 if since is not None else -1):
             if project_id is not None and str(raw.GID) != project_id:
@@ -523,8 +539,12 @@ class OpenNebulaBackend(CloudBackend):
                 records = raw.records()
                 if not is_complete(records) and since is not None:
                     if window is None:
-                        window = self._accounting(since, -1)
-                    records = {**window.get(raw.ID, {}), **records}  # the pool body is the fresher
+                        window = self._window(since)
+                    merged = {**window[1].get(raw.ID, {}), **records}  # the pool body is the fresher
+                    if window[0] < started and window_outdated(merged, since):
+                        window = self._window(since, refresh=True)  # read before the VM's latest records
+                        merged = {**window[1].get(raw.ID, {}), **records}
+                    records = merged
                 # without a window, earlier records are unknown: the pool body has only the last one
                 periods = run_periods_of(records) if is_complete(records) or since is not None else None
                 vm = self._vm(raw, lookups, periods)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from ...timeutil import parse_time
 from ..base import Accelerator, BadCloudData, Quota, RunPeriod
@@ -131,16 +131,36 @@ def _quota_value(limit: Any, default: Any) -> Optional[int]:
     return int(value)
 
 
-#: a HISTORY record's (RSTIME, RETIME, ETIME, HID)
-Record = Tuple[int, int, int, int]
+class Record(NamedTuple):
+    """The times of a HISTORY record (a VM's stay on a host); 0: not (yet) happened."""
+
+    rstime: int  # running started
+    retime: int  # running ended
+    etime: int  # the record closed
+    hid: int  # host
+    stime: int  # the record opened
+
+
 #: vid -> SEQ -> record
 Histories = Dict[int, Dict[int, Record]]
 
 
 def history_record(node: Any) -> Record:
-    """(RSTIME, RETIME, ETIME, HID) of a HISTORY element."""
-    return (int(child_text(node, "RSTIME") or 0), int(child_text(node, "RETIME") or 0),
-            int(child_text(node, "ETIME") or 0), int(child_text(node, "HID") or -1))
+    """The :class:`Record` of a HISTORY element."""
+    return Record(int(child_text(node, "RSTIME") or 0), int(child_text(node, "RETIME") or 0),
+                  int(child_text(node, "ETIME") or 0), int(child_text(node, "HID") or -1),
+                  int(child_text(node, "STIME") or 0))
+
+
+def window_outdated(records: Mapping[int, Record], since: int) -> bool:
+    """True when records read earlier for the window [since, now] cannot be right any more: one is
+    missing that may have ended after ``since`` (the record after it opened then or later; a record
+    ends no later than the next one opens), or one still open is not the VM's last."""
+    present = sorted(records)
+    for seq in range(present[-1] + 1 if present else 0):
+        if seq not in records and records[next(p for p in present if p > seq)].stime >= since:
+            return True
+    return any(records[seq].etime == 0 for seq in present[:-1])
 
 
 def is_complete(records: Mapping[int, Record]) -> bool:
@@ -152,7 +172,7 @@ def run_periods_of(records: Mapping[int, Record]) -> Tuple[RunPeriod, ...]:
     """Running time of each record: RSTIME to RETIME (or to ETIME if the record closed without one)."""
     periods = []
     for seq in sorted(records):
-        rstime, retime, etime, _ = records[seq]
+        rstime, retime, etime = records[seq].rstime, records[seq].retime, records[seq].etime
         if not rstime:
             continue  # never reached RUNNING on that host
         end = retime or etime or None
@@ -181,8 +201,8 @@ def element_dict(element: Any) -> Dict[str, Any]:
 class PoolVM:
     """A ``<VM>`` of a pool page, read straight from the XML."""
 
-    __slots__ = ("node", "ID", "UID", "GID", "NAME", "STATE", "LCM_STATE", "STIME", "ETIME", "TEMPLATE",
-                 "USER_TEMPLATE")
+    __slots__ = ("node", "ID", "UID", "GID", "NAME", "STATE", "LCM_STATE", "STIME", "ETIME", "_template",
+                 "_user_template")
 
     def __init__(self, node: Any) -> None:
         self.node = node
@@ -204,8 +224,21 @@ class PoolVM:
         self.STATE, self.LCM_STATE = values["STATE"], values["LCM_STATE"]
         self.STIME, self.ETIME = values["STIME"], values["ETIME"]
         self.NAME = child_text(node, "NAME") or ""
-        self.TEMPLATE = element_dict(node.find("TEMPLATE"))
-        self.USER_TEMPLATE = element_dict(node.find("USER_TEMPLATE"))
+        self._template: Optional[Dict[str, Any]] = None
+        self._user_template: Optional[Dict[str, Any]] = None
+
+    @property
+    def TEMPLATE(self) -> Dict[str, Any]:  # noqa: N802 - OpenNebula's element name
+        """Read on first use: listings of one project skip the other projects' VMs unread."""
+        if self._template is None:
+            self._template = element_dict(self.node.find("TEMPLATE"))
+        return self._template
+
+    @property
+    def USER_TEMPLATE(self) -> Dict[str, Any]:  # noqa: N802 - OpenNebula's element name
+        if self._user_template is None:
+            self._user_template = element_dict(self.node.find("USER_TEMPLATE"))
+        return self._user_template
 
     def records(self) -> Dict[int, Record]:
         try:
