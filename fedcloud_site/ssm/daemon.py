@@ -21,7 +21,7 @@ from ..queue import MessageQueue
 from ..runner import Job, JobContext, JobIncomplete
 from ..timeutil import iso_utc, utcnow
 from .brokers import DiscoveryError, resolve_brokers
-from .sender import DrainResult, InflightJournal, Sender, journal_path
+from .sender import DrainResult, InflightJournal, Sender, journal_path, sendable
 from .signing import CredentialError, Signer, ca_bundle, load_signer
 from .stomp_transport import StompTransport, TlsFiles
 from .transport import Transport, TransportError
@@ -151,8 +151,7 @@ def _watch(ctx: JobContext, signer: Signer, total: DrainResult) -> DrainResult:
         if time.monotonic() < next_try:
             continue
         try:
-            queue = open_queue(settings)
-            waiting = queue.count()
+            waiting = sendable(open_queue(settings))
         except (OSError, TransportError):
             continue
         if not waiting:
@@ -161,8 +160,8 @@ def _watch(ctx: JobContext, signer: Signer, total: DrainResult) -> DrainResult:
         if result.sent or result.rejected or result.error:
             ctx.log.info("drained new messages", error=result.error, **result.summary())
         total.add(result)
-        if result.error is not None:
-            failures += 1
+        if result.error is not None or not (result.sent or result.rejected):
+            failures += 1  # failed, or nothing could be done: do not retry at every poll
             next_try = time.monotonic() + min(float(settings.interval), 30.0 * 2 ** min(failures - 1, 6))
         else:
             failures = 0

@@ -125,6 +125,11 @@ class InflightJournal:
         self._broken = False
 
 
+def sendable(queue: MessageQueue) -> int:
+    """Elements nobody holds a lock on (what a drain could send now)."""
+    return sum(1 for name in queue.names() if not (queue.path / f"{name}.lck").exists())
+
+
 def message_problem(data: bytes, max_bytes: int = 0) -> Optional[str]:
     """Why a queued message can never be sent (None if it can): empty, not ASCII, too large."""
     if not data.strip():
@@ -206,7 +211,9 @@ class Sender:
         started = time.monotonic()
         result = DrainResult()
         self.prepare()
-        if self.queue.count() == 0:
+        if sendable(self.queue) == 0:
+            result.remaining = self.queue.count()
+            result.busy = result.remaining
             result.duration = time.monotonic() - started
             return result
         try:
