@@ -33,6 +33,17 @@ PERUN_ID_PROPERTY = "PERUN_ID"
 FIELDS = ("groups", "email", "display_name", "x509_dns", "ssh_keys", "quota", "properties", "enabled")
 
 
+_TRUE = ("yes", "true", "1")
+
+
+def is_managed(properties: Mapping[str, Any], marker: str) -> bool:
+    """Whether a user carries our marker; names and values compare loosely across backends
+    (OpenNebula ``FEDCLOUD_SITE_MANAGED="yes"``, Keystone ``fedcloud_site_managed: true``)."""
+    wanted = marker.upper()
+    return any(str(key).upper() == wanted and str(value).strip().lower() in _TRUE
+               for key, value in properties.items())
+
+
 class PlanError(Exception):
     """The input cannot be mapped onto local users (e.g. two Perun users give one local name)."""
 
@@ -209,7 +220,7 @@ class Planner:
                     plan.conflicts.append(user.name)
                     seen.add(user.name)
                 continue
-            if user.properties.get(self.managed_property) != MANAGED_VALUE and user.name not in adopt:
+            if not is_managed(user.properties, self.managed_property) and user.name not in adopt:
                 if user.name in accounts:
                     plan.conflicts.append(user.name)
                     seen.add(user.name)
@@ -276,7 +287,8 @@ class Planner:
         known = _plain(user.quota) if user.quota is not None else self._applied_quotas.get(user.name)
         if quota is not None and not _same("quota", known, _plain(quota)):
             changes.append("quota")
-        if any(user.properties.get(k) != v for k, v in ours.items()):
+        if not is_managed(user.properties, self.managed_property) or (
+                PERUN_ID_PROPERTY in ours and user.properties.get(PERUN_ID_PROPERTY) != ours[PERUN_ID_PROPERTY]):
             changes.append("properties")
         if user.enabled != enabled:
             changes.append("enabled")

@@ -30,7 +30,7 @@ from .audit import AuditLog
 from .formats import read_snapshot
 from .inputs import DropDir, InputChoice
 from .model import BadInput, Snapshot
-from .plan import MANAGED_VALUE, Plan, PlanError, Planner, VOTarget
+from .plan import Plan, PlanError, Planner, VOTarget, is_managed
 from .report import format_plan
 from .settings import Settings
 from .state import Journal, SyncState
@@ -331,7 +331,7 @@ class Synchroniser:
     def _managed_in(self, vo: str, targets: Mapping[str, VOTarget], users: List[User]) -> int:
         group_id = targets[vo].group_id
         marker = self.settings.managed_property
-        return sum(1 for u in users if u.enabled and group_id in u.groups and u.properties.get(marker) == MANAGED_VALUE)
+        return sum(1 for u in users if u.enabled and group_id in u.groups and is_managed(u.properties, marker))
 
     # -- safety ---------------------------------------------------------------------------------------
     def _checks(self, snapshot: Snapshot, covered: Set[str], targets: Mapping[str, VOTarget], users: List[User],
