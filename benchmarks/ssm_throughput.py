@@ -5,7 +5,8 @@ In one run, against one broker (TLS with client certificates, as EGI's brokers):
 1. our sender draining ``--messages`` (10,000) queued messages of ``--size`` (40 kB):
    lock, read, sign (S/MIME), send with ``persistent:true`` and up to ``--window``
    receipts outstanding, delete on receipt; messages/s, MB/s and the process's
-   resident memory sampled during the drain (it must stay flat);
+   resident memory sampled during the drain (it must stay flat); with the default
+   single connection, then with ``--connections`` (3) parallel ones;
 2. the apel/ssm way with bare stomp.py: the same messages (not even signed, which
    favours it) sent one by one, each waiting for its receipt, on ``--baseline``
    (1,000) of them; with stock stomp.py as apel/ssm uses it (no ``persistent``
@@ -17,7 +18,7 @@ In one run, against one broker (TLS with client certificates, as EGI's brokers):
    there waiting for every receipt costs a round trip per message.
 
     python benchmarks/ssm_throughput.py [--messages 10000] [--size 40960] [--window 100]
-                                        [--baseline 1000] [--rtt 20] [--plain]
+                                        [--baseline 1000] [--rtt 20] [--connections 3] [--plain]
 
 Needs the Debian packages activemq and default-jre-headless.  Everything runs on 127.0.0.1.
 """
@@ -39,9 +40,11 @@ from dirq.QueueSimple import QueueSimple
 
 from fedcloud_site.log import configure_logging, get_logger
 from fedcloud_site.queue import MessageQueue
+from fedcloud_site.ssm.pool import PooledTransport
 from fedcloud_site.ssm.sender import InflightJournal, Sender
 from fedcloud_site.ssm.signing import ca_bundle, load_signer
 from fedcloud_site.ssm.stomp_transport import StompTransport, TlsFiles
+from fedcloud_site.ssm.transport import Transport
 from fedcloud_site.testing import pki
 from fedcloud_site.testing.activemq import ActiveMQBroker, BrokerTls
 
@@ -206,20 +209,24 @@ def one_by_one(broker: Tuple[str, int], tls: Optional[TlsFiles], destination: st
 
 
 def run_ours(root: Path, label: str, address: Tuple[str, int], tls: Optional[TlsFiles], host: Any, capath: Path,
-             args: argparse.Namespace, log: Any) -> float:
+             args: argparse.Namespace, log: Any, connections: int = 1) -> float:
     t0 = time.monotonic()
-    total = fill(root / f"outgoing-{label}", args.messages, args.size)
+    total = fill(root / f"outgoing-{label}-{connections}", args.messages, args.size)
     print(f"  queued {args.messages} messages of {args.size} bytes ({total / 1e6:.0f} MB) "
           f"in {time.monotonic() - t0:.1f} s")
-    queue = MessageQueue(root / f"outgoing-{label}")
+    queue = MessageQueue(root / f"outgoing-{label}-{connections}")
     signer = load_signer(host.cert, host.key, capath)
-    transport = StompTransport([address], f"/queue/bench.ours.{label}", tls=tls, window=args.window, log=log)
+    members: List[Transport] = [
+        StompTransport([address], f"/queue/bench.ours.{label}", tls=tls, window=args.window, log=log)
+        for _ in range(connections)]
+    transport = members[0] if connections == 1 else PooledTransport(members, log)
     sender = Sender(queue, signer, transport, journal=InflightJournal(root / "state" / "inflight", log), log=log)
     with RssSampler() as rss:
         result = sender.drain()
     rate = result.sent / result.duration
-    print(f"  our sender: {result.sent} messages in {result.duration:.1f} s: {rate:.0f} messages/s, "
-          f"{result.bytes / result.duration / 1e6:.1f} MB/s (window {args.window}, signed, persistent)")
+    print(f"  our sender, {connections} connection{'s' if connections > 1 else ''}: {result.sent} messages in "
+          f"{result.duration:.1f} s: {rate:.0f} messages/s, {result.bytes / result.duration / 1e6:.1f} MB/s "
+          f"(window {args.window}, signed, persistent)")
     print(f"    resident memory: start {rss.samples[0]:.0f} MB, peak {max(rss.samples):.0f} MB, "
           f"end {rss.samples[-1]:.0f} MB; at 25/50/75% of the drain: "
           + ", ".join(f"{rss.samples[int(len(rss.samples) * q)]:.0f}" for q in (0.25, 0.5, 0.75)) + " MB")
@@ -249,6 +256,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--baseline", type=int, default=1000, help="messages for each one-by-one loop")
     parser.add_argument("--rtt", type=float, default=20.0, help="round-trip time (ms) of the WAN case; 0: skip")
+    parser.add_argument("--connections", type=int, default=3,
+                        help="also run our sender with this many parallel connections (1: skip)")
     parser.add_argument("--plain", action="store_true", help="plain STOMP instead of TLS")
     args = parser.parse_args()
     configure_logging()
@@ -260,28 +269,32 @@ def main() -> None:
         capath = pki.write_ca_directory(root / "certificates", [ca])
         host = ca.host("apel.example.org").write(root / "host")
         server = ca.server().write(root / "broker", "cert.pem", "key.pem")
-        broker = ActiveMQBroker(root / "activemq", tls=BrokerTls(server.cert, server.key, [ca_file]),
-                                heap_mb=1024).start()
-        try:
-            bundle = root / "broker-ca.pem"
-            bundle.write_bytes(ca_bundle(capath))
-            tls = None if args.plain else TlsFiles(host.cert, host.key, bundle)
-            port = broker.port if args.plain else broker.tls_port
-            print(f"ActiveMQ 5 on 127.0.0.1:{port} ({'plain' if args.plain else 'TLS, client certificate'}), "
-                  "KahaDB with journal syncs\n")
-            print("loopback:")
-            ours = run_ours(root, "loopback", ("localhost", port), tls, host, capath, args, log)
-            run_baselines(root, "loopback", ("localhost", port), tls, args, ours)
-            if args.rtt > 0:
-                proxy = DelayProxy(("127.0.0.1", port), args.rtt / 2000.0)
-                print(f"\nthrough a proxy adding {args.rtt:g} ms round-trip time:")
-                try:
-                    ours = run_ours(root, "wan", ("localhost", proxy.port), tls, host, capath, args, log)
-                    run_baselines(root, "wan", ("localhost", proxy.port), tls, args, ours)
-                finally:
+        bundle = root / "broker-ca.pem"
+        bundle.write_bytes(ca_bundle(capath))
+        tls = None if args.plain else TlsFiles(host.cert, host.key, bundle)
+        phases = [("loopback", 0.0)] + ([("wan", args.rtt)] if args.rtt > 0 else [])
+        for label, rtt in phases:
+            # a fresh broker per phase: messages nobody consumes pile up in it
+            broker = ActiveMQBroker(root / f"activemq-{label}", tls=BrokerTls(server.cert, server.key, [ca_file]),
+                                    heap_mb=1024).start()
+            proxy = None
+            try:
+                port = broker.port if args.plain else broker.tls_port
+                if rtt:
+                    proxy = DelayProxy(("127.0.0.1", port), rtt / 2000.0)
+                    port = proxy.port
+                    print(f"\nthrough a proxy adding {rtt:g} ms round-trip time:")
+                else:
+                    print(f"ActiveMQ 5 on 127.0.0.1 ({'plain' if args.plain else 'TLS, client certificate'}), "
+                          "KahaDB with journal syncs, a fresh broker per phase\n\nloopback:")
+                ours = run_ours(root, label, ("localhost", port), tls, host, capath, args, log)
+                if args.connections > 1:
+                    run_ours(root, label, ("localhost", port), tls, host, capath, args, log, args.connections)
+                run_baselines(root, label, ("localhost", port), tls, args, ours)
+            finally:
+                if proxy is not None:
                     proxy.close()
-        finally:
-            broker.stop()
+                broker.stop()
     print(f"\n(host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
 
 

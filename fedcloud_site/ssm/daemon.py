@@ -21,6 +21,7 @@ from ..queue import MessageQueue
 from ..runner import Job, JobContext, JobIncomplete
 from ..timeutil import iso_utc, utcnow
 from .brokers import DiscoveryError, resolve_brokers
+from .pool import PooledTransport
 from .sender import DrainResult, InflightJournal, Sender, journal_path, sendable
 from .signing import CredentialError, Signer, ca_bundle, load_signer
 from .stomp_transport import StompTransport, TlsFiles
@@ -62,11 +63,17 @@ def make_transport(settings: Any, signer: Signer, stop: threading.Event, log: An
         bundle = state_dir(settings) / "broker-ca.pem"
         atomic_write_text(bundle, ca_bundle(settings.capath).decode("ascii"))
         tls = TlsFiles(cert_file=settings.certificate, key_file=settings.key, ca_file=bundle)
-    return StompTransport(brokers, settings.destination, tls=tls, window=settings.window,
-                          receipt_timeout=float(settings.receipt_timeout),
-                          connect_timeout=float(settings.connect_timeout), heartbeat=float(settings.heartbeat),
-                          persistent=settings.persistent, reconnects=settings.reconnects,
-                          version=settings.stomp_version, stop=stop, log=log)
+    members: List[Transport] = []
+    for index in range(settings.connections):
+        # each connection starts at another broker of the list (spreads the load, failover still in order)
+        rotated = brokers[index % len(brokers):] + brokers[:index % len(brokers)]
+        members.append(StompTransport(rotated, settings.destination, tls=tls, window=settings.window,
+                                      receipt_timeout=float(settings.receipt_timeout),
+                                      connect_timeout=float(settings.connect_timeout),
+                                      heartbeat=float(settings.heartbeat), persistent=settings.persistent,
+                                      reconnects=settings.reconnects, version=settings.stomp_version, stop=stop,
+                                      log=log))
+    return members[0] if len(members) == 1 else PooledTransport(members, log)
 
 
 def drain_once(settings: Any, signer: Signer, stop: threading.Event, log: Any) -> DrainResult:

@@ -89,7 +89,8 @@ class Settings(DaemonSettings):
     network: str = "PROD"
     bdii_timeout: Duration = Duration(30)
     persistent: bool = True  # ask the broker to store each message before it confirms (``persistent:true``)
-    window: int = 100  # messages sent but not yet confirmed by a receipt
+    window: int = 100  # messages sent but not yet confirmed by a receipt (per connection)
+    connections: int = 1  # parallel connections (to the same or the next brokers); messages then interleave
     receipt_timeout: Duration = Duration(60)
     connect_timeout: Duration = Duration(20)
     heartbeat: Duration = Duration(30)  # STOMP heart-beat both ways; 0 disables
@@ -116,6 +117,8 @@ class Settings(DaemonSettings):
             raise ValueError(f"destination: {self.destination!r} is not an AMS topic name (letters, digits, _ . -)")
         if self.window < 1:
             raise ValueError("window: must be at least 1")
+        if not 1 <= self.connections <= 16:
+            raise ValueError("connections: must be between 1 and 16")
         if self.transport == "stomp" and not self.brokers and not self.bdii:
             raise ValueError("brokers: give brokers or a bdii to discover them from")
         if self.ams.batch_size < 1:

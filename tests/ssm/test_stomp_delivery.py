@@ -201,3 +201,41 @@ def test_a_lock_another_program_left_long_ago_is_broken(tmp_path, test_pki, brok
     assert main(["--config", str(config), "ssm", "once"]) == 0
 
     assert {m.headers["empa-id"] for m in consumer.wait_for(2)} == set(queued)
+
+
+def test_parallel_connections_deliver_everything_once(tmp_path, test_pki, broker, destination, consume, outgoing):
+    queued = fill_queue(outgoing, 60)
+    consumer = consume(broker.port, destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination=destination, extra="  connections: 3\n  window: 5\n")
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    consumer.wait_for(60)
+    received = [m.headers["empa-id"] for m in consumer.settle(quiet=0.3)]
+    assert sorted(received) == sorted(queued)  # all, each once (the order may interleave)
+
+
+def test_a_pool_keeps_sending_on_the_connections_that_work(tmp_path, test_pki, broker, destination, consume,
+                                                           outgoing):
+    from fedcloud_site.log import get_logger
+    from fedcloud_site.ssm.pool import PooledTransport
+    from fedcloud_site.ssm.sender import InflightJournal, Sender
+    from fedcloud_site.ssm.signing import ca_bundle, load_signer
+    from fedcloud_site.ssm.stomp_transport import StompTransport, TlsFiles
+    from fedcloud_site.testing.ldap import free_port
+
+    queued = fill_queue(outgoing, 20)
+    consumer = consume(broker.port, destination)
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(ca_bundle(test_pki.capath))
+    tls = TlsFiles(test_pki.host.cert, test_pki.host.key, bundle)
+    log = get_logger("ssm-test")
+    pool = PooledTransport([StompTransport([("localhost", free_port())], destination, tls=tls, log=log),
+                            StompTransport([("localhost", broker.tls_port)], destination, tls=tls, log=log)], log)
+    signer = load_signer(test_pki.host.cert, test_pki.host.key)
+
+    result = Sender(outgoing, signer, pool, journal=InflightJournal(tmp_path / "j", log), log=log).drain()
+
+    assert result.error is None and result.sent == 20
+    assert {m.headers["empa-id"] for m in consumer.wait_for(20)} == set(queued)

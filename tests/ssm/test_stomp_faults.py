@@ -188,9 +188,14 @@ def test_expired_or_mismatched_credentials_stop_the_sender_before_it_connects(tm
     assert set(outgoing.names()) == set(queued)
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def _cli(config: Path) -> subprocess.Popen:
+    """``fedcloud-site ssm once`` in a process of its own, on this working tree's code."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     return subprocess.Popen([sys.executable, "-m", "fedcloud_site.cli", "--config", str(config), "ssm", "once"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
 
 def test_sigterm_during_a_send_stops_cleanly_after_the_messages_in_flight(tmp_path, test_pki, broker, destination,
