@@ -46,7 +46,21 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Set, Tuple, TypeVar
+from typing import (
+    Any,
+    BinaryIO,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+)
 from urllib.parse import parse_qs, urlsplit
 
 from ..log import get_logger
@@ -215,13 +229,16 @@ class OpenStackBackend(CloudBackend):
 
     name = "openstack"
     Settings = OpenStackSettings
+    filters_vms_by_project = True  # Nova's project_id query parameter
 
     def __init__(self, settings: OpenStackSettings, config: Any = None) -> None:
         self.settings = settings
         self._counter = _RequestCounter()
         self._conn = self._connect(settings)
         self._conn.session.session.hooks.setdefault("response", []).append(self._counter.hook)
-        self._flavors: Optional[Dict[str, Flavor]] = None
+        self._flavors: Optional[Dict[str, Flavor]] = None  # readable flavours by id
+        self._flavor_listing: List[Union[Flavor, BadCloudData]] = []  # in listing order, unreadable ones too
+        self._unreadable_flavors: Dict[str, BadCloudData] = {}
         self._user_names: Optional[Dict[str, str]] = None
         self._compute_version: Optional[Tuple[int, int]] = None
         self._external_networks: Optional[Set[str]] = None
@@ -455,26 +472,41 @@ class OpenStackBackend(CloudBackend):
             yield Group(id=project.id, name=project.name)
 
     def _load_flavors(self) -> Dict[str, Flavor]:
+        """Readable flavours by id (read once per backend); unreadable ones are kept aside in the listing."""
         if self._flavors is None:
             version = min(self._compute_max(), COMPUTE_MICROVERSION)
             embedded_specs = version >= FLAVOR_EXTRA_SPECS_MICROVERSION
             flavors: Dict[str, Flavor] = {}
+            listing: List[Union[Flavor, BadCloudData]] = []
             for raw in self._pages("compute", "/flavors/detail", {"is_public": "None"}, "flavors", "list flavors",
                                    microversion=f"{version[0]}.{version[1]}"):
                 specs = raw.get("extra_specs") if embedded_specs else None
                 if specs is None:
-                    specs = self._json(self._call("compute", "GET", f"/flavors/{raw['id']}/os-extra_specs",
-                                                  f"flavor {raw['id']} extra specs", retry=True),
-                                       "extra specs").get("extra_specs", {})
-                flavors[str(raw["id"])] = self._flavor(raw, specs)
-            self._flavors = flavors
+                    try:
+                        specs = self._json(self._call("compute", "GET", f"/flavors/{raw['id']}/os-extra_specs",
+                                                      f"flavor {raw['id']} extra specs", retry=True),
+                                           "extra specs").get("extra_specs", {})
+                    except NotFound:
+                        log.info("openstack_flavor_gone", flavor=raw["id"])  # deleted since the listing
+                        continue
+                try:
+                    flavor = self._flavor(raw, specs)
+                except BadCloudData as exc:
+                    listing.append(exc)
+                    self._unreadable_flavors[str(raw["id"])] = exc
+                    continue
+                flavors[flavor.id] = flavor
+                listing.append(flavor)
+            self._flavors, self._flavor_listing = flavors, listing
         return self._flavors
 
     @staticmethod
-    def _flavor(raw: Mapping[str, Any], specs: Mapping[str, Any]) -> Flavor:
-        where = f"flavor {raw.get('id')}"
+    def _flavor(raw: Mapping[str, Any], specs: Any) -> Flavor:
+        where = f"flavor {raw.get('id')} ({raw.get('name')})"
         try:
-            str_specs = {str(k): str(v) for k, v in (specs or {}).items()}
+            if not isinstance(specs, Mapping):
+                raise TypeError(f"extra specs are not an object: {str(specs)[:100]!r}")
+            str_specs = {str(k): str(v) for k, v in specs.items()}
             accelerator, bench_type, bench_value = decode_flavor_specs(str_specs)
             return Flavor(id=str(raw["id"]), name=str(raw.get("name") or raw["id"]), vcpus=float(raw["vcpus"]),
                           ram_mb=int(raw["ram"]), disk_gb=int(raw.get("disk") or 0),
@@ -487,7 +519,14 @@ class OpenStackBackend(CloudBackend):
             raise BadCloudData(f"{where}: {exc}") from None
 
     def list_flavors(self) -> Iterator[Flavor]:
-        yield from self._load_flavors().values()
+        """Every flavour, public and private, in Nova's order; one that cannot be read goes to
+        :meth:`bad_record` with an error naming it, and the others are still listed."""
+        self._load_flavors()
+        for entry in self._flavor_listing:
+            if isinstance(entry, BadCloudData):
+                self.bad_record(entry)
+            else:
+                yield entry
 
     def capacity(self) -> Capacity:
         """Sums over the hypervisors (compute API at microversion 2.87, the last one with their statistics)."""
@@ -643,6 +682,9 @@ class OpenStackBackend(CloudBackend):
                 disk = int(flavor_raw.get("disk") or 0) + int(flavor_raw.get("ephemeral") or 0)
             else:
                 known = flavors.get(str(flavor_raw.get("id")))
+                if known is None and str(flavor_raw.get("id")) in self._unreadable_flavors:
+                    raise BadCloudData(f"{where}: its flavour cannot be read "
+                                       f"({self._unreadable_flavors[str(flavor_raw.get('id'))]})")
                 accelerator = known.accelerator if known else None
                 bench_type = known.benchmark_type if known else None
                 bench_value = known.benchmark_value if known else None

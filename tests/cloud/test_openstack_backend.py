@@ -222,6 +222,41 @@ def test_old_nova_without_embedded_flavors_or_extra_specs(fresh):
     assert fresh.requests["nova.flavor.extra_specs"] == len(fresh.data.flavors)
 
 
+def test_an_unreadable_flavour_goes_to_on_bad_record_by_name_and_the_others_are_listed(fresh):
+    fresh.data.add_flavor("odd-id", "odd.size", vcpus="many", ram=1024, disk=10)  # type: ignore[arg-type]
+    backend = OpenStackBackend(settings_for(fresh))
+    problems = []
+    backend.on_bad_record = problems.append
+    listed = {f.id for f in backend.list_flavors()}
+    assert listed == set(fresh.data.flavors) - {"odd-id"}
+    assert len(problems) == 1
+    assert "flavor odd-id (odd.size)" in str(problems[0]) and "many" in str(problems[0])
+    assert {f.id for f in backend.list_flavors()} == listed and len(problems) == 2  # told again on every listing
+    assert {vm.id for vm in backend.list_vms()} == {s.id for s in fresh.data.servers.values() if not s.deleted}
+
+
+def test_without_on_bad_record_an_unreadable_flavour_is_an_error_naming_it(fresh):
+    backend = OpenStackBackend(settings_for(fresh))
+    odd = {"id": "odd-id", "name": "odd.size", "vcpus": 1, "ram": 1024, "disk": 10, "extra_specs": ["a", "list"]}
+    fresh.inject("status", route="nova.flavors.detail", status=200, body={"flavors": [odd]})
+    fresh.inject("status", route="nova.flavors.detail", status=200, body={"flavors": []})
+    with pytest.raises(BadCloudData, match=r"flavor odd-id \(odd.size\): extra specs are not an object"):
+        list(backend.list_flavors())
+
+
+def test_old_nova_servers_of_an_unreadable_flavour_are_bad_records_naming_both(fresh):
+    fresh.nova_max_version = "2.40"
+    fresh.data.add_flavor("odd-id", "odd.size", vcpus="many", ram=1024, disk=10)  # type: ignore[arg-type]
+    odd_vm = fresh.data.boot_server(pid(fresh), "u", "odd-id")
+    backend = OpenStackBackend(settings_for(fresh))
+    problems = []
+    backend.on_bad_record = problems.append
+    vms = {vm.id for vm in backend.list_vms()}
+    assert odd_vm.id not in vms and len(vms) == sum(1 for s in fresh.data.servers.values() if not s.deleted) - 1
+    assert len(problems) == 1
+    assert f"server {odd_vm.id}" in str(problems[0]) and "flavor odd-id (odd.size)" in str(problems[0])
+
+
 def test_capacity_sums_hypervisors(backend, sim):
     capacity = backend.capacity()
     live = [s for s in sim.data.servers.values() if not s.deleted and s.host]
