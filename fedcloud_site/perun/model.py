@@ -65,6 +65,3 @@ class Snapshot:
     vos: FrozenSet[str]  # VOs the input covers: a VO listed here with no members really has none
     users: Tuple[PerunUser, ...]
     digest: str  # sha256 of the input, for the state and the audit trail
-
-    def valid_members(self, vo: str) -> int:
-        return sum(1 for user in self.users if user.valid_in(vo))

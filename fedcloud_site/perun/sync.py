@@ -417,13 +417,9 @@ def skipped_errors(skipped: Mapping[str, str]) -> bool:
 def _valid_counts(snapshot: Snapshot, covered: Set[str]) -> Dict[str, int]:
     counts = {vo: 0 for vo in covered}
     for user in snapshot.users:
-        if user.banned:
-            continue
-        seen: Set[str] = set()
-        for m in user.memberships:
-            if m.vo in counts and m.status.value == "VALID" and m.vo not in seen:
-                counts[m.vo] += 1
-                seen.add(m.vo)
+        for vo in {m.vo for m in user.memberships if m.vo in counts}:
+            if user.valid_in(vo):
+                counts[vo] += 1
     return counts
 
 
