@@ -1,9 +1,11 @@
 """The accounting daemon: one scheduled job, ``extract`` (default every 6 h).
 
-Each run lists the projects once, then per project: loads its state, extracts its window
-into the queue, advances its state.  A failing project (cloud error, bad state file,
-unmapped VO) is logged and retried at the next run; the others go on.  A queue that cannot
-be written (disk full, read-only) stops the run: nothing after it could be queued either.
+Each run lists the projects once and loads their states, then per project: extracts its
+window into the queue, advances its state (the VMs come from one listing per project, or
+from one listing of all projects where that is cheaper, see ``Extractor.lists_all_projects``).
+A failing project (cloud error, bad state file, unmapped VO) is logged and retried at the
+next run; the others go on.  A queue that cannot be written (disk full, read-only) stops the
+run: nothing after it could be queued either.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from ..cloud.base import CloudBackend, CloudError
 from ..queue import MessageQueue
 from ..runner import Job, JobContext, JobIncomplete
 from ..timeutil import iso_utc, utcnow
-from .extractor import Extractor, ProjectResult, Stopped, previous_month_start, select_targets, whole_second
+from .extractor import (
+    Extractor,
+    ProjectResult,
+    Stopped,
+    Window,
+    previous_month_start,
+    select_targets,
+    whole_second,
+)
 from .messages import FORMATS, MessageSink, PrintSink, QueueSink, QueueWriteError
 from .state import StateError, StateStore
 
@@ -81,17 +91,13 @@ def run_extraction(config: Any, cloud: CloudBackend, now: datetime, log: Any, dr
         log.error("project not accounted", error=error)
         problems.append(error)
         summary["projects_failed"] += 1
+    windows: List[Window] = []
     for target in targets:
-        if stop():
-            problems.append("stopped before all projects were extracted")
-            break
-        project_id = target.project.id
-        plog = log.bind(project=project_id, vo=target.vo)
         summary["projects"] += 1
         try:
-            state = store.load(project_id)
+            state = store.load(target.project.id)
         except StateError as exc:
-            plog.error("project skipped", error=str(exc))
+            log.error("project skipped", project=target.project.id, vo=target.vo, error=str(exc))
             problems.append(str(exc))
             summary["projects_failed"] += 1
             continue
@@ -99,27 +105,22 @@ def run_extraction(config: Any, cloud: CloudBackend, now: datetime, log: Any, dr
         if start >= now:
             summary["projects_up_to_date"] += 1
             continue
-        try:
-            result = extractor.extract(target, start, now)
-        except CloudError as exc:
-            plog.error("project extraction failed, retried next run", error=f"{type(exc).__name__}: {exc}",
-                       window_start=iso_utc(start))
-            problems.append(f"project {project_id}: {exc}")
-            summary["projects_failed"] += 1
+        windows.append(Window(target, start))
+    all_projects = extractor.lists_all_projects(len(windows))
+    summary["vm_listing"] = "all_projects" if all_projects else "per_project"
+    for outcome in extractor.extract_windows(windows, now, all_projects):
+        target, start = outcome.window.target, outcome.window.start
+        project_id = target.project.id
+        plog = log.bind(project=project_id, vo=target.vo)
+        if outcome.error is not None:
+            if not _failed(outcome.error, project_id, plog, problems, summary,
+                           "project extraction failed, retried next run",
+                           window_start=iso_utc(start)):
+                break
             continue
-        except QueueWriteError as exc:
-            plog.error("cannot write to the outgoing queue, run stopped", error=str(exc))
-            problems.append(str(exc))
-            summary["projects_failed"] += 1
-            break
-        except Stopped as exc:
-            plog.warning("project abandoned for shutdown, retried next run", reason=str(exc))
-            problems.append(str(exc))
-            break
-        _add(totals, result)
-        if result.bad_vms:
-            problems.append(f"project {project_id}: {result.bad_vms} records skipped for bad cloud data "
-                            f"({result.errors[0]}{', ...' if len(result.errors) > 1 else ''})")
+        result = outcome.result
+        assert result is not None
+        _counted(result, project_id, totals, problems)
         if not dry_run:
             try:
                 store.save(project_id, now, target.vo, result.as_dict())
@@ -129,11 +130,53 @@ def run_extraction(config: Any, cloud: CloudBackend, now: datetime, log: Any, dr
                 summary["projects_failed"] += 1
                 continue
         plog.info("project extracted", window_start=iso_utc(start), window_end=iso_utc(now), **result.as_dict())
+    _shared_listing_figures(extractor, summary, totals, problems)
     finish()
     if problems:
         raise JobIncomplete("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5
                                                        else ""), summary)
     return summary
+
+
+def _counted(result: ProjectResult, project_id: str, totals: Dict[str, int], problems: List[str]) -> None:
+    """Add a project's figures to the run's; its skipped records make the run incomplete."""
+    _add(totals, result)
+    if result.bad_vms:
+        problems.append(f"project {project_id}: {result.bad_vms} records skipped for bad cloud data "
+                        f"({result.errors[0]}{', ...' if len(result.errors) > 1 else ''})")
+
+
+def _failed(error: Exception, project_id: str, plog: Any, problems: List[str], summary: Dict[str, Any], message: str,
+            **context: Any) -> bool:
+    """Log and count a project that could not be extracted; False when the run must stop (queue, shutdown)."""
+    if isinstance(error, Stopped):
+        plog.warning("project abandoned for shutdown, retried next run", reason=str(error))
+        problems.append(str(error))
+        return False
+    summary["projects_failed"] += 1
+    if isinstance(error, QueueWriteError):
+        plog.error("cannot write to the outgoing queue, run stopped", error=str(error))
+        problems.append(str(error))
+        return False
+    plog.error(message, error=f"{type(error).__name__}: {error}", **context)
+    problems.append(f"project {project_id}: {error}")
+    return True
+
+
+def _shared_listing_figures(extractor: Extractor, summary: Dict[str, Any], totals: Dict[str, int],
+                            problems: List[str]) -> None:
+    """Figures of listings of all projects (VMs of other projects, buffering, VMs of unknown project)."""
+    if not extractor.shared_listings:
+        return
+    summary["vms_other_projects"] = extractor.other_vms
+    summary["message_buffer_peak_bytes"] = extractor.buffer_peak
+    if extractor.early_messages:
+        summary["messages_sent_early"] = extractor.early_messages
+    bad = extractor.unattributed_errors
+    if bad:
+        totals["bad_vms"] = totals.get("bad_vms", 0) + len(bad)
+        problems.append(f"{len(bad)} VMs of unknown project skipped for bad cloud data "
+                        f"({bad[0]}{', ...' if len(bad) > 1 else ''})")
 
 
 def extract_job(ctx: JobContext) -> Mapping[str, Any]:
@@ -167,26 +210,20 @@ def run_republish(config: Any, cloud: CloudBackend, start: datetime, end: dateti
         log.error("project not republished", error=error)
         problems.append(error)
         summary["projects_failed"] += 1
-    for target in targets:
-        summary["projects"] += 1
+    summary["projects"] = len(targets)
+    windows = [Window(target, whole_second(start)) for target in targets]
+    for outcome in extractor.extract_windows(windows, whole_second(end)):
+        target = outcome.window.target
         plog = log.bind(project=target.project.id, vo=target.vo)
-        try:
-            result = extractor.extract(target, whole_second(start), whole_second(end))
-        except CloudError as exc:
-            plog.error("project republish failed", error=f"{type(exc).__name__}: {exc}")
-            problems.append(f"project {target.project.id}: {exc}")
-            summary["projects_failed"] += 1
+        if outcome.error is not None:
+            if not _failed(outcome.error, target.project.id, plog, problems, summary, "project republish failed"):
+                break
             continue
-        except QueueWriteError as exc:
-            plog.error("cannot write to the outgoing queue, republish stopped", error=str(exc))
-            problems.append(str(exc))
-            summary["projects_failed"] += 1
-            break
-        _add(totals, result)
-        if result.bad_vms:
-            problems.append(f"project {target.project.id}: {result.bad_vms} records skipped for bad cloud data "
-                            f"({result.errors[0]}{', ...' if len(result.errors) > 1 else ''})")
+        result = outcome.result
+        assert result is not None
+        _counted(result, target.project.id, totals, problems)
         plog.info("project republished", period_start=iso_utc(start), period_end=iso_utc(end), **result.as_dict())
+    _shared_listing_figures(extractor, summary, totals, problems)
     summary.update(totals)
     if problems:
         raise JobIncomplete("; ".join(problems[:5]), summary)

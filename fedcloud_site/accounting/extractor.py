@@ -7,7 +7,11 @@ Windows and month boundaries
     files it under that month), then one at ``T``.  After an outage of several months every
     VM alive in a month gets that month's record, so the server's month-by-month
     subtraction of cumulative durations stays right.  All measurements of a run come from
-    ONE paged listing per project (``list_vms(project, active_since=L)``), never a call per VM.
+    ONE paged listing per project (``list_vms(project, active_since=L)``), or, where the backend
+    pages the whole VM pool for each project anyway (OpenNebula), from ONE listing of all
+    projects from the earliest window start (``list_vms(None, active_since=min L)``), each VM
+    handed to its project, which drops the VMs that ended before its own window.  Never a
+    call per VM.
 
 Which VMs get a record for the period ``(P, M]``
     Those created by ``M`` and not already ended at ``P``.  A VM that ended within the
@@ -26,6 +30,9 @@ Exactly once, and no gaps
     when re-sent.  Accelerator records (one per VM and month) and storage records (one record
     id per volume and month) are replaced the same way.  Hence: nothing is lost (the state
     never passes a window whose messages are not durably queued) and nothing is counted twice.
+    With one listing of all projects, every project still has its own messages and its own
+    state, advanced after its own last message; a listing that fails leaves all of them where
+    they were, a project that fails afterwards (its floating IPs, its volumes) only itself.
 
 Bad data
     A VM the backend cannot interpret, or whose times make no sense, is logged with its id
@@ -35,20 +42,38 @@ Bad data
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .. import __version__
-from ..cloud.base import VM, BadCloudData, CloudBackend, CloudError, FloatingIP, NotSupported, Project, Volume
+from ..cloud.base import (
+    VM,
+    BadCloudData,
+    CloudBackend,
+    CloudError,
+    FloatingIP,
+    NotSupported,
+    Project,
+    VMState,
+    Volume,
+)
 from ..timeutil import month_start, next_month, parse_time, to_epoch
-from .messages import FORMATS, Batcher, MessageSink
+from .messages import FORMATS, Batcher, BufferBudget, MessageSink, QueueWriteError
 from .records import AcceleratorRecord, BadRecord, CloudRecord, IPRecord, StorageRecord
 from .usage import Lifetime, seconds_in_month, usage_at
 
 BACKEND_LABELS = {"openstack": "OpenStack", "opennebula": "OpenNebula", "static": "static"}
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+
+#: backends that read the whole VM pool to list one project's VMs, when they do not declare
+#: ``filters_vms_by_project`` themselves
+POOL_BACKENDS = frozenset({"opennebula"})
+#: what the partly filled messages of all projects may hold together during one listing of all projects
+SHARED_BUFFER_BYTES = 4 << 20
 
 
 class Stopped(Exception):
@@ -78,6 +103,23 @@ class ProjectResult:
                                 "measurements": self.measurements}
         data.update({f"{kind}_records": n for kind, n in sorted(self.records.items())})
         return data
+
+
+@dataclass(frozen=True)
+class Window:
+    """A project and the instant its extraction starts from (its state, or the first-run start)."""
+
+    target: Target
+    start: datetime
+
+
+@dataclass
+class Outcome:
+    """How a window ended: its result (messages all in the sinks), or the error that stopped it."""
+
+    window: Window
+    result: Optional[ProjectResult] = None
+    error: Optional[Exception] = None
 
 
 def whole_second(moment: datetime) -> datetime:
@@ -163,6 +205,13 @@ class Extractor:
         self._images: Optional[Dict[str, str]] = None
         self._users: Optional[Dict[str, str]] = None
         self._user_names: Dict[str, str] = {}
+        # listings of all projects: how many, VMs of projects not accounted, peak of held message bytes,
+        # messages sent early to stay under the buffer budget, VMs the backend could not read
+        self.shared_listings = 0
+        self.other_vms = 0
+        self.buffer_peak = 0
+        self.early_messages = 0
+        self.unattributed_errors: List[str] = []
 
     # -- per-run caches -------------------------------------------------------------------
     def image_ref(self, image_id: Optional[str]) -> Optional[str]:
@@ -297,67 +346,203 @@ class Extractor:
             previous = moment
         return fragments
 
-    # -- one project ------------------------------------------------------------------------------
+    # -- runs of projects ---------------------------------------------------------------------------
+    def lists_all_projects(self, due: int) -> bool:
+        """Whether ``due`` project windows are best served by ONE VM listing of all projects.
+
+        ``accounting.vm_listing`` decides; ``auto`` asks the backend: where it reads the whole
+        VM pool to list one project (OpenNebula: oned cannot filter the pool by group), one
+        listing for all costs the pages of one instead of the pages times the projects.  Where
+        the cloud filters by project (OpenStack), per-project listings cost only the accounted
+        projects' pages, while a listing of all would also page the VMs of every project that
+        is not accounted.  A single project is always listed on its own.
+        """
+        if due < 2:
+            return False
+        mode = self.settings.vm_listing
+        if mode != "auto":
+            return bool(mode == "all_projects")
+        filters = self.cloud.filters_vms_by_project
+        if filters is None:
+            filters = self.cloud.name not in POOL_BACKENDS
+        return not filters
+
     def extract(self, target: Target, start: datetime, end: datetime) -> ProjectResult:
-        """Send the records of ``target`` for ``(start, end]``; raises CloudError, QueueWriteError, Stopped."""
-        result = ProjectResult()
-        start_e, end_e = to_epoch(start), to_epoch(end)
-        instants = measurement_instants(start_e, end_e)
-        result.measurements = len(instants)
-        if not instants:
-            return result
-        project = target.project
-        log = self.log.bind(project=project.id, vo=target.vo)
-        batchers = {kind: Batcher(FORMATS[kind], self.sinks[kind], self.settings.max_records_per_message,
-                                  self.settings.max_message_bytes) for kind in self.kinds}
-
-        def bad(error: Exception) -> None:
-            result.bad_vms += 1
-            result.errors.append(str(error))
-            log.error("record skipped: bad cloud data", error=str(error))
-
-        def send(fragments: Iterable[Tuple[str, str]]) -> None:
-            for kind, fragment in fragments:
-                batchers[kind].add_fragment(fragment)
-
-        ips: Optional[IPTally] = None
-        previous_handler = self.cloud.on_bad_record
-        if "ip" in self.kinds:
-            try:
-                ips = IPTally(instants, list(self.cloud.list_floating_ips(project.id)))
-            except BadCloudData as exc:  # one unreadable floating IP must not stop the VM records
-                bad(BadCloudData(f"IP records of project {project.id} not sent this run: {exc}"))
-        self.cloud.on_bad_record = bad
-        try:
-            for vm in self.cloud.list_vms(project.id, active_since=start):
+        """Send the records of ``target`` for ``(start, end]`` from one listing of its own VMs; raises
+        CloudError, QueueWriteError, Stopped."""
+        run = ProjectRun(self, target, start, end)
+        if not run.instants:
+            return run.result
+        run.open()
+        with self.bad_records(run.bad):
+            for vm in self.cloud.list_vms(target.project.id, active_since=start):
                 if self.stop():
-                    raise Stopped(f"stopped while extracting project {project.id}")
-                result.vms += 1
+                    raise Stopped(f"stopped while extracting project {target.project.id}")
+                run.add_vm(vm)
+        return run.close()
+
+    def extract_windows(self, windows: Sequence[Window], end: datetime,
+                        all_projects: Optional[bool] = None) -> Iterator[Outcome]:
+        """One :class:`Outcome` per window, in order, each as soon as that project's messages are in
+        its sinks (the caller advances the project's state before asking for the next outcome).
+
+        Per project (default where the cloud filters by project): one listing each, a failure
+        costs only its project.  All projects (``all_projects``, see :meth:`lists_all_projects`):
+        the projects' floating IPs first (a failure there costs only its project), then ONE listing
+        of all projects' VMs from the earliest window start, each VM handed to its project's run,
+        which keeps only the VMs alive in its own window; then per project its IP and storage
+        records and its last messages.  A failure of the shared listing, of the queue or a shutdown
+        during it leaves every project of the pass unextracted (states unchanged, retried next run).
+        Memory stays bounded: one partly filled message per project and record type, all of them
+        together under a :class:`BufferBudget`.
+        """
+        if all_projects is None:
+            all_projects = self.lists_all_projects(len(windows))
+        if not all_projects:
+            for window in windows:
+                if self.stop():
+                    yield Outcome(window, error=Stopped("stopped before all projects were extracted"))
+                    return
                 try:
-                    life = Lifetime.of(vm)
-                    send(self.vm_fragments(target, life, instants, start_e, ips))
-                except (BadCloudData, BadRecord) as exc:
-                    bad(exc)
-            if ips is not None:
-                for record in ips.records(self, target):
-                    send([("ip", FORMATS["ip"].fragment(record))])
-            if "storage" in self.kinds:
-                try:
-                    for volume in self.cloud.list_volumes(project.id, active_since=start):
-                        try:
-                            send(self.storage_fragments(target, volume, instants, start_e))
-                        except (BadCloudData, BadRecord) as exc:
-                            bad(exc)
-                except BadCloudData as exc:  # the backend could not read a volume: the rest waits for next run
-                    bad(BadCloudData(f"storage records of project {project.id} incomplete this run: {exc}"))
-            for batcher in batchers.values():
-                batcher.flush()
+                    yield Outcome(window, result=self.extract(window.target, window.start, end))
+                except (CloudError, QueueWriteError, Stopped) as exc:
+                    yield Outcome(window, error=exc)
+            return
+        yield from self._extract_together(windows, end)
+
+    def _extract_together(self, windows: Sequence[Window], end: datetime) -> Iterator[Outcome]:
+        budget = BufferBudget(max(SHARED_BUFFER_BYTES, 2 * self.settings.max_message_bytes))
+        runs: Dict[str, ProjectRun] = {}
+        for window in windows:
+            run = ProjectRun(self, window.target, window.start, end, budget)
+            if not run.instants:
+                yield Outcome(window, result=run.result)
+                continue
+            try:
+                if self.stop():
+                    raise Stopped("stopped before all projects were extracted")
+                run.open()
+            except (CloudError, Stopped) as exc:
+                yield Outcome(window, error=exc)
+                if isinstance(exc, Stopped):
+                    return
+                continue
+            runs[window.target.project.id] = run
+        if not runs:
+            return
+        since = min(run.start for run in runs.values())
+        self.shared_listings += 1
+        try:
+            with self.bad_records(self._unattributed):
+                for vm in self.cloud.list_vms(None, active_since=since):
+                    if self.stop():
+                        raise Stopped("stopped while extracting projects " + ", ".join(runs))
+                    owner = runs.get(vm.project_id)
+                    if owner is None:
+                        self.other_vms += 1
+                    elif owner.alive_in_window(vm):
+                        owner.add_vm(vm)
+        except (CloudError, QueueWriteError, Stopped) as exc:
+            for run in runs.values():
+                yield Outcome(run.window, error=exc)
+            return
         finally:
-            self.cloud.on_bad_record = previous_handler
-        for kind, batcher in batchers.items():
-            result.records[kind] = batcher.records
-            result.messages += batcher.messages
-        return result
+            self.buffer_peak = max(self.buffer_peak, budget.peak)
+            self.early_messages += budget.early_messages
+        for run in runs.values():
+            try:
+                yield Outcome(run.window, result=run.close())
+            except (CloudError, QueueWriteError, Stopped) as exc:
+                yield Outcome(run.window, error=exc)
+
+    def _unattributed(self, error: BadCloudData) -> None:
+        """A VM of the shared listing the backend could not read: its project is unknown."""
+        self.unattributed_errors.append(str(error))
+        self.log.error("record skipped: bad cloud data (project unknown: the backend could not read the VM)",
+                       error=str(error))
+
+    @contextlib.contextmanager
+    def bad_records(self, handler: Callable[[BadCloudData], None]) -> Iterator[None]:
+        """Within the block, records the backend cannot read go to ``handler`` and the listing goes on."""
+        previous = self.cloud.on_bad_record
+        self.cloud.on_bad_record = handler
+        try:
+            yield
+        finally:
+            self.cloud.on_bad_record = previous
+
+
+class ProjectRun:
+    """One project's share of a run: its window, measurement instants, message batchers and IP tally."""
+
+    def __init__(self, extractor: Extractor, target: Target, start: datetime, end: datetime,
+                 budget: Optional[BufferBudget] = None) -> None:
+        self.extractor = extractor
+        self.window = Window(target, start)
+        self.target = target
+        self.start = start
+        self.start_e, self.end_e = to_epoch(start), to_epoch(end)
+        self.instants = measurement_instants(self.start_e, self.end_e)
+        self.result = ProjectResult(measurements=len(self.instants))
+        self.log = extractor.log.bind(project=target.project.id, vo=target.vo)
+        settings = extractor.settings
+        self.batchers = {kind: Batcher(FORMATS[kind], extractor.sinks[kind], settings.max_records_per_message,
+                                       settings.max_message_bytes, budget) for kind in extractor.kinds}
+        self.ips: Optional[IPTally] = None
+
+    def bad(self, error: Exception) -> None:
+        self.result.bad_vms += 1
+        self.result.errors.append(str(error))
+        self.log.error("record skipped: bad cloud data", error=str(error))
+
+    def send(self, fragments: Iterable[Tuple[str, str]]) -> None:
+        for kind, fragment in fragments:
+            self.batchers[kind].add_fragment(fragment)
+
+    def open(self) -> None:
+        """What the project needs before its VMs: its floating IPs (CloudError if they cannot be listed)."""
+        if "ip" in self.extractor.kinds:
+            project = self.target.project
+            try:
+                self.ips = IPTally(self.instants, list(self.extractor.cloud.list_floating_ips(project.id)))
+            except BadCloudData as exc:  # one unreadable floating IP must not stop the VM records
+                self.bad(BadCloudData(f"IP records of project {project.id} not sent this run: {exc}"))
+
+    def alive_in_window(self, vm: VM) -> bool:
+        """What ``list_vms(project, active_since=start)`` returns: all but VMs that ended before the start
+        (a listing of all projects starts at the earliest window)."""
+        return not (vm.state is VMState.DELETED and vm.ended_at is not None and vm.ended_at < self.start)
+
+    def add_vm(self, vm: VM) -> None:
+        self.result.vms += 1
+        try:
+            life = Lifetime.of(vm)
+            self.send(self.extractor.vm_fragments(self.target, life, self.instants, self.start_e, self.ips))
+        except (BadCloudData, BadRecord) as exc:
+            self.bad(exc)
+
+    def close(self) -> ProjectResult:
+        """IP and storage records, then the last messages; the result once everything is in the sinks."""
+        extractor, project = self.extractor, self.target.project
+        with extractor.bad_records(self.bad):
+            if self.ips is not None:
+                for record in self.ips.records(extractor, self.target):
+                    self.send([("ip", FORMATS["ip"].fragment(record))])
+            if "storage" in extractor.kinds:
+                try:
+                    for volume in extractor.cloud.list_volumes(project.id, active_since=self.start):
+                        try:
+                            self.send(extractor.storage_fragments(self.target, volume, self.instants, self.start_e))
+                        except (BadCloudData, BadRecord) as exc:
+                            self.bad(exc)
+                except BadCloudData as exc:  # the backend could not read a volume: the rest waits for next run
+                    self.bad(BadCloudData(f"storage records of project {project.id} incomplete this run: {exc}"))
+            for batcher in self.batchers.values():
+                batcher.flush()
+        for kind, batcher in self.batchers.items():
+            self.result.records[kind] = batcher.records
+            self.result.messages += batcher.messages
+        return self.result
 
 
 class IPTally:

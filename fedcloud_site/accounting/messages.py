@@ -116,14 +116,53 @@ class PrintSink(MessageSink):
         stream.flush()
 
 
+class BufferBudget:
+    """A cap on the bytes that the partly filled messages of many batchers hold together.
+
+    One VM listing for all projects feeds a batcher per project and record type; each holds
+    at most one message, so without a cap memory would grow with the number of projects.
+    When the cap is passed, the batcher holding most is sent at once: a message with fewer
+    records, never a record lost or split.  What is held never exceeds the cap by more than
+    the fragment just added.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.held = 0
+        self.peak = 0
+        self.early_messages = 0  # messages sent before they were full, to stay under the cap
+        self._batchers: List[Batcher] = []
+
+    def register(self, batcher: Batcher) -> None:
+        self._batchers.append(batcher)
+
+    def charge(self, size: int) -> None:
+        """``size`` more bytes are held; sends the fullest messages while the total is over the cap."""
+        self.held += size
+        self.peak = max(self.peak, self.held)
+        while self.held > self.max_bytes:
+            fullest = max(self._batchers, key=lambda batcher: batcher.pending_bytes)
+            if not fullest.pending:
+                break
+            self.early_messages += 1
+            fullest.flush()
+
+    def release(self, size: int) -> None:
+        self.held -= size
+
+
 class Batcher:
     """Collects records of one type and hands full messages to a sink."""
 
-    def __init__(self, fmt: MessageFormat, sink: MessageSink, max_records: int, max_bytes: int) -> None:
+    def __init__(self, fmt: MessageFormat, sink: MessageSink, max_records: int, max_bytes: int,
+                 budget: Optional[BufferBudget] = None) -> None:
         self.fmt = fmt
         self.sink = sink
         self.max_records = max_records
         self.max_bytes = max_bytes
+        self.budget = budget
+        if budget is not None:
+            budget.register(self)
         self._fragments: List[str] = []
         self._size = 0
         self.records = 0
@@ -144,10 +183,11 @@ class Batcher:
             raise BadRecord(f"{self.fmt.kind} record larger than max_message_bytes ({len(fragment)} bytes)")
         if self._fragments and (len(self._fragments) >= self.max_records or self._size_with(fragment) > self.max_bytes):
             self.flush()
-        if self._fragments:
-            self._size += len(self.fmt.separator)
+        added = len(fragment) + (len(self.fmt.separator) if self._fragments else 0)
         self._fragments.append(fragment)
-        self._size += len(fragment)
+        self._size += added
+        if self.budget is not None:
+            self.budget.charge(added)
 
     def flush(self) -> None:
         """Send the current message, if any."""
@@ -157,9 +197,15 @@ class Batcher:
         self.sink.put(self.fmt.kind, message, len(self._fragments))
         self.records += len(self._fragments)
         self.messages += 1
+        if self.budget is not None:
+            self.budget.release(self._size)
         self._fragments = []
         self._size = 0
 
     @property
     def pending(self) -> int:
         return len(self._fragments)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._size

@@ -45,6 +45,9 @@ class Settings(DaemonSettings):
     cloud_type: Optional[str] = None  # CloudType; default "fedcloud-site/<version> (<backend>)"
     image_id_properties: List[str] = field(default_factory=lambda: list(DEFAULT_IMAGE_ID_PROPERTIES))
     lookup_user_names: bool = True  # ask the backend for user names when VMs do not carry them
+    # one VM listing per project, or one for all projects; auto: all where the backend reads the whole pool
+    # for a project anyway (OpenNebula), per project where the cloud filters (OpenStack)
+    vm_listing: Literal["auto", "per_project", "all_projects"] = "auto"
 
     def validate(self) -> None:
         super().validate()

@@ -274,6 +274,11 @@ class CloudBackend(abc.ABC):
     #: entry-point name of the backend ("openstack", "opennebula", "static")
     name: str = "abstract"
 
+    #: how ``list_vms(project_id)`` finds one project's VMs: True when the cloud filters them (the cost
+    #: follows that project's VMs), False when the backend reads every VM and filters itself (listing all
+    #: projects at once then costs no more than listing one); None: not declared
+    filters_vms_by_project: Optional[bool] = None
+
     #: set by a caller that wants listings to skip records they cannot interpret (each error names
     #: its record) instead of failing the whole listing; None: listings raise BadCloudData
     on_bad_record: Optional[Callable[[BadCloudData], None]] = None

@@ -9,6 +9,9 @@ import pytest
 import yaml
 from accounting_support import GOLDEN_SITE, AccountingSite
 
+from fedcloud_site.testing.opennebula import OpenNebulaSimulator, attribute_name
+from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim
+
 
 @pytest.fixture
 def golden_site_data() -> Dict[str, Any]:
@@ -26,3 +29,31 @@ def make_site(tmp_path: Path):
     return _make
 
 
+@pytest.fixture
+def simulated(make_site):
+    """``simulated("openstack"|"opennebula", data, overrides, name)`` -> (AccountingSite, simulator)."""
+    sims = []
+
+    def start(kind, data, overrides=None, name="sim", **backend):
+        if kind == "openstack":
+            sim = OpenStackSim(data).start()
+            cloud = {"backend": "openstack", "openstack": dict(
+                auth_url=sim.auth_url, username=ADMIN_USER, password=ADMIN_PASSWORD, project_name=ADMIN_PROJECT,
+                retry_delay=0.01, **backend)}
+            ignore = ["admin"]
+        else:
+            sim = OpenNebulaSimulator(data).start()
+            user = next(u for u in sim.cloud.users.values() if 0 in u.groups)
+            cloud = {"backend": "opennebula", "opennebula": dict(
+                endpoint=sim.url, username=user.name, password=user.password, poll_interval=0.01,
+                vo_attribute=attribute_name("egi.VO"), **backend)}
+            ignore = ["admin", "oneadmin", "users"]
+        sims.append(sim)
+        settings = {"cloud": cloud, "accounting": {"ignore_projects": ignore}}
+        for key, value in (overrides or {}).items():
+            settings.setdefault(key, {}).update(value)
+        return make_site({}, settings, name), sim
+
+    yield start
+    for sim in sims:
+        sim.stop()

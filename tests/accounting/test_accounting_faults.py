@@ -57,9 +57,13 @@ def big_site(n_vms: int) -> dict:
             "flavors": [{"id": "m1", "name": "m1", "vcpus": 1, "ram": 2048, "disk": 20}], "vms": vms}
 
 
-def json_site(make_site, data: dict, name: str):
-    return make_site(data, {"accounting": {"record_types": ["cloud"], "max_records_per_message": 25}}, name=name,
-                     site_format="json")
+#: both ways of listing VMs: one listing per project, and one listing of all projects dispatched to each
+LISTINGS = pytest.mark.parametrize("listing", ["per_project", "all_projects"])
+
+
+def json_site(make_site, data: dict, name: str, listing: str = "auto"):
+    return make_site(data, {"accounting": {"record_types": ["cloud"], "max_records_per_message": 25,
+                                           "vm_listing": listing}}, name=name, site_format="json")
 
 
 def harness(site, now: str, limit: int = 0) -> subprocess.Popen:
@@ -78,9 +82,10 @@ def load_all(site) -> CloudDB:
     return db
 
 
-def test_a_full_disk_stops_the_run_without_losing_anything(make_site):
+@LISTINGS
+def test_a_full_disk_stops_the_run_without_losing_anything(make_site, listing):
     data = big_site(300)
-    site = json_site(make_site, data, "full")
+    site = json_site(make_site, data, "full", listing)
     child = harness(site, "2026-11-20T00:00:00Z", limit=2048)  # every message is larger than 2 KiB
     out, _ = child.communicate(timeout=60)
     assert child.returncode == 1, out
@@ -89,14 +94,15 @@ def test_a_full_disk_stops_the_run_without_losing_anything(make_site):
     assert not state_file(site).exists() and not state_file(site, PROJECT_B).exists()
     # space again: the next run sends exactly what a run that never failed sends
     site.run("2026-11-20T00:00:00Z")
-    clean = json_site(make_site, data, "clean")
+    clean = json_site(make_site, data, "clean", listing)
     clean.run("2026-11-20T00:00:00Z")
     assert site.messages() == clean.messages()
 
 
-def test_killed_between_enqueue_and_state_write_nothing_is_lost_or_counted_twice(make_site):
+@LISTINGS
+def test_killed_between_enqueue_and_state_write_nothing_is_lost_or_counted_twice(make_site, listing):
     data = big_site(3000)
-    site = json_site(make_site, data, "killed")
+    site = json_site(make_site, data, "killed", listing)
     child = harness(site, "2026-11-20T00:00:00Z")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and child.poll() is None:
@@ -109,10 +115,11 @@ def test_killed_between_enqueue_and_state_write_nothing_is_lost_or_counted_twice
     sent_before_kill = len(site.messages())
     assert sent_before_kill >= 1, "the child was killed before it queued anything"
     assert not state_file(site).exists(), "the child finished before it could be killed"
+    assert not state_file(site, PROJECT_B).exists()
     # the next run (later) sends the window again; the APEL server's per-VM-month rule absorbs the re-send
     site.run("2026-11-21T00:00:00Z")
     assert json.loads(state_file(site).read_text())["extracted_to"] == "2026-11-21T00:00:00Z"
-    clean = json_site(make_site, data, "clean")
+    clean = json_site(make_site, data, "clean", listing)
     clean.run("2026-11-21T00:00:00Z")
     recovered, reference = load_all(site), load_all(clean)
     assert recovered.rows == reference.rows
@@ -121,7 +128,8 @@ def test_killed_between_enqueue_and_state_write_nothing_is_lost_or_counted_twice
     assert len(site.messages()) > len(clean.messages())  # the re-send happened and was harmless
 
 
-def test_malformed_vms_are_logged_by_id_and_the_others_still_sent(make_site):
+@LISTINGS
+def test_malformed_vms_are_logged_by_id_and_the_others_still_sent(make_site, listing):
     good = {"id": "aaaaaaaa-0000-4000-8000-000000000001", "name": "good", "project": PROJECT_A, "user": "u",
             "status": "running", "created": "2026-11-01T00:00:00Z", "flavor": "m1"}
     bad = [
@@ -133,9 +141,10 @@ def test_malformed_vms_are_logged_by_id_and_the_others_still_sent(make_site):
     ]
     data = big_site(0)
     data["vms"] = [bad[0], bad[1], good, bad[2], bad[3], bad[4]]
-    site = make_site(data, {"accounting": {"record_types": ["cloud"]}})
+    site = make_site(data, {"accounting": {"record_types": ["cloud"], "vm_listing": listing}})
     with capture_logs() as logs, pytest.raises(JobIncomplete) as info:
         site.run("2026-11-20T00:00:00Z")
+    assert info.value.summary["vm_listing"] == listing
     errors = [entry["error"] for entry in logs if entry["log_level"] == "error"]
     for vm_id in ("bad-date", "no-created", "bad-status", "deleted-no-end", "ends-before-start"):
         assert sum(vm_id in error for error in errors) == 1, (vm_id, errors)
@@ -151,8 +160,9 @@ def test_malformed_vms_are_logged_by_id_and_the_others_still_sent(make_site):
     assert db.latest(good["id"])["WallDuration"] == 21 * 86400
 
 
-def test_an_unreadable_state_file_skips_only_its_project(make_site):
-    site = make_site(big_site(3), {"accounting": {"record_types": ["cloud"]}})
+@pytest.mark.parametrize("listing", ["auto", "all_projects"])
+def test_an_unreadable_state_file_skips_only_its_project(make_site, listing):
+    site = make_site(big_site(3), {"accounting": {"record_types": ["cloud"], "vm_listing": listing}})
     state_file(site).parent.mkdir(parents=True)
     state_file(site).write_text("{not json")
     with capture_logs() as logs, pytest.raises(JobIncomplete) as info:
@@ -180,8 +190,10 @@ def test_a_selected_project_that_does_not_exist_is_named(make_site):
     assert state_file(site).exists() and not state_file(site, PROJECT_B).exists()
 
 
-def test_a_shutdown_abandons_the_project_without_advancing_its_state(make_site):
-    site = make_site(big_site(50), {"accounting": {"record_types": ["cloud"], "max_records_per_message": 10}})
+@LISTINGS
+def test_a_shutdown_abandons_the_project_without_advancing_its_state(make_site, listing):
+    site = make_site(big_site(50), {"accounting": {"record_types": ["cloud"], "max_records_per_message": 10,
+                                                   "vm_listing": listing}})
     config = site.config
     calls = []
 
@@ -192,15 +204,16 @@ def test_a_shutdown_abandons_the_project_without_advancing_its_state(make_site):
     with pytest.raises(JobIncomplete, match="stopped"):
         run_extraction(config, open_backend(config), parse_time("2026-11-20T00:00:00Z"), get_logger("accounting"),
                        stop=stop)
-    assert not state_file(site).exists()
+    assert not state_file(site).exists() and not state_file(site, PROJECT_B).exists()
     assert len(site.messages()) >= 1  # already queued messages stay; they are re-sent harmlessly next run
 
 
-def test_an_unreadable_floating_ip_costs_only_the_ip_records(make_site):
+@LISTINGS
+def test_an_unreadable_floating_ip_costs_only_the_ip_records(make_site, listing):
     data = big_site(3)
     data["floating_ips"] = [{"id": "fip-bad", "address": "192.0.2.9", "version": 4, "project": PROJECT_A,
                              "created": "sometime"}]
-    site = make_site(data, {"accounting": {"record_types": ["cloud", "ip"]}})
+    site = make_site(data, {"accounting": {"record_types": ["cloud", "ip"], "vm_listing": listing}})
     with capture_logs() as logs, pytest.raises(JobIncomplete, match="IP records of project"):
         site.run("2026-11-20T00:00:00Z")
     assert any("floating_ips[0]" in entry.get("error", "") for entry in logs)

@@ -13,6 +13,7 @@ from fedcloud_site.accounting.messages import (
     CLOUD_FORMAT,
     IP_FORMAT,
     Batcher,
+    BufferBudget,
     MessageSink,
     PrintSink,
     QueueSink,
@@ -114,3 +115,33 @@ def test_print_sink_labels_each_message():
     batcher.flush()
     lines = [line for line in stream.getvalue().splitlines() if line.startswith("# message")]
     assert lines[0].startswith("# message 1: cloud, 1 records") and lines[1].startswith("# message 2: cloud")
+
+
+def test_a_buffer_budget_bounds_what_many_batchers_hold_and_loses_no_record():
+    sink = ListSink()
+    budget = BufferBudget(20_000)
+    batchers = [Batcher(CLOUD_FORMAT, sink, max_records=100, max_bytes=1 << 20, budget=budget) for _ in range(40)]
+    fragment_sizes = set()
+    for i in range(4000):  # 40 projects x 100 records: without the budget ~1 MB held before the first message
+        record = cloud(i, name=f"project-{i % 40}")
+        fragment_sizes.add(len(CLOUD_FORMAT.fragment(record)))
+        batchers[i % 40].add(record)
+        assert budget.held == sum(b.pending_bytes for b in batchers)
+    assert budget.peak <= 20_000 + max(fragment_sizes)
+    assert budget.early_messages > 0
+    for batcher in batchers:
+        batcher.flush()
+    assert budget.held == 0
+    seen = sorted(int(r["VMUUID"][3:]) for _, text, _ in sink.messages for r in parse_message(text.encode()).records)
+    assert seen == list(range(4000))
+    for _, text, _ in sink.messages:  # each message still holds the records of one batcher (one project)
+        assert len({r["MachineName"] for r in parse_message(text.encode()).records}) == 1
+
+
+def test_under_its_budget_batchers_send_only_full_messages():
+    sink = ListSink()
+    budget = BufferBudget(1 << 20)
+    batchers = [Batcher(CLOUD_FORMAT, sink, max_records=10, max_bytes=1 << 20, budget=budget) for _ in range(3)]
+    for i in range(90):
+        batchers[i % 3].add(cloud(i))
+    assert [records for _, _, records in sink.messages] == [10] * 6 and budget.early_messages == 0

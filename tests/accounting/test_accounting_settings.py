@@ -36,6 +36,7 @@ def test_a_yaml_date_is_accepted_as_first_run_start(write_config):
     ("{max_message_bytes: 2000000}", "700 KiB"),
     ("{first_run_start: last tuesday}", "first_run_start"),
     ("{queue_dir: /q, storage_queue_dir: /q, record_types: [storage]}", "must differ"),
+    ("{vm_listing: once}", "vm_listing"),
 ])
 def test_invalid_settings_are_errors_naming_file_and_key(write_config, section, problem):
     path = write_config(SITE + f"accounting: {section}\n")

@@ -10,41 +10,11 @@ from accounting_support import GOLDEN_DIR, GOLDEN_SITE
 from apel_loader import CloudDB, parse_message
 
 from fedcloud_site.runner import JobIncomplete
-from fedcloud_site.testing.opennebula import OneFault, OpenNebulaSimulator, attribute_name, from_static
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, from_site, generate
+from fedcloud_site.testing.opennebula import OneFault, from_static
+from fedcloud_site.testing.openstack import from_site, generate
 from fedcloud_site.timeutil import parse_time, to_epoch
 
 NOW = "2026-11-20T10:00:00Z"
-
-
-@pytest.fixture
-def simulated(make_site):
-    """``simulated("openstack"|"opennebula", data, overrides, name)`` -> (AccountingSite, simulator)."""
-    sims = []
-
-    def start(kind, data, overrides=None, name="sim", **backend):
-        if kind == "openstack":
-            sim = OpenStackSim(data).start()
-            cloud = {"backend": "openstack", "openstack": dict(
-                auth_url=sim.auth_url, username=ADMIN_USER, password=ADMIN_PASSWORD, project_name=ADMIN_PROJECT,
-                retry_delay=0.01, **backend)}
-            ignore = ["admin"]
-        else:
-            sim = OpenNebulaSimulator(data).start()
-            user = next(u for u in sim.cloud.users.values() if 0 in u.groups)
-            cloud = {"backend": "opennebula", "opennebula": dict(
-                endpoint=sim.url, username=user.name, password=user.password, poll_interval=0.01,
-                vo_attribute=attribute_name("egi.VO"), **backend)}
-            ignore = ["admin", "oneadmin", "users"]
-        sims.append(sim)
-        settings = {"cloud": cloud, "accounting": {"ignore_projects": ignore}}
-        for key, value in (overrides or {}).items():
-            settings.setdefault(key, {}).update(value)
-        return make_site({}, settings, name), sim
-
-    yield start
-    for sim in sims:
-        sim.stop()
 
 
 def split_printed(text: str) -> list:
