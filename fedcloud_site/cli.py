@@ -22,7 +22,7 @@ import yaml
 from . import __version__
 from .config import DAEMONS, DEFAULT_CONFIG, Config, available_daemons, load_config
 from .log import configure_logging
-from .runner import EXIT_CONFIG, EXIT_LOCKED, EXIT_OK, AlreadyRunning, Runner
+from .runner import EXIT_CONFIG, EXIT_OK, run_daemon
 from .schema import ConfigError
 
 Handler = Callable[[argparse.Namespace, Config], int]
@@ -39,16 +39,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
 
 
 def _run_daemon(args: argparse.Namespace, config: Config) -> int:
-    runner = Runner(args.daemon, args.config, config=config, dry_run=args.dry_run, verbose=args.verbose,
-                    options=vars(args))
-    try:
-        with runner.locked():
-            if args.action == "once":
-                return runner.run_once()
-            return runner.run_forever()
-    except AlreadyRunning as exc:
-        print(f"fedcloud-site {args.daemon}: another instance is running: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
+    return run_daemon(args.daemon, args, config, once=args.action == "once")
 
 
 def _check_config(args: argparse.Namespace, config: Config) -> int:
@@ -101,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
             extra = importlib.import_module(f"fedcloud_site.{daemon}.cli")
         except ModuleNotFoundError:
             continue
+        add_run_arguments = getattr(extra, "add_run_arguments", None)
+        if add_run_arguments is not None:  # daemon-specific options of run/once (e.g. perun --force)
+            for p in (run, once):
+                add_run_arguments(p)
         extra.add_commands(actions, lambda p: _add_common(p, top=False))
         for action_parser in actions.choices.values():
             action_parser.set_defaults(daemon=daemon)

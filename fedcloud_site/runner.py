@@ -16,6 +16,7 @@ import fcntl
 import importlib
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -153,6 +154,18 @@ class DaemonLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def run_daemon(daemon: str, args: Any, config: Config, once: bool) -> int:
+    """Run a daemon's jobs once or for ever from parsed CLI ``args``, holding its lock; the exit status."""
+    runner = Runner(daemon, args.config, config=config, dry_run=args.dry_run, verbose=args.verbose,
+                    options=dict(vars(args), action="once" if once else "run"))
+    try:
+        with runner.locked():
+            return runner.run_once() if once else runner.run_forever()
+    except AlreadyRunning as exc:
+        print(f"fedcloud-site {daemon}: another instance is running: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
 
 
 def lock_path(config: Config, daemon: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..config import Config
-from ..runner import EXIT_LOCKED, EXIT_OK, AlreadyRunning, Runner
+from ..runner import EXIT_OK, run_daemon
 from .report import format_status
 from .settings import Settings
 from .state import Journal, StateError, SyncState
@@ -16,15 +16,14 @@ from .sync import DAEMON, iter_pending_inputs
 
 
 def _sync(args: argparse.Namespace, config: Config) -> int:
-    options = dict(vars(args))
-    options["action"] = "once"
-    runner = Runner(DAEMON, args.config, config=config, dry_run=args.dry_run, verbose=args.verbose, options=options)
-    try:
-        with runner.locked():
-            return runner.run_once()
-    except AlreadyRunning as exc:
-        print(f"fedcloud-site perun: another instance is running: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
+    return run_daemon(DAEMON, args, config, once=True)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--force`` and ``--file`` for ``perun run|once|sync``."""
+    parser.add_argument("--force", action="store_true", help="apply although a safety check refuses")
+    parser.add_argument("--file", type=Path, default=None,
+                        help="use this propagation file instead of the configured source")
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
@@ -50,9 +49,7 @@ def add_commands(actions: Any, add_common: Callable[[argparse.ArgumentParser], N
     """Add ``sync`` and ``status`` to ``fedcloud-site perun``."""
     sync = actions.add_parser("sync", help="synchronise users once now (plan only with --dry-run)")
     add_common(sync)
-    sync.add_argument("--force", action="store_true", help="apply although a safety check refuses")
-    sync.add_argument("--file", type=Path, default=None,
-                      help="use this propagation file instead of the configured source")
+    add_run_arguments(sync)
     sync.add_argument("--once", action="store_true", help="accepted for compatibility: sync always runs once")
     sync.set_defaults(handler=_sync, needs_config=True)
     status = actions.add_parser("status", help="last sync, managed users, pending deletions")
