@@ -3,8 +3,12 @@
 Writers (the accounting extractor) add messages durably: the element is written
 by dirq (``.tmp`` then hard link to the final ``<8 hex dir>/<14 hex file>``
 name), then the file and its directory are fsync'ed before :meth:`add` returns,
-so a crash after ``add`` cannot lose the message.  Readers (the SSM sender, or
-apel/ssm's ``ssmsend``) lock, read and remove elements with the same layout.
+so a crash after ``add`` cannot lose the message.  The queue root is fsync'ed
+too when the intermediate directory may be new to it: dirq made it during this
+add, or this writer has not yet synced the root since that directory appeared
+(one directory per minute, so most adds skip that third fsync).  Readers (the
+SSM sender, or apel/ssm's ``ssmsend``) lock, read and remove elements with the
+same layout.
 """
 
 from __future__ import annotations
@@ -35,12 +39,16 @@ class MessageQueue:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._dirq = QueueSimple(str(self.path), umask=umask)
+        self._root_synced_for: Optional[str] = None  # the intermediate directory whose entry we made durable
 
     # -- writing ---------------------------------------------------------------------------
     def add(self, message: Union[str, bytes]) -> str:
         """Add one message and make it durable; returns the element name (``dir/file``)."""
         data = message.encode("ascii") if isinstance(message, str) else message
-        name = self._dirq.add(data)
+        current = self._interval_dir()
+        existed = (self.path / current).is_dir()
+        name = str(self._dirq.add(data))
+        directory = name.split("/", 1)[0]
         element = self.path / name
         fd = os.open(str(element), os.O_RDONLY)
         try:
@@ -48,8 +56,17 @@ class MessageQueue:
         finally:
             os.close(fd)
         fsync_dir(element.parent)
-        fsync_dir(self.path)
-        return str(name)
+        if not existed or directory != current or directory != self._root_synced_for:
+            # dirq may have created the directory (or another writer did, without syncing the root)
+            fsync_dir(self.path)
+            self._root_synced_for = directory
+        return name
+
+    def _interval_dir(self) -> str:
+        """The intermediate directory dirq adds into now (``%08x`` of the time, rounded to its granularity)."""
+        now = int(time.time())
+        granularity = int(getattr(self._dirq, "granularity", 60) or 1)
+        return "%08x" % (now - now % granularity if granularity > 1 else now)
 
     # -- reading ---------------------------------------------------------------------------
     def names(self) -> Iterator[str]:

@@ -80,3 +80,50 @@ def test_stats_give_depth_bytes_and_oldest_age(tmp_path):
     stats = queue.stats()
     assert stats.count == 2 and stats.bytes == 8
     assert stats.oldest_age is not None and 0 <= stats.oldest_age < 60
+
+
+def _fsynced_paths(monkeypatch):
+    """Record the path of every file or directory fsync'ed (by resolving the descriptor)."""
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced
+
+
+def test_add_syncs_file_and_directory_always_and_the_root_only_for_a_new_directory(tmp_path, monkeypatch):
+    synced = _fsynced_paths(monkeypatch)
+    for attempt in range(5):  # a minute boundary between the two adds makes a second directory: retry then
+        root = tmp_path / f"q{attempt}"
+        queue = MessageQueue(root)
+        synced.clear()
+        first, second = queue.add(b"one"), queue.add(b"two")
+        if first.split("/")[0] == second.split("/")[0]:
+            break
+    else:  # pragma: no cover
+        raise AssertionError("every attempt crossed a minute boundary")
+    directory = str(root / first.split("/")[0])
+    # dirq made the directory for the first message: the root is synced; not for the second
+    assert synced == [str(root / first), directory, str(root), str(root / second), directory]
+    # the directory disappears (a reader purged it) and dirq makes it again: its entry in the root is synced
+    for name in list(queue.names()):
+        assert queue.lock(name)
+        queue.remove(name)
+    for entry in root.iterdir():
+        entry.rmdir()
+    synced.clear()
+    third = queue.add(b"three")
+    assert synced == [str(root / third), str(root / third.split("/")[0]), str(root)]
+
+
+def test_a_new_writer_syncs_the_root_once_even_for_a_directory_someone_else_made(tmp_path, monkeypatch):
+    root = tmp_path / "q"
+    MessageQueue(root).add(b"by another writer")
+    writer = MessageQueue(root)
+    synced = _fsynced_paths(monkeypatch)
+    name = writer.add(b"mine")
+    assert synced[-1] == str(root) and str(root / name) in synced
