@@ -9,10 +9,12 @@ Every listing pages with ``limit``/``marker`` (``page_size`` items per call) and
 never makes one HTTP call per VM: ``list_vms`` is one paged pass over the live
 servers plus, with ``active_since``, one paged pass over the servers deleted
 since then (``changes-since``).  Flavours and Keystone users are read once per
-backend instance and cached.  Paging continues until the cloud answers an empty
-page, so a page cut short by the server loses nothing; a page whose body is cut
-or a transient 5xx/connection failure is retried ``retries`` times; 401 (token
-expired or revoked) makes keystoneauth authenticate again.
+backend instance and cached; ``list_flavors`` also reads the access list of each
+private flavour once (one request per private flavour: ``Flavor.projects``).
+Paging continues until the cloud answers an empty page, so a page cut short by
+the server loses nothing; a page whose body is cut or a transient 5xx/connection
+failure is retried ``retries`` times; 401 (token expired or revoked) makes
+keystoneauth authenticate again.
 
 Nova status -> :class:`VMState` (``NOVA_STATES``):
 
@@ -38,6 +40,7 @@ are the projects where it holds a role (``member_role`` is granted/revoked).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import re
@@ -239,6 +242,7 @@ class OpenStackBackend(CloudBackend):
         self._flavors: Optional[Dict[str, Flavor]] = None  # readable flavours by id
         self._flavor_listing: List[Union[Flavor, BadCloudData]] = []  # in listing order, unreadable ones too
         self._unreadable_flavors: Dict[str, BadCloudData] = {}
+        self._flavor_access_read = False  # private flavours' projects filled in (list_flavors only)
         self._user_names: Optional[Dict[str, str]] = None
         self._compute_version: Optional[Tuple[int, int]] = None
         self._external_networks: Optional[Set[str]] = None
@@ -518,10 +522,63 @@ class OpenStackBackend(CloudBackend):
         except (TypeError, ValueError) as exc:
             raise BadCloudData(f"{where}: {exc}") from None
 
+    def _access_of(self, flavor: Flavor) -> Tuple[str, ...]:
+        """Project ids of a private flavour's access list (``GET /flavors/{id}/os-flavor-access``)."""
+        body = self._json(self._call("compute", "GET", f"/flavors/{flavor.id}/os-flavor-access",
+                                     f"access list of flavor {flavor.id}", retry=True), "flavor access")
+        entries = body.get("flavor_access") if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            raise BadCloudData(f"flavor {flavor.id} ({flavor.name}): its access list has no 'flavor_access' list")
+        projects = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not entry.get("tenant_id"):
+                raise BadCloudData(f"flavor {flavor.id} ({flavor.name}): access entry without tenant_id: "
+                                   f"{str(entry)[:200]}")
+            if str(entry["tenant_id"]) not in projects:
+                projects.append(str(entry["tenant_id"]))
+        return tuple(projects)
+
+    def _load_flavor_access(self) -> None:
+        """Fill ``projects`` of the private flavours: one request per private flavour, once per backend.
+
+        Credentials that may not read access lists (403: Nova's default policy lets admins only)
+        leave ``projects`` None (not told) and no further access list is asked for.
+        """
+        if self._flavor_access_read:
+            return
+        listing: List[Union[Flavor, BadCloudData]] = []
+        readable = True
+        for entry in self._flavor_listing:
+            if isinstance(entry, BadCloudData) or entry.public or not readable:
+                listing.append(entry)
+                continue
+            try:
+                entry = dataclasses.replace(entry, projects=self._access_of(entry))
+            except CloudAuthError as exc:
+                log.warning("openstack_flavor_access_unreadable", error=str(exc)[:300],
+                            consequence="private flavours are listed without their projects")
+                readable = False
+            except NotFound:
+                log.info("openstack_flavor_gone", flavor=entry.id)  # deleted (or made public) since the listing
+                continue
+            except BadCloudData as exc:
+                listing.append(exc)
+                self._unreadable_flavors[entry.id] = exc
+                continue
+            listing.append(entry)
+        self._flavor_listing = listing
+        self._flavors = {f.id: f for f in listing if isinstance(f, Flavor)}
+        self._flavor_access_read = True
+
     def list_flavors(self) -> Iterator[Flavor]:
-        """Every flavour, public and private, in Nova's order; one that cannot be read goes to
-        :meth:`bad_record` with an error naming it, and the others are still listed."""
+        """Every flavour, public and private, in Nova's order, read once per backend.
+
+        A private flavour's ``projects`` come from its access list (one request per private
+        flavour, the first time only).  A flavour that cannot be read goes to :meth:`bad_record`
+        with an error naming it, and the others are still listed.
+        """
         self._load_flavors()
+        self._load_flavor_access()
         for entry in self._flavor_listing:
             if isinstance(entry, BadCloudData):
                 self.bad_record(entry)

@@ -257,6 +257,54 @@ def test_old_nova_servers_of_an_unreadable_flavour_are_bad_records_naming_both(f
     assert f"server {odd_vm.id}" in str(problems[0]) and "flavor odd-id (odd.size)" in str(problems[0])
 
 
+def test_private_flavours_carry_the_projects_of_their_access_list(fresh):
+    first, second = pid(fresh, "project-0"), pid(fresh, "project-1")
+    fresh.data.add_flavor_access("g1-a100-id", second)
+    fresh.data.add_flavor_access("g1-a100-id", first)
+    fresh.data.add_flavor("closed-id", "closed", 1, 512, 1, is_public=False)
+    backend = OpenStackBackend(settings_for(fresh))
+    flavors = {f.id: f for f in backend.list_flavors()}
+    assert set(flavors["g1-a100-id"].projects) == {first, second}
+    assert flavors["closed-id"].projects == ()  # private, no project may use it
+    assert all(f.projects is None for f in flavors.values() if f.public)
+    private = sum(1 for f in fresh.data.flavors.values() if not f.is_public)
+    assert fresh.requests["nova.flavor.access"] == private == 2  # one request per private flavour
+    fresh.data.add_flavor_access("closed-id", first)
+    assert {f.id: f.projects for f in backend.list_flavors()}["closed-id"] == ()  # cached per backend
+    assert fresh.requests["nova.flavor.access"] == 2
+    assert {f.id: f.projects for f in OpenStackBackend(settings_for(fresh)).list_flavors()}["closed-id"] == (first,)
+
+
+def test_listing_vms_reads_no_flavour_access_list(fresh):
+    backend = OpenStackBackend(settings_for(fresh))
+    list(backend.list_vms())
+    assert "nova.flavor.access" not in fresh.requests
+
+
+def test_credentials_that_may_not_read_access_lists_leave_projects_untold_after_one_try(fresh):
+    own = pid(fresh)
+    fresh.data.add_flavor_access("g1-a100-id", own)
+    fresh.data.add_flavor("second-gpu-id", "g2", 8, 4096, 10, is_public=False, access={own})
+    fresh.data.add_user("alice", password="pw", projects=(own,))
+    backend = OpenStackBackend(settings_for(fresh, username="alice", password=Secret("pw"), project_name="project-0"))
+    private = {f.id: f for f in backend.list_flavors() if not f.public}
+    assert set(private) == {"g1-a100-id", "second-gpu-id"}  # the ones the project may use
+    assert all(f.projects is None for f in private.values())
+    assert fresh.requests["nova.flavor.access"] == 1  # a 403, then no more asking
+
+
+def test_an_unreadable_access_list_makes_its_flavour_a_bad_record(fresh):
+    backend = OpenStackBackend(settings_for(fresh))
+    problems = []
+    backend.on_bad_record = problems.append
+    fresh.inject("status", route="nova.flavor.access", status=200,
+                 body={"flavor_access": [{"flavor_id": "g1-a100-id"}]})
+    flavors = {f.id for f in backend.list_flavors()}
+    assert "g1-a100-id" not in flavors and flavors == set(fresh.data.flavors) - {"g1-a100-id"}
+    assert len(problems) == 1 and "flavor g1-a100-id (g1.a100)" in str(problems[0])
+    assert "tenant_id" in str(problems[0])
+
+
 def test_capacity_sums_hypervisors(backend, sim):
     capacity = backend.capacity()
     live = [s for s in sim.data.servers.values() if not s.deleted and s.host]

@@ -283,6 +283,76 @@ def test_flavors_with_extra_specs_and_private_flavors_for_admins(sim):
     assert specs["extra_specs"] == gpu["extra_specs"]
 
 
+def member_headers(sim: OpenStackSim, name: str = "project-0") -> dict:
+    """A token of a user with the member role on one project (no admin role anywhere)."""
+    if sim.data.find_user("alice") is None:
+        sim.data.add_user("alice", password="pw", projects=(project(sim, name),))
+    response = token_for(sim, {"project": {"name": name, "domain": {"name": "Default"}}}, user="alice",
+                         password="pw")
+    return {"X-Auth-Token": response.headers["X-Subject-Token"]}
+
+
+def test_flavor_access_lists_are_served_and_changed_as_nova_does(fresh):
+    conn = fresh.connect()
+    first, second = project(fresh, "project-0"), project(fresh, "project-1")
+    gpu = conn.compute.find_flavor("g1.a100", ignore_missing=False)
+    assert conn.compute.get_flavor_access(gpu) == []
+    conn.compute.flavor_add_tenant_access(gpu, second)
+    conn.compute.flavor_add_tenant_access(gpu, first)
+    url = f"{fresh.url}/compute/v2.1/flavors/g1-a100-id"
+    listed = requests.get(url + "/os-flavor-access", headers=admin_headers(fresh), timeout=5)
+    assert listed.status_code == 200
+    assert listed.json() == {"flavor_access": [{"flavor_id": "g1-a100-id", "tenant_id": p}
+                                               for p in sorted((first, second))]}
+    assert fresh.data.flavors["g1-a100-id"].access == {first, second}
+    with pytest.raises(openstack.exceptions.ConflictException, match="already exists"):
+        conn.compute.flavor_add_tenant_access(gpu, first)
+    removed = requests.post(url + "/action", json={"removeTenantAccess": {"tenant": first}},
+                            headers=admin_headers(fresh), timeout=5)
+    assert removed.json() == {"flavor_access": [{"flavor_id": "g1-a100-id", "tenant_id": second}]}
+    with pytest.raises(openstack.exceptions.NotFoundException, match="not found"):
+        conn.compute.flavor_remove_tenant_access(gpu, first)
+    unknown = requests.post(url + "/action", json={"addTenantAccess": {"tenant": "no-such-project"}},
+                            headers=admin_headers(fresh), timeout=5)
+    assert unknown.status_code == 400 and "not a valid project" in unknown.text
+
+
+def test_public_flavors_have_no_access_list(fresh):
+    url = f"{fresh.url}/compute/v2.1/flavors/m1-small-id"
+    listed = requests.get(url + "/os-flavor-access", headers=admin_headers(fresh), timeout=5)
+    assert listed.status_code == 404 and "not available for public flavors" in listed.text
+    added = requests.post(url + "/action", json={"addTenantAccess": {"tenant": project(fresh)}},
+                          headers=admin_headers(fresh, **{"OpenStack-API-Version": "compute 2.7"}), timeout=5)
+    assert added.status_code == 409 and "public flavor" in added.text
+
+
+def test_only_admins_read_and_change_flavor_access(fresh):
+    fresh.data.add_flavor_access("g1-a100-id", project(fresh))
+    url = f"{fresh.url}/compute/v2.1/flavors/g1-a100-id"
+    member = member_headers(fresh)
+    listed = requests.get(url + "/os-flavor-access", headers=member, timeout=5)
+    assert listed.status_code == 403 and "os-flavor-access" in listed.text
+    added = requests.post(url + "/action", json={"addTenantAccess": {"tenant": project(fresh, "project-1")}},
+                          headers=member, timeout=5)
+    assert added.status_code == 403 and fresh.data.flavors["g1-a100-id"].access == {project(fresh)}
+    visible = requests.get(f"{fresh.url}/compute/v2.1/flavors/detail", headers=member, timeout=5).json()
+    assert "g1-a100-id" in {f["id"] for f in visible["flavors"]}  # usable by the member's project
+
+
+def test_a_site_description_gives_private_flavours_their_projects():
+    site = {"projects": [{"id": "a" * 32, "name": "one"}, {"id": "b" * 32, "name": "two"}],
+            "flavors": [{"id": "gpu", "vcpus": 8, "ram": 1024, "public": False, "projects": ["b" * 32]},
+                        {"id": "open", "vcpus": 1, "ram": 512, "public": False},
+                        {"id": "small", "vcpus": 1, "ram": 512, "projects": ["a" * 32]}]}
+    data = from_site(site, now=NOW)
+    assert data.flavors["gpu"].access == {"b" * 32}
+    assert data.flavors["open"].access == set(data.projects)  # not told: every project, as the static backend
+    assert data.flavors["small"].access == set()  # public: no access list
+    site["flavors"][0]["projects"] = ["c" * 32]
+    with pytest.raises(ValueError, match=r"flavors\[0\] \(gpu\): projects names c{32}"):
+        from_site(site, now=NOW)
+
+
 def test_simple_tenant_usage_counts_hours_and_pages_from_2_40(fresh):
     pid = project(fresh)
     fresh.data.set_now(NOW)

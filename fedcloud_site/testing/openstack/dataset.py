@@ -188,7 +188,9 @@ def from_site(description: Union[str, Path, Mapping[str, Any]], now: Optional[da
 
     Project, flavour, image, VM, volume and floating-IP ids are kept, so records
     read through the simulator match those of the static backend.  Users named
-    by VMs but not listed are created (name = ``user_name`` or the id).
+    by VMs but not listed are created (name = ``user_name`` or the id).  A private
+    flavour's ``projects`` become its Nova access list; one without ``projects`` is
+    opened to every project of the description (the static backend offers it to all).
     """
     if isinstance(description, (str, Path)):
         where = str(description)
@@ -204,11 +206,19 @@ def from_site(description: Union[str, Path, Mapping[str, Any]], now: Optional[da
                          tags=[str(t) for t in p.get("tags") or []], extra=props)
         if str(p.get("domain") or "default") not in data.domains:
             raise ValueError(f"{where}: projects[{i}]: unknown domain {p.get('domain')!r}")
-    for f in site.get("flavors") or []:
-        data.add_flavor(str(f["id"]), str(f.get("name", f["id"])), int(f["vcpus"]), int(f["ram"]),
-                        int(f.get("disk", 0)), ephemeral=int(f.get("ephemeral", 0)),
-                        is_public=bool(f.get("public", True)),
-                        extra_specs={str(k): str(v) for k, v in (f.get("extra_specs") or {}).items()})
+    for i, f in enumerate(site.get("flavors") or []):
+        flavor = data.add_flavor(str(f["id"]), str(f.get("name", f["id"])), int(f["vcpus"]), int(f["ram"]),
+                                 int(f.get("disk", 0)), ephemeral=int(f.get("ephemeral", 0)),
+                                 is_public=bool(f.get("public", True)),
+                                 extra_specs={str(k): str(v) for k, v in (f.get("extra_specs") or {}).items()})
+        if flavor.is_public:
+            continue  # Nova keeps no access list for public flavours
+        allowed = [str(p) for p in f["projects"]] if f.get("projects") is not None else list(data.projects)
+        for project_id in allowed:
+            if project_id not in data.projects:
+                raise ValueError(f"{where}: flavors[{i}] ({flavor.id}): projects names {project_id}, which is not "
+                                 "among the projects")
+            data.add_flavor_access(flavor.id, project_id)
     for i, im in enumerate(site.get("images") or []):
         created = _time(im.get("created_at"), f"{where}: images[{i}]") or data.now()
         image = data.add_image(str(im.get("name", im["id"])), im.get("owner"), id=str(im["id"]),

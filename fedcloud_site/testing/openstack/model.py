@@ -403,6 +403,21 @@ class CloudData:
             self.touch()
             return flavor
 
+    def add_flavor_access(self, flavor_id: str, project_id: str) -> SimFlavor:
+        """Let a project use a private flavour (Nova ``addTenantAccess``)."""
+        with self.lock:
+            flavor = self.flavors[flavor_id]
+            flavor.access.add(project_id)
+            self.touch()
+            return flavor
+
+    def remove_flavor_access(self, flavor_id: str, project_id: str) -> SimFlavor:
+        with self.lock:
+            flavor = self.flavors[flavor_id]
+            flavor.access.discard(project_id)
+            self.touch()
+            return flavor
+
     @staticmethod
     def flavor_snapshot(flavor: SimFlavor) -> Dict[str, Any]:
         return {"id": flavor.id, "name": flavor.name, "vcpus": flavor.vcpus, "ram": flavor.ram, "disk": flavor.disk,

@@ -75,6 +75,7 @@ def register(sim: OpenStackSim) -> None:
       api.extra_spec, render_error)
     r("GET", base + r"/flavors/(?P<id>[^/]+)/os-flavor-access", "nova.flavor.access", api.flavor_access,
       render_error)
+    r("POST", base + r"/flavors/(?P<id>[^/]+)/action", "nova.flavor.action", api.flavor_action, render_error)
     r("GET", base + r"/os-simple-tenant-usage", "nova.usage.all", api.usage_all, render_error)
     r("GET", base + r"/os-simple-tenant-usage/(?P<project>[^/]+)", "nova.usage", api.usage_project, render_error)
     r("GET", base + r"/os-hypervisors", "nova.hypervisors", api.hypervisors, render_error)
@@ -467,13 +468,50 @@ class _Nova:
             raise ApiError(404, f"Flavor {request.match['id']} has no extra specs with key {key}.")
         return self.respond(request, {key: specs[key]})
 
+    @staticmethod
+    def _access_body(flavor: SimFlavor) -> Dict[str, Any]:
+        return {"flavor_access": [{"flavor_id": flavor.id, "tenant_id": p} for p in sorted(flavor.access)]}
+
     def flavor_access(self, request: Request) -> Response:
-        self._token(request)
+        """The projects allowed to use a private flavour (admins only, as Nova's default policy since 2023.1)."""
+        self._admin(request, "os_compute_api:os-flavor-access")
         flavor = self._flavor(request.match["id"])
         if flavor.is_public:
             raise ApiError(404, "Access list not available for public flavors.")
-        return self.respond(request, {"flavor_access": [{"flavor_id": flavor.id, "tenant_id": p}
-                                                        for p in sorted(flavor.access)]})
+        return self.respond(request, self._access_body(flavor))
+
+    def flavor_action(self, request: Request) -> Response:
+        """``addTenantAccess`` / ``removeTenantAccess``: answers the flavour's whole access list."""
+        token = self._token(request)
+        version = self.microversion(request)
+        body = request.json()
+        if not isinstance(body, dict) or len(body) != 1:
+            raise ApiError(400, "Malformed request body")
+        action, value = next(iter(body.items()))
+        if action not in ("addTenantAccess", "removeTenantAccess"):
+            raise ApiError(400, f"There is no such action: {action}")
+        policy = "add_tenant_access" if action == "addTenantAccess" else "remove_tenant_access"
+        if not token.is_admin:
+            raise ApiError(403, f"Policy doesn't allow os_compute_api:os-flavor-access:{policy} to be performed.")
+        tenant = value.get("tenant") if isinstance(value, dict) else None
+        if not isinstance(tenant, str) or not tenant:
+            raise ApiError(400, f"Invalid input for field/attribute {action}. Value: {value!r}. "
+                                "'tenant' is a required property")
+        if tenant not in self.data.projects:  # Nova asks Keystone whether the project exists
+            raise ApiError(400, f"Project ID {tenant} is not a valid project.")
+        flavor = self._flavor(request.match["id"])
+        if action == "addTenantAccess":
+            if version >= (2, 7) and flavor.is_public:
+                raise ApiError(409, "Can not add access to a public flavor.")
+            if tenant in flavor.access:
+                raise ApiError(409, f"Flavor access already exists for flavor {flavor.id} and project {tenant} "
+                                    "combination.")
+            self.data.add_flavor_access(flavor.id, tenant)
+        else:
+            if tenant not in flavor.access:
+                raise ApiError(404, f"Flavor access not found for {flavor.id} / {tenant} combination.")
+            self.data.remove_flavor_access(flavor.id, tenant)
+        return self.respond(request, self._access_body(flavor))
 
     # -- usage ---------------------------------------------------------------------------------------------------
     def _period(self, request: Request) -> Tuple[datetime, datetime]:
