@@ -12,6 +12,8 @@ from fedcloud_site.log import get_logger
 from fedcloud_site.ssm.brokers import DiscoveryError, discover, resolve_brokers
 from fedcloud_site.testing.ldap import SlapdServer, free_port, slapd_available
 
+pytestmark = pytest.mark.services
+
 
 def _service(sid: str, kind: str, network: str = "") -> str:
     other = f"GLUE2EntityOtherInfo: cluster={network}\n" if network else ""

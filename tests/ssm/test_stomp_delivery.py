@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from ssm_helpers import apel_receive, fill_queue, ssm_yaml
 
 from fedcloud_site.cli import main
 from fedcloud_site.queue import MessageQueue
+
+pytestmark = pytest.mark.services
 
 
 def test_every_queued_message_arrives_signed_verifiable_and_unchanged_then_leaves_the_queue(

@@ -30,6 +30,7 @@ from fedcloud_site.testing import pki
 from fedcloud_site.testing.ldap import free_port
 
 WINDOW = 40
+pytestmark = pytest.mark.services
 
 
 def _tls(tmp_path: Path, test_pki, cert: Optional[Path] = None, key: Optional[Path] = None) -> TlsFiles:
@@ -200,7 +201,7 @@ def _cli(config: Path) -> subprocess.Popen:
 
 def test_sigterm_during_a_send_stops_cleanly_after_the_messages_in_flight(tmp_path, test_pki, broker, destination,
                                                                         consume, outgoing):
-    queued = fill_queue(outgoing, 1000, size=3000)
+    queued = fill_queue(outgoing, 2500, size=3000)
     consumer = consume(broker.port, destination)
     config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
                       destination=destination, extra=f"  window: {WINDOW}\n")
@@ -222,7 +223,7 @@ def test_sigterm_during_a_send_stops_cleanly_after_the_messages_in_flight(tmp_pa
 
 def test_a_killed_sender_leaves_no_lock_behind_for_the_next_run(tmp_path, test_pki, broker, destination, consume,
                                                                 outgoing):
-    queued = fill_queue(outgoing, 1000, size=3000)
+    queued = fill_queue(outgoing, 2500, size=3000)
     consumer = consume(broker.port, destination)
     config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
                       destination=destination, extra=f"  window: {WINDOW}\n")
