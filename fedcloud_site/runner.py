@@ -62,7 +62,15 @@ class AlreadyRunning(Exception):
     """The daemon's lock is held by another process."""
 
 
+class LockUnavailable(Exception):
+    """The daemon's lock file cannot be created (missing permissions, full disk...)."""
+
+
 JobFunc = Callable[["JobContext"], Optional[Mapping[str, Any]]]
+
+#: a job's summary may hold ``IDLE: True`` when the run found nothing to do (e.g. a short poll of an
+#: empty queue): its summary line is then logged at debug level instead of info
+IDLE = "_idle"
 
 
 @dataclass(frozen=True)
@@ -130,16 +138,22 @@ class DaemonLock:
         self._fd: Optional[int] = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LockUnavailable(f"cannot create lock file {self.path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise AlreadyRunning(f"{self.path} is locked by process {holder}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the pid is informative only: a full disk must not stop the daemon here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
 
     def release(self) -> None:
@@ -166,6 +180,9 @@ def run_daemon(daemon: str, args: Any, config: Config, once: bool) -> int:
     except AlreadyRunning as exc:
         print(f"fedcloud-site {daemon}: another instance is running: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except LockUnavailable as exc:
+        print(f"fedcloud-site {daemon}: {exc}", file=sys.stderr)
+        return EXIT_JOB_FAILED
 
 
 def lock_path(config: Config, daemon: str) -> Path:
@@ -207,8 +224,10 @@ class Runner:
         status = EXIT_OK
         try:
             summary = dict(job.func(ctx) or {})
+            idle = bool(summary.pop(IDLE, False))
             summary.update({f"api_{k}": v for k, v in self._api_counts(ctx).items()})
-            ctx.log.info("run summary", status="ok", duration=round(time.monotonic() - started, 3), **summary)
+            log = ctx.log.debug if idle else ctx.log.info
+            log("run summary", status="ok", duration=round(time.monotonic() - started, 3), **summary)
             self._failures.pop(job.name, None)
             self._last_status[job.name] = "ok"
         except JobIncomplete as exc:

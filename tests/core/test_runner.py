@@ -261,3 +261,31 @@ def test_daemon_cli_reports_lock_held(write_config, tmp_path):
                                  "accounting", "once"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 3
     assert "another instance is running" in result.stderr
+
+
+def test_idle_runs_log_their_summary_at_debug_level(config, tmp_path):
+    from fedcloud_site.config import LoggingSettings
+    from fedcloud_site.log import configure_logging
+    from fedcloud_site.runner import IDLE
+
+    log_file = tmp_path / "runner.log"
+    configure_logging(LoggingSettings(file=log_file))
+    try:
+        runner = make_runner(config, [Job("poll", lambda ctx: {IDLE: True, "sent": 0}, 60),
+                                      Job("work", lambda ctx: {"sent": 5}, 60)])
+        assert runner.run_once() == EXIT_OK
+    finally:
+        configure_logging(LoggingSettings())
+    text = log_file.read_text()
+    assert "job='work'" in text and "sent=5" in text
+    assert "job='poll'" not in text
+
+
+def test_unusable_lock_directory_is_a_clear_error(write_config, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    path = write_config(MINIMAL + f"accounting: {{state_dir: {blocker / 'state'}}}\n")
+    result = subprocess.run([sys.executable, "-m", "fedcloud_site.cli", "--config", str(path), "accounting", "once"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_JOB_FAILED
+    assert f"cannot create lock file {blocker / 'state' / 'accounting.lock'}" in result.stderr
