@@ -127,6 +127,38 @@ class ImageSpec:
     min_disk_gb: int = 0
     properties: Mapping[str, str] = field(default_factory=dict)
     share_with: Sequence[str] = ()  # project ids
+    datastore: Optional[str] = None  # where the bytes go (OpenNebula: image datastore id); None: backend default
+
+
+@dataclass(frozen=True)
+class VMTemplate:
+    """A VM template that boots registered images (OpenNebula ``VMTEMPLATE``)."""
+
+    id: str
+    name: str
+    image_ids: Sequence[str] = ()  # images of its disks
+    owner: Optional[str] = None  # project id / group
+    visibility: str = "private"
+    vcpus: float = 0
+    ram_mb: int = 0
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """What to create: a VM template booting one image, with the image's origin properties."""
+
+    name: str
+    image_id: str
+    ram_mb: int
+    vcpus: int = 1
+    cpu: float = 1.0  # physical CPU share for all its VCPUs (OpenNebula CPU)
+    arch: Optional[str] = None  # e.g. x86_64
+    owner: Optional[str] = None
+    visibility: str = "private"
+    properties: Mapping[str, str] = field(default_factory=dict)
+    #: backend-specific extra attributes: a string, or a mapping of strings for a vector attribute
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -336,6 +368,14 @@ class CloudBackend(abc.ABC):
                 return image
         raise NotFound(f"image {image_id} not found")
 
+    def image_name(self, name: str, distinct: str = "") -> str:
+        """The name to give a new image (and its template) called ``name``, as this cloud accepts it.
+
+        ``distinct`` tells this image apart from others of the same ``name`` (e.g. an older version still
+        registered); clouds that need unique names add it (OpenNebula: unique per owner), others ignore it.
+        """
+        return name
+
     def create_image(self, spec: ImageSpec, data: BinaryIO) -> Image:
         """Register an image and upload its bytes from ``data`` (a readable stream)."""
         raise NotSupported(f"{self.name} backend cannot create images")
@@ -358,6 +398,19 @@ class CloudBackend(abc.ABC):
             if vm.image_id == image_id and vm.state is not VMState.DELETED:
                 return True
         return False
+
+    # -- VM templates (clouds whose users start VMs from templates: OpenNebula) ---------------------
+    def create_template(self, spec: TemplateSpec) -> VMTemplate:
+        """Create a VM template booting ``spec.image_id``, owned and shared like an image."""
+        raise NotSupported(f"{self.name} backend cannot create VM templates")
+
+    def list_templates(self) -> Iterator[VMTemplate]:
+        """All VM templates the credentials can see."""
+        raise NotSupported(f"{self.name} backend has no VM templates")
+
+    def delete_template(self, template_id: str) -> None:
+        """Delete a VM template (never the images it uses)."""
+        raise NotSupported(f"{self.name} backend cannot delete VM templates")
 
     # -- users and groups (Perun sync) ----------------------------------------------------
     def list_groups(self) -> Iterator[Group]:

@@ -6,20 +6,28 @@ URI), ``appdb_id`` (``dc:identifier``), ``image_list`` (subscription), ``vmcatch
 (list identifier), ``vmcatcher_event_hv_version``, ``image_hash`` (``sha512:<hex>``), ``os_distro``,
 ``os_version``, ``architecture``, and the managed-by tag ``fedcloud_site_managed_by: images``. Only images
 with that tag *and* our subscription name are ever deactivated, changed or deleted.
+
+Where the cloud has VM templates (OpenNebula) and the subscription asks for them, each registered image gets
+one template booting it, with the same origin properties plus ``fedcloud_site_template`` (a fingerprint of
+what the template holds: a template whose fingerprint differs is replaced). Templates go when their image is
+deprecated or deleted.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass
-from typing import BinaryIO, Dict, List, Mapping, Optional, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import BinaryIO, Dict, List, Mapping, Optional, Sequence, Union
 
-from ..cloud.base import CloudBackend, Image, ImageSpec, NotFound, NotSupported
+from ..cloud.base import CloudBackend, Image, ImageSpec, NotFound, NotSupported, TemplateSpec, VMTemplate
 from .imagelist import ImageEntry, ImageList
 
 MANAGED_BY_KEY = "fedcloud_site_managed_by"
 MANAGED_BY_VALUE = "images"
 DEPRECATED_KEY = "fedcloud_site_deprecated_at"
+TEMPLATE_KEY = "fedcloud_site_template"  # fingerprint of a template's content
 _MAX_VALUE = 255  # Glance property value limit
 
 _OS_DISTRO = {"centos": "centos", "centos stream": "centos", "ubuntu": "ubuntu", "debian": "debian",
@@ -33,6 +41,11 @@ _ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "i386": "i686",
 
 def _clip(value: str) -> str:
     return value if len(value) <= _MAX_VALUE else value[: _MAX_VALUE - 3] + "..."
+
+
+def architecture(entry: ImageEntry) -> str:
+    """``sl:arch`` in the usual vocabulary (x86_64, aarch64, ...), lower case."""
+    return _ARCH.get(entry.arch.lower(), entry.arch.lower())
 
 
 def os_distro(entry: ImageEntry) -> str:
@@ -63,20 +76,20 @@ def image_properties(subscription: str, image_list: ImageList, entry: ImageEntry
         "vmcatcher_event_vo": vo or image_list.vo,
         "os_distro": os_distro(entry),
         "os_version": entry.osversion,
-        "architecture": _ARCH.get(entry.arch.lower(), entry.arch.lower()),
+        "architecture": architecture(entry),
     }
     if entry.core_minimum:
         props["hw_cpu_minimum"] = str(entry.core_minimum)  # informational; no Glance meaning
     return {key: _clip(value) for key, value in props.items() if value}
 
 
-def prop(image: Image, key: str) -> Optional[str]:
-    """An image property, also when the backend upper-cases names (OpenNebula template attributes)."""
+def prop(image: Union[Image, VMTemplate], key: str) -> Optional[str]:
+    """An image (or template) property, also when the backend upper-cases names (OpenNebula attributes)."""
     value = image.properties.get(key)
     return value if value is not None else image.properties.get(key.upper())
 
 
-def is_ours(image: Image, subscription: Optional[str] = None) -> bool:
+def is_ours(image: Union[Image, VMTemplate], subscription: Optional[str] = None) -> bool:
     """Created by this subscriber (and, if given, for this subscription)."""
     if prop(image, MANAGED_BY_KEY) != MANAGED_BY_VALUE:
         return False
@@ -90,6 +103,13 @@ class Target:
     owner: Optional[str]
     share_with: Sequence[str]
     visibility: str
+    datastore: Optional[str] = None  # backend storage location (OpenNebula datastore id)
+
+
+def template_fingerprint(spec: TemplateSpec) -> str:
+    """A short digest of everything a template holds, to notice when it must be replaced."""
+    data = asdict(replace(spec, properties={k: v for k, v in spec.properties.items() if k != TEMPLATE_KEY}))
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Registrar:
@@ -100,6 +120,9 @@ class Registrar:
         self.log = log
         self.activation_timeout = activation_timeout
         self._ours: Optional[Dict[str, Image]] = None
+        self._templates: Optional[Dict[str, VMTemplate]] = None
+        self.templates_created = 0
+        self.templates_deleted = 0
 
     def ours(self, refresh: bool = False) -> Dict[str, Image]:
         """Our images in the cloud by id (listed once per run unless ``refresh``)."""
@@ -131,7 +154,7 @@ class Registrar:
         """Create and upload an image, then wait until the cloud says it is active."""
         spec = ImageSpec(name=name, disk_format=disk_format, container_format=container_format, owner=target.owner,
                          visibility=target.visibility, min_ram_mb=min_ram_mb, properties=dict(properties),
-                         share_with=tuple(target.share_with))
+                         share_with=tuple(target.share_with), datastore=target.datastore)
         image = self.cloud.create_image(spec, data)
         image = self.wait_active(image)
         if self._ours is not None:
@@ -171,6 +194,7 @@ class Registrar:
         except NotSupported:
             self.log.info("backend cannot deactivate images; only marked deprecated",  # type: ignore[attr-defined]
                           image_id=image_id)
+        self.drop_templates(image.id)
 
     def reactivate(self, image_id: str) -> None:
         image = self._own(image_id)
@@ -188,6 +212,7 @@ class Registrar:
             return None
         if self.cloud.image_in_use(image.id):
             return "in use by VMs; deleted once unused"
+        self.drop_templates(image.id)
         try:
             self.cloud.delete_image(image.id)
         except NotFound:
@@ -202,3 +227,45 @@ class Registrar:
             raise PermissionError(f"image {image_id} was not created by fedcloud-site images "
                                   f"(no {MANAGED_BY_KEY} property); left alone")
         return image
+
+    # -- VM templates ---------------------------------------------------------------------------------
+    def templates(self) -> Dict[str, VMTemplate]:
+        """Our VM templates by id (listed once per run); NotSupported where the cloud has none."""
+        if self._templates is None:
+            self._templates = {t.id: t for t in self.cloud.list_templates() if is_ours(t)}
+        return self._templates
+
+    def ensure_template(self, spec: TemplateSpec) -> Optional[VMTemplate]:
+        """Make sure one template of ours matching ``spec`` boots ``spec.image_id``: returns the template
+        created, or None when it was already there. Outdated or duplicate templates of the image go."""
+        fingerprint = template_fingerprint(spec)
+        mine = [t for t in self.templates().values() if spec.image_id in t.image_ids]
+        current = [t for t in mine if prop(t, TEMPLATE_KEY) == fingerprint]
+        for stale in mine if not current else [t for t in mine if t.id != current[0].id]:
+            self.delete_template(stale)  # first: the replacement may take the same name
+        if current:
+            return None
+        template = self.cloud.create_template(replace(spec, properties={**spec.properties, TEMPLATE_KEY: fingerprint}))
+        self.templates()[template.id] = template
+        self.templates_created += 1
+        return template
+
+    def drop_templates(self, image_id: str) -> None:
+        """Delete our templates booting ``image_id`` (nothing where the cloud has no templates)."""
+        try:
+            mine = [t for t in self.templates().values() if image_id in t.image_ids]
+        except NotSupported:
+            return
+        for template in mine:
+            self.delete_template(template)
+
+    def delete_template(self, template: VMTemplate) -> None:
+        """Delete one of our templates (gone already: fine)."""
+        try:
+            self.cloud.delete_template(template.id)
+        except NotFound:
+            pass
+        self.templates().pop(template.id, None)
+        self.templates_deleted += 1
+        self.log.info("VM template deleted", template_id=template.id, name=template.name,  # type: ignore[attr-defined]
+                      image_ids=list(template.image_ids))

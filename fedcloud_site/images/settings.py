@@ -16,6 +16,9 @@ Example::
           vo: fedcloud.egi.eu           # images go to (and are shared with) this VO's projects
           filter: {os: [Ubuntu, CentOS]}
           policy: auto                  # or 'approve': wait for 'fedcloud-site images approve'
+          datastore_id: 101             # OpenNebula: this VO's image datastore (default cloud.opennebula's)
+          opennebula_template: true     # OpenNebula: a VM template beside each image (default: the section's)
+      template: {memory: 2048, vcpus: 1, cpu: 0.5}   # what those templates hold when the list does not say
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 from ..schema import Duration, Secret
 from ..settings import DaemonSettings
@@ -75,14 +78,60 @@ class Hook:
             raise ValueError(f"events: unknown event type(s) {unknown}; known: {', '.join(EVENT_TYPES)}")
 
 
+#: template attributes the backend sets itself (not in ``template.attributes``/``vectors``)
+_OWN_TEMPLATE_ATTRIBUTES = ("NAME", "CPU", "VCPU", "MEMORY", "DISK")
+_ATTRIBUTE = re.compile(r"^[A-Za-z0-9_]+$")
+#: built-in backends that have neither datastores to choose nor VM templates
+_NO_TEMPLATES = ("openstack", "static")
+
+
+@dataclass
+class TemplateSettings:
+    """The VM template made beside each registered image when ``opennebula_template`` is on.
+
+    MEMORY and VCPU come from the list's ``hv:ram_minimum``/``hv:core_minimum`` when it gives them, else
+    from here; CPU (the physical share) is ``cpu`` per VCPU; OS ARCH from ``sl:arch``; DISK the image.
+    """
+
+    memory: int = 1024  # MB
+    vcpus: int = 1
+    cpu: float = 1.0  # physical CPU share per VCPU
+    context: bool = True  # CONTEXT = [NETWORK="YES", SSH_PUBLIC_KEY="$USER[SSH_PUBLIC_KEY]"] unless in vectors
+    attributes: Dict[str, str] = field(default_factory=dict)  # extra single attributes, e.g. {HYPERVISOR: kvm}
+    vectors: Dict[str, Dict[str, str]] = field(default_factory=dict)  # e.g. {NIC: {NETWORK: public}}
+
+    def validate(self) -> None:
+        if self.memory < 1 or self.vcpus < 1:
+            raise ValueError("memory and vcpus: must be at least 1")
+        if self.cpu <= 0:
+            raise ValueError("cpu: must be positive")
+        for key in ("attributes", "vectors"):
+            for name in getattr(self, key):
+                if not _ATTRIBUTE.match(name):
+                    raise ValueError(f"{key}: {name!r} is not an attribute name (letters, digits, '_')")
+                if name.upper() in _OWN_TEMPLATE_ATTRIBUTES:
+                    raise ValueError(f"{key}: {name} is set from the image and its list entry")
+                if key == "vectors" and any(not _ATTRIBUTE.match(k) for k in self.vectors[name]):
+                    raise ValueError(f"vectors.{name}: sub-attribute names are letters, digits and '_'")
+
+    def extra_attributes(self) -> Dict[str, Any]:
+        """Attributes added to every template (single and vector), upper-cased."""
+        extra: Dict[str, Any] = {k.upper(): v for k, v in self.attributes.items()}
+        extra.update({k.upper(): {s.upper(): v for s, v in sub.items()} for k, sub in self.vectors.items()})
+        if self.context and "CONTEXT" not in extra:
+            extra["CONTEXT"] = {"NETWORK": "YES", "SSH_PUBLIC_KEY": "$USER[SSH_PUBLIC_KEY]"}
+        return extra
+
+
 @dataclass
 class Subscription:
     """One image list: where it is, who must have signed it, and where its images go."""
 
     name: str
-    url: str  # https://, http:// or file://
     endorser_dn: str  # signer certificate subject, slash form (/DC=.../CN=...)
     ca_dn: str  # signer certificate issuer, slash form
+    url: str = ""  # https://, http:// or file:///absolute/path
+    list_file: Optional[Path] = None  # instead of url: a local signed list (relative to the config file)
     enabled: bool = True  # disabled (or removed) subscriptions have their images retired
     token: Optional[Secret] = None  # AppDB access token (basic auth: token / x-oauth-basic); or token_file
     vo: Optional[str] = None  # a VO of the ``vos`` section: its projects receive the images
@@ -92,15 +141,27 @@ class Subscription:
     policy: Literal["auto", "approve"] = "auto"
     prefix: str = ""  # prepended to image names (after the section's prefix)
     sharing: Optional[Literal["private", "shared", "community", "public"]] = None  # default: shared if a VO
+    datastore_id: Optional[int] = None  # OpenNebula image datastore (default: cloud.opennebula.datastore_id)
+    opennebula_template: Optional[bool] = None  # a VM template beside each image (default: the section's)
 
     def validate(self) -> None:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$", self.name):
             raise ValueError(f"name: {self.name!r} must be letters, digits, '_', '.', '@' or '-'")
-        if not self.url.startswith(("https://", "http://", "file://")):
-            raise ValueError(f"url: {self.url!r} must be an https://, http:// or file:// URL")
+        if bool(self.url) == (self.list_file is not None):
+            raise ValueError("url: give either url or list_file (a local signed list)")
+        if self.url and not self.url.startswith(("https://", "http://", "file://")):
+            raise ValueError(f"url: {self.url!r} must be an https://, http:// or file:// URL "
+                             f"(for a local file relative to the configuration use list_file)")
+        if self.datastore_id is not None and self.datastore_id < 0:
+            raise ValueError(f"datastore_id: must be a datastore id (>= 0), got {self.datastore_id}")
         for key in ("endorser_dn", "ca_dn"):
             if not getattr(self, key).startswith("/"):
                 raise ValueError(f"{key}: expected a slash-form DN such as /DC=org/DC=example/CN=name")
+
+    @property
+    def location(self) -> str:
+        """Where the list is fetched from: ``url``, or ``list_file`` as a ``file://`` URL."""
+        return self.url or (self.list_file.as_uri() if self.list_file is not None else "")
 
 
 @dataclass
@@ -131,6 +192,9 @@ class Settings(DaemonSettings):
     # events
     hooks: List[Hook] = field(default_factory=list)
     trigger_file: Optional[Path] = None  # touched when images change; default <state_dir>/images.changed
+    # OpenNebula: VM templates beside the images
+    opennebula_template: bool = False  # default of the subscriptions' opennebula_template
+    template: TemplateSettings = field(default_factory=TemplateSettings)
 
     def validate(self) -> None:
         super().validate()
@@ -150,11 +214,24 @@ class Settings(DaemonSettings):
             raise ValueError(f"subscriptions: duplicate name(s) {duplicates}")
 
     def finish(self, config: Any) -> None:
+        backend = config.cloud.backend
         for index, sub in enumerate(self.subscriptions):
             if sub.vo is not None and sub.vo not in config.vos:
                 known = ", ".join(sorted(config.vos)) or "none"
                 raise ValueError(f"subscriptions[{index}].vo: VO {sub.vo!r} is not in the vos section "
                                  f"(known: {known})")
+            if backend in _NO_TEMPLATES and sub.datastore_id is not None:
+                raise ValueError(f"subscriptions[{index}].datastore_id: the {backend} backend has no datastores "
+                                 f"to choose (OpenNebula only)")
+            if backend in _NO_TEMPLATES and sub.opennebula_template:
+                raise ValueError(f"subscriptions[{index}].opennebula_template: the {backend} backend has no VM "
+                                 f"templates (OpenNebula only)")
+        if backend in _NO_TEMPLATES and self.opennebula_template:
+            raise ValueError(f"opennebula_template: the {backend} backend has no VM templates (OpenNebula only)")
+
+    def wants_template(self, sub: Subscription) -> bool:
+        """Does ``sub`` want a VM template beside each of its images?"""
+        return self.opennebula_template if sub.opennebula_template is None else sub.opennebula_template
 
     # parsed sizes
     @property

@@ -12,7 +12,10 @@ Per subscription (a failure in one never stops the others):
 3. Retire (deactivate, mark, delete after ``grace_period`` unless in use) images no longer in the list,
    expired ones, and all images of an expired list or of a removed/disabled subscription.
 
-Then the cache is cleaned to its quota and, if images changed, the trigger file is rewritten.
+Registered images of subscriptions that want VM templates (``opennebula_template``) get theirs in step 2;
+templates go with their image's deprecation, and ours that no registered image of such a subscription
+needs any more are deleted at the end of the run. Then the cache is cleaned to its quota and, if images
+changed, the trigger file is rewritten.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..atomic import atomic_write_bytes, atomic_write_text
-from ..cloud.base import CloudBackend, CloudError, NotFound
+from ..cloud.base import CloudBackend, CloudError, Image, NotFound, NotSupported, TemplateSpec
 from ..timeutil import iso_utc, parse_time, utcnow
 from .cache import Cache, CacheFull
 from .convert import ConvertError, Prepared, prepare
@@ -35,7 +38,7 @@ from .download import DownloadError, DownloadStopped, download
 from .fetch import FetchError, fetch_list, make_session
 from .hooks import event_environment, run_hooks
 from .imagelist import ImageEntry, ImageList, ImageListError, parse_image_list
-from .register import Registrar, Target, image_properties, is_ours, prop
+from .register import Registrar, Target, architecture, image_properties, is_ours, prop
 from .settings import Settings, Subscription
 from .state import IN_CLOUD, ImageRow, StateDB
 from .trust import ListRejected, verify_list
@@ -56,6 +59,8 @@ class Summary:
     removed: int = 0
     failed: int = 0
     awaiting_approval: int = 0
+    templates_created: int = 0
+    templates_removed: int = 0
     problems: List[str] = field(default_factory=list)
 
     def as_dict(self) -> Dict[str, int]:
@@ -115,6 +120,7 @@ class Sync:
         self.cache = Cache(settings.cache_dir, settings.cache_quota_bytes, settings.min_free_bytes)
         self.summary = Summary()
         self.db: StateDB
+        self._templates_refused = False
 
     @property
     def registrar(self) -> Registrar:
@@ -139,9 +145,13 @@ class Sync:
             self._run_downloads(jobs)
             self._retire_gone_subscriptions({s.name for s in enabled})
             self._delete_expired_deprecations()
+            self._clean_templates()
             self.db.prune_removed(iso_utc(self.now() - timedelta(days=REMOVED_KEPT_DAYS)))
             self._clean_cache()
             self._hook("ProcessPostfix")
+        if self._registrar is not None:
+            self.summary.templates_created = self._registrar.templates_created
+            self.summary.templates_removed = self._registrar.templates_deleted
         if self.summary.cloud_changed:
             self._touch_trigger()
         return self.summary
@@ -158,8 +168,8 @@ class Sync:
         try:
             session = make_session(self.settings.capath, self.settings.ca_bundle, sub.token)
             with session:
-                response = fetch_list(session, sub.url, self.settings.max_list_bytes, float(self.settings.list_timeout),
-                                      etag=row.etag if have_good and row else None,
+                response = fetch_list(session, sub.location, self.settings.max_list_bytes,
+                                      float(self.settings.list_timeout), etag=row.etag if have_good and row else None,
                                       last_modified=row.last_modified if have_good and row else None)
             unchanged = response.not_modified and have_good
             signed = signed_file.read_bytes() if unchanged else response.body
@@ -174,8 +184,8 @@ class Sync:
             reason = str(exc) if isinstance(exc, ListRejected) else f"fetch: {exc}"
             self.summary.problems.append(f"{sub.name}: {reason}")
             self.log.error("image list not accepted; keeping the last good list and all registered images",
-                           subscription=sub.name, url=sub.url, stage=stage, reason=reason)
-            self.db.save_subscription(sub.name, url=sub.url, state="failed", reason=reason,
+                           subscription=sub.name, url=sub.location, stage=stage, reason=reason)
+            self.db.save_subscription(sub.name, url=sub.location, state="failed", reason=reason,
                                       last_checked=iso_utc(now))
             return _ListState(sub, self._last_good(sub) if have_good else None, fresh=False)
         image_list = verified.image_list
@@ -193,11 +203,11 @@ class Sync:
                 self.summary.problems.append(f"{sub.name}: {reason}")
                 self.log.error("image list verified but not stored; keeping the last good list",
                                subscription=sub.name, reason=reason)
-                self.db.save_subscription(sub.name, url=sub.url, state="failed", reason=reason,
+                self.db.save_subscription(sub.name, url=sub.location, state="failed", reason=reason,
                                           last_checked=iso_utc(now))
                 return _ListState(sub, self._last_good(sub) if have_good else None, fresh=False)
         self.db.save_subscription(
-            sub.name, url=sub.url, state="ok", reason=(f"invalid image entries: {warnings}" if warnings else None),
+            sub.name, url=sub.location, state="ok", reason=(f"invalid image entries: {warnings}" if warnings else None),
             etag=response.etag, last_modified=response.last_modified, list_identifier=image_list.identifier,
             list_version=image_list.version, list_expires=iso_utc(image_list.expires), list_file=str(signed_file),
             signer_dn=verified.signer_dn, last_checked=iso_utc(now), last_success=iso_utc(now))
@@ -309,6 +319,7 @@ class Sync:
                 if registrar.update_metadata(image, self._name(sub, entry), self._properties(sub, image_list, entry)):
                     self.summary.updated += 1
                 self._remove_duplicates(sub.name, entry, keep=image.id)
+                self._ensure_template(sub, image_list, entry, image.id)
                 self._retire_older(sub.name, entry, row.id)
                 return None
             self.log.warning("registered image vanished from the cloud; registering it again",
@@ -321,6 +332,7 @@ class Sync:
             self._remove_duplicates(sub.name, entry, keep=found[0].id)
             if registrar.update_metadata(found[0], self._name(sub, entry), self._properties(sub, image_list, entry)):
                 self.summary.updated += 1
+            self._ensure_template(sub, image_list, entry, found[0].id)
             self._retire_older(sub.name, entry, row.id)
             return None
         if row.state == "failed" and not row.due(now):
@@ -467,6 +479,7 @@ class Sync:
         log.info("image registered", image_id=image.id, name=image.name, owner=target.owner,
                  shared_with=list(target.share_with))
         self._hook("AvailablePostfix", entry, sub, image_list, filename=str(prepared.path), image_id=image.id)
+        self._ensure_template(sub, image_list, entry, image.id)
         self._retire_older(sub.name, entry, row.id)
         if not self.settings.keep_cache:
             self.cache.remove(job.dest)
@@ -543,6 +556,57 @@ class Sync:
             if row.cache_file:
                 self.cache.remove(Path(row.cache_file))
 
+    # ------------------------------------------------------------------------------- VM templates
+    def _template_spec(self, image: Image, entry: ImageEntry, properties: Dict[str, str]) -> TemplateSpec:
+        defaults = self.settings.template
+        vcpus = entry.core_minimum or defaults.vcpus
+        return TemplateSpec(name=image.name, image_id=image.id, ram_mb=entry.ram_minimum_mb or defaults.memory,
+                            vcpus=vcpus, cpu=round(vcpus * defaults.cpu, 2), arch=architecture(entry) or None,
+                            owner=image.owner, visibility=image.visibility, properties=properties,
+                            attributes=defaults.extra_attributes())
+
+    def _ensure_template(self, sub: Subscription, image_list: ImageList, entry: ImageEntry, image_id: str) -> None:
+        """The VM template of a registered image, when the subscription wants one (failures: next run)."""
+        if not self.settings.wants_template(sub):
+            return
+        try:
+            image = self.registrar.ours().get(image_id) or self.registrar.cloud.get_image(image_id)
+            spec = self._template_spec(image, entry, self._properties(sub, image_list, entry))
+            template = self.registrar.ensure_template(spec)
+        except NotSupported as exc:
+            self._templates_unsupported(sub.name, exc)
+            return
+        except CloudError as exc:
+            self._cloud_failed(sub.name, exc)
+            return
+        if template is not None:
+            self.log.info("VM template created", subscription=sub.name, identifier=entry.identifier,
+                          image_id=image_id, template_id=template.id, name=template.name, ram_mb=template.ram_mb,
+                          vcpus=template.vcpus)
+
+    def _templates_unsupported(self, subscription: str, exc: Exception) -> None:
+        if self._templates_refused:
+            return  # said once per run
+        self._templates_refused = True
+        self.summary.problems.append(f"{subscription}: templates: opennebula_template is set but {exc}")
+        self.log.error("VM templates not supported by the cloud backend", subscription=subscription, error=str(exc))
+
+    def _clean_templates(self) -> None:
+        """Delete our templates that no registered image of a subscription wanting templates needs."""
+        if self._registrar is None:
+            return  # the cloud was not used in this run: nothing can have changed
+        wanting = {s.name for s in self.settings.subscriptions if s.enabled and self.settings.wants_template(s)}
+        needed = {r.image_id for r in self.db.images(states=("registered",))
+                  if r.image_id and r.subscription in wanting}
+        try:
+            for template in list(self.registrar.templates().values()):
+                if not needed.intersection(template.image_ids):
+                    self.registrar.delete_template(template)
+        except NotSupported:
+            return
+        except CloudError as exc:
+            self._cloud_failed("templates", exc)
+
     # ------------------------------------------------------------------------------- cache
     def _clean_cache(self) -> None:
         keep: Set[Path] = set()
@@ -592,10 +656,14 @@ class Sync:
         projects = self.registrar.resolve_projects(self._vo_projects(sub))
         visibility = sub.sharing or ("shared" if projects else "private")
         share_with = projects[1:] if visibility == "shared" else []
-        return Target(owner=projects[0] if projects else None, share_with=share_with, visibility=visibility)
+        return Target(owner=projects[0] if projects else None, share_with=share_with, visibility=visibility,
+                      datastore=str(sub.datastore_id) if sub.datastore_id is not None else None)
 
     def _name(self, sub: Subscription, entry: ImageEntry) -> str:
-        return f"{self.settings.prefix}{sub.prefix}{entry.title}"
+        """Prefixes + title, as the cloud takes it; where names must be unique (OpenNebula) tagged with the
+        subscription, version and checksum, so that two versions (or two VOs' copies) can coexist."""
+        return self.registrar.cloud.image_name(f"{self.settings.prefix}{sub.prefix}{entry.title}",
+                                               f"{sub.name} {entry.version} {entry.sha512[:8]}")
 
     def _properties(self, sub: Subscription, image_list: ImageList, entry: ImageEntry) -> Dict[str, str]:
         return image_properties(sub.name, image_list, entry, sub.vo)
@@ -631,7 +699,7 @@ class Sync:
             row = rows.get(sub.name)
             try:
                 with make_session(self.settings.capath, self.settings.ca_bundle, sub.token) as session:
-                    response = fetch_list(session, sub.url, self.settings.max_list_bytes,
+                    response = fetch_list(session, sub.location, self.settings.max_list_bytes,
                                           float(self.settings.list_timeout))
                 verified = verify_list(response.body, sub, self.settings.capath, self.now(),
                                        self.settings.allow_stale_crls,

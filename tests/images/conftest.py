@@ -22,6 +22,7 @@ from fedcloud_site.config import load_config
 from fedcloud_site.images.register import is_ours
 from fedcloud_site.images.state import StateDB
 from fedcloud_site.testing.image_server import ImageServer, write_random_file
+from fedcloud_site.testing.opennebula import OpenNebulaSimulator, from_static
 from fedcloud_site.testing.pki import CertificateAuthority, Credential, write_ca_directory
 from fedcloud_site.timeutil import iso_utc, utcnow
 
@@ -170,3 +171,15 @@ def image_server():
 @pytest.fixture
 def world(tmp_path: Path, pki: Pki, image_server: ImageServer) -> World:
     return World(tmp_path, pki, image_server)
+
+
+@pytest.fixture
+def opennebula(world, tmp_path):
+    """The world's site served by the OpenNebula simulator, the config pointing at it (pyone)."""
+    with OpenNebulaSimulator(from_static(world.site)) as sim:
+        user = next(u for u in sim.cloud.users.values() if 0 in u.groups)
+        world.cloud_section = {"backend": "opennebula", "opennebula": {
+            "endpoint": sim.url, "username": user.name, "password": user.password, "poll_interval": 0.01,
+            "upload_dir": str(tmp_path / "one-upload")}}
+        world.write_config()
+        yield sim

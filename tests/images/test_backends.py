@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from fedcloud_site.testing.opennebula import OpenNebulaSimulator, from_static
 from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, from_site
 
 
@@ -15,17 +14,6 @@ def openstack(world):
         world.cloud_section = {"backend": "openstack", "openstack": {
             "auth_url": sim.auth_url, "username": ADMIN_USER, "password": ADMIN_PASSWORD,
             "project_name": ADMIN_PROJECT, "retry_delay": 0.01}}
-        world.write_config()
-        yield sim
-
-
-@pytest.fixture
-def opennebula(world, tmp_path):
-    with OpenNebulaSimulator(from_static(world.site)) as sim:
-        user = next(u for u in sim.cloud.users.values() if 0 in u.groups)
-        world.cloud_section = {"backend": "opennebula", "opennebula": {
-            "endpoint": sim.url, "username": user.name, "password": user.password, "poll_interval": 0.01,
-            "upload_dir": str(tmp_path / "one-upload")}}
         world.write_config()
         yield sim
 

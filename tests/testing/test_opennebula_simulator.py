@@ -256,6 +256,54 @@ def test_user_and_group_writes(fresh):
         one.template.info(tid)
 
 
+def test_template_ownership_permissions_rename_and_delete_like_oned(fresh, tmp_path):
+    one = pyone.OneServer(fresh.url, session="oneadmin:opennebula")
+    path = tmp_path / "disk.raw"
+    path.write_bytes(b"x" * 1024)
+    image_id = one.image.allocate(f'NAME="disk"\nPATH="{path}"', 1)
+    tid = one.template.allocate(f'NAME="vm"\nMEMORY="512"\nDISK=[IMAGE_ID="{image_id}"]')
+    one.template.chown(tid, -1, 101)
+    one.template.chmod(tid, -1, -1, -1, 1, -1, -1, 0, -1, -1, False)  # 6.x: a trailing 'recursive' flag
+    one.template.chmod(tid, -1, -1, -1, -1, -1, -1, -1, -1, -1)  # ... which older clients leave out
+    one.template.rename(tid, "vm2")
+    template = one.template.info(tid)
+    assert (template.GID, template.PERMISSIONS.GROUP_U, template.PERMISSIONS.OTHER_U, template.NAME) == \
+        (101, 1, 0, "vm2")
+    assert template.TEMPLATE["DISK"] == {"IMAGE_ID": str(image_id)}
+    with pytest.raises(pyone.OneNoExistsException):
+        one.template.chown(tid, -1, 999)
+    with pytest.raises(pyone.OneException, match="NAME is already taken by TEMPLATE"):
+        one.template.allocate('NAME="vm2"\nMEMORY="1"')
+    one.template.delete(tid, False)
+    assert one.image.info(image_id).NAME == "disk"  # not recursive: the image stays
+    tid = one.template.allocate(f'NAME="again"\nDISK=[IMAGE_ID="{image_id}"]')
+    one.template.delete(tid, True)
+    with pytest.raises(pyone.OneNoExistsException):
+        one.image.info(image_id)
+
+
+def test_ids_of_deleted_objects_are_not_given_again(fresh):
+    one = pyone.OneServer(fresh.url, session="oneadmin:opennebula")
+    first = one.template.allocate('NAME="a"')
+    one.template.delete(first)
+    assert one.template.allocate('NAME="a"') == first + 1
+
+
+@pytest.mark.parametrize("name, problem", [("a/b", "char '/' is not allowed"), ("x:y", "char ':' is not allowed"),
+                                           ("n" * 129, "max length is 128")])
+def test_names_oned_refuses_are_refused_for_images_and_templates(fresh, tmp_path, name, problem):
+    one = pyone.OneServer(fresh.url, session="oneadmin:opennebula")
+    path = tmp_path / "disk.raw"
+    path.write_bytes(b"x")
+    with pytest.raises(pyone.OneException, match=problem):
+        one.image.allocate(f'NAME="{name}"\nPATH="{path}"', 1)
+    with pytest.raises(pyone.OneException, match=problem):
+        one.template.allocate(f'NAME="{name}"')
+    image_id = one.image.allocate(f'NAME="fine"\nPATH="{path}"', 1)
+    with pytest.raises(pyone.OneException, match=problem):
+        one.image.rename(image_id, name)
+
+
 # -- data sets ------------------------------------------------------------------------------------------------
 def test_generated_sites_are_deterministic_and_scale():
     a, b = generate(n_vms=300, seed=4, now=NOW), generate(n_vms=300, seed=4, now=NOW)

@@ -24,9 +24,14 @@ Mapping of OpenNebula objects to the records of :mod:`fedcloud_site.cloud.base`:
   the image id is the inherited ``VMCATCHER_EVENT_AD_MPURI`` of the first disk (else
   its IMAGE_ID), the user name is ``USER_TEMPLATE/USER_X509_DN`` or the owner's X.509
   DN, and the benchmark comes from the VM's host, else its cluster, else the flavour;
-* images are registered from a file staged in ``upload_dir`` (oned copies it into
-  ``datastore_id``); properties are image template attributes (names upper-cased,
-  other characters than ``A-Z0-9_`` replaced by ``_``);
+* images are registered from a file staged in ``upload_dir`` (oned copies it into the
+  spec's datastore, else ``datastore_id``); properties are image template attributes
+  (names upper-cased, other characters than ``A-Z0-9_`` replaced by ``_``).  Names are
+  made valid for oned (no ``&|:\\";/'#{}$<>``, at most 128 characters) and, as oned wants
+  them unique per owner, carry the caller's distinguishing tag (:meth:`image_name`);
+* VM templates made by :meth:`create_template` boot one image: NAME, CPU, VCPU, MEMORY,
+  ``OS=[ARCH]``, ``DISK=[IMAGE_ID]``, the properties as attributes, owned by the image's
+  group with the same USE permissions;
 * users carry EMAIL, DISPLAY_NAME, X509_DN (``|``-separated), SSH_PUBLIC_KEY and the
   marker ``FEDCLOUD_SITE_MANAGED="yes"`` in their template; X.509 users use the
   ``x509`` auth driver with their DNs as password.
@@ -43,6 +48,7 @@ import hashlib
 import io
 import math
 import os
+import re
 import time
 import uuid
 import xml.parsers.expat
@@ -77,9 +83,11 @@ from ..base import (
     Project,
     Quota,
     RunPeriod,
+    TemplateSpec,
     User,
     UserSpec,
     VMState,
+    VMTemplate,
 )
 from ..flavor_specs import decode_flavor_specs
 from .records import (
@@ -158,6 +166,9 @@ class _StillCopying(CloudUnavailable):
     """A registered image is still LOCKED (oned copying it) when we stop waiting."""
 
 
+#: characters oned refuses in object names (PoolObjectSQL::INVALID_NAME_CHARS), and its length limit
+_INVALID_NAME_CHARS = re.compile(r"[&|:\\\";/'#{}$<>\x00-\x1f\x7f]")
+MAX_NAME_LENGTH = 128
 #: user template attributes this backend writes itself
 USER_MANAGED_ATTRIBUTES = ("EMAIL", "DISPLAY_NAME", "X509_DN", "SSH_PUBLIC_KEY", "FEDCLOUD_SITE_MANAGED",
                            "FEDCLOUD_SITE_PROPERTIES")
@@ -611,10 +622,32 @@ class OpenNebulaBackend(CloudBackend):
         other_u = 1 if visibility in ("public", "community") else 0
         return (1, 1, -1, group_u, -1, -1, other_u, -1, -1)
 
+    def image_name(self, name: str, distinct: str = "") -> str:
+        """``name`` (plus `` [distinct]``) with the characters oned refuses replaced by ``-``, cut to 128."""
+        def clean(text: str) -> str:
+            return " ".join(_INVALID_NAME_CHARS.sub("-", text).split())
+
+        suffix = f" [{clean(distinct)}]" if clean(distinct) else ""
+        base = clean(name)[: max(MAX_NAME_LENGTH - len(suffix), 0)].rstrip()
+        return ((base + suffix) if base else suffix.strip() or "image")[:MAX_NAME_LENGTH]
+
+    def _datastore(self, spec: ImageSpec) -> int:
+        if spec.datastore is None:
+            return self.settings.datastore_id
+        try:
+            datastore = int(spec.datastore)
+        except ValueError:
+            raise CloudError(f"OpenNebula datastores are given by id, got {spec.datastore!r} for image "
+                             f"{spec.name!r}") from None
+        if datastore < 0:
+            raise CloudError(f"OpenNebula datastore id {datastore} for image {spec.name!r} is negative")
+        return datastore
+
     def create_image(self, spec: ImageSpec, data: BinaryIO) -> Image:
         if self.settings.upload_dir is None:
             raise NotSupported("cloud.opennebula.upload_dir is not set: there is nowhere to stage image files "
                                "for oned")
+        datastore = self._datastore(spec)
         self.settings.upload_dir.mkdir(parents=True, exist_ok=True)
         suffix = attribute_name(spec.disk_format).lower()
         staged = self.settings.upload_dir / f"fedcloud-site-{uuid.uuid4().hex}.{suffix}"
@@ -628,9 +661,9 @@ class OpenNebulaBackend(CloudBackend):
                 os.fsync(out.fileno())
             os.chmod(staged, 0o644)
             attributes: Dict[str, Any] = {attribute_name(k): v for k, v in spec.properties.items()}
-            attributes.update({"NAME": spec.name, "PATH": str(staged), "TYPE": "OS", "DRIVER": spec.disk_format,
-                               "MD5": digest.hexdigest()})
-            image_id = self._call("one.image.allocate", template_xml(attributes), self.settings.datastore_id)
+            attributes.update({"NAME": self.image_name(spec.name), "PATH": str(staged), "TYPE": "OS",
+                               "DRIVER": spec.disk_format, "MD5": digest.hexdigest()})
+            image_id = self._call("one.image.allocate", template_xml(attributes), datastore)
         except BaseException:
             staged.unlink(missing_ok=True)
             raise
@@ -681,8 +714,8 @@ class OpenNebulaBackend(CloudBackend):
             else:
                 template[attr] = value
         self._call("one.image.update", oid, template_xml(template), 0)
-        if name is not None and name != raw.NAME:
-            self._call("one.image.rename", oid, name)
+        if name is not None and self.image_name(name) != raw.NAME:
+            self._call("one.image.rename", oid, self.image_name(name))
         if visibility is not None:
             self._call("one.image.chmod", oid, *self._visibility_bits(visibility))
         return self.get_image(image_id)
@@ -719,6 +752,55 @@ class OpenNebulaBackend(CloudBackend):
     def image_in_use(self, image_id: str) -> Optional[bool]:
         raw = self._call("one.image.info", self._int_id(image_id, "image"))
         return int(raw.RUNNING_VMS or 0) > 0
+
+    # -- VM templates -------------------------------------------------------------------------------------
+    def _template(self, raw: Any) -> VMTemplate:
+        where = f"OpenNebula template {raw.ID}"
+        t = raw.TEMPLATE or {}
+        perms = raw.PERMISSIONS
+        visibility = "private"
+        if perms is not None and perms.OTHER_U:
+            visibility = "public"
+        elif perms is not None and perms.GROUP_U:
+            visibility = "shared"
+        images = tuple(str(d["IMAGE_ID"]) for d in vectors(t, "DISK") if d.get("IMAGE_ID") not in (None, ""))
+        return VMTemplate(id=str(raw.ID), name=str(raw.NAME), image_ids=images, owner=str(raw.GID),
+                          visibility=visibility, vcpus=as_number(t.get("VCPU") or t.get("CPU"), "VCPU", where, 1),
+                          ram_mb=int(as_number(t.get("MEMORY"), "MEMORY", where, 0)), properties=scalars(t))
+
+    def create_template(self, spec: TemplateSpec) -> VMTemplate:
+        attributes: Dict[str, Any] = {attribute_name(k): v for k, v in spec.properties.items()}
+        attributes.update({attribute_name(k): v for k, v in spec.attributes.items()})
+        attributes.update({"NAME": self.image_name(spec.name), "CPU": f"{spec.cpu:g}", "VCPU": str(spec.vcpus),
+                           "MEMORY": str(spec.ram_mb), "DISK": {"IMAGE_ID": str(self._int_id(spec.image_id, "image"))}})
+        if spec.arch:
+            os_attribute = attributes.get("OS")
+            attributes["OS"] = dict(os_attribute, ARCH=spec.arch) if isinstance(os_attribute, Mapping) \
+                else {"ARCH": spec.arch}
+        oid = int(self._call("one.template.allocate", template_xml(attributes)))
+        try:
+            if spec.owner is not None:
+                self._call("one.template.chown", oid, -1, self._int_id(spec.owner, "group"))
+            self._call("one.template.chmod", oid, *self._visibility_bits(spec.visibility), False)
+        except BaseException:
+            try:
+                self._call("one.template.delete", oid, False)
+            except CloudError:
+                pass  # best effort: the original error is the one to report
+            raise
+        return self._template(self._call("one.template.info", oid))
+
+    def list_templates(self) -> Iterator[VMTemplate]:
+        for raw in self._call("one.templatepool.info", -2, -1, -1).VMTEMPLATE:
+            try:
+                template = self._template(raw)
+            except BadCloudData as exc:
+                self.bad_record(exc)
+                continue
+            yield template
+
+    def delete_template(self, template_id: str) -> None:
+        self._call("one.template.delete", self._int_id(template_id, "template"), False)  # never its images
 
     # -- users and groups ---------------------------------------------------------------------------------
     def list_groups(self) -> Iterator[Group]:

@@ -194,6 +194,7 @@ class SimCloud:
         #: static-site id -> OpenNebula id, per kind ("group", "user", "image", "template", "vm", "host")
         self.id_map: Dict[str, Dict[str, int]] = {}
         self._sorted_vm_ids: Optional[List[int]] = None
+        self._last_ids: Dict[int, int] = {}  # id() of a table -> highest id given out
 
     # -- clock -------------------------------------------------------------------------
     def now(self) -> int:
@@ -210,9 +211,12 @@ class SimCloud:
         return self._now
 
     # -- ids ---------------------------------------------------------------------------
-    @staticmethod
-    def next_id(table: Dict[int, Any], floor: int = 0) -> int:
-        return max([floor - 1, *table]) + 1
+    def next_id(self, table: Dict[int, Any], floor: int = 0) -> int:
+        """The id of a new object of ``table``: as oned, one more than the highest ever given (ids of deleted
+        objects are not reused)."""
+        oid = max([floor - 1, self._last_ids.get(id(table), -1), *table]) + 1
+        self._last_ids[id(table)] = oid
+        return oid
 
     def sorted_vm_ids(self) -> List[int]:
         if self._sorted_vm_ids is None:

@@ -28,7 +28,7 @@ from pyone import IMAGE_STATES, VM_STATE
 
 from . import render
 from .model import OWNER_ONLY, SimCloud, SimGroup, SimImage, SimTemplate, SimUser, SimVM
-from .templates import Template, TemplateSyntaxError, merge, parse
+from .templates import Template, TemplateSyntaxError, merge, parse, vectors
 
 LOOPBACK = ("127.0.0.1", "::1")
 
@@ -42,6 +42,10 @@ XML_RPC_API = 0x1000
 INTERNAL = 0x2000
 ALLOCATE = 0x4000
 LOCKED = 0x8000
+
+#: PoolObjectSQL::INVALID_NAME_CHARS and the name length limit
+INVALID_NAME_CHARS = "&|:\\\";/'#{}$<>"
+MAX_NAME_LENGTH = 128
 
 _DONE = int(VM_STATE.DONE.value)
 _MAX_STATE = int(VM_STATE.CLONING_FAILURE.value)
@@ -221,6 +225,26 @@ class OpenNebulaSimulator:
             raise OneError(ACTION if not s.method.endswith("allocate") else ALLOCATE,
                            f"[{s.method}] Parse error: {exc}") from None
 
+    @staticmethod
+    def _name_error(name: str) -> Optional[str]:
+        """``PoolObjectSQL::name_is_valid``: why oned refuses ``name``, or None."""
+        if not name:
+            return "Invalid NAME, it cannot be empty"
+        bad = next((c for c in name if c in INVALID_NAME_CHARS), None)
+        if bad is not None:
+            return f"Invalid NAME, char '{bad}' is not allowed"
+        if len(name) > MAX_NAME_LENGTH:
+            return f"Invalid NAME, max length is {MAX_NAME_LENGTH} chars"
+        return None
+
+    def _check_rename(self, s: Session, oid: int, name: str, taken_by: Iterable[Any], kind: str) -> None:
+        problem = self._name_error(name)
+        if problem:
+            raise OneError(ACTION, f"[{s.method}] {problem}.", oid)
+        clash = next((o for o in taken_by if o.name == name and o.id != oid), None)
+        if clash is not None:
+            raise OneError(ACTION, f"[{s.method}] NAME is already taken by {kind} {clash.id}.", oid)
+
     # -- pools -----------------------------------------------------------------------------
     def _visible(self, s: Session, flag: int, uid: int, gid: int, perms: Sequence[int]) -> bool:
         me = s.user
@@ -334,6 +358,8 @@ class OpenNebulaSimulator:
             name = str(tmpl.pop("NAME", "") or "")
             if not name:
                 raise OneError(ALLOCATE, f"[{s.method}] Error allocating a new image. No NAME in template.")
+            if self._name_error(name):
+                raise OneError(ALLOCATE, f"[{s.method}] Error allocating a new image. {self._name_error(name)}.")
             if any(i.name == name and i.uid == s.user.id for i in cloud.images.values()):
                 raise OneError(ALLOCATE, f"[{s.method}] Error allocating a new image. NAME is already taken by "
                                          f"IMAGE {next(i.id for i in cloud.images.values() if i.name == name)}.")
@@ -413,6 +439,7 @@ class OpenNebulaSimulator:
             image = get_image(s, oid)
             if not name:
                 raise OneError(ACTION, f"[{s.method}] New name cannot be empty.", oid)
+            self._check_rename(s, oid, name, [i for i in cloud.images.values() if i.uid == image.uid], "IMAGE")
             image.name = name
             return oid
 
@@ -449,6 +476,13 @@ class OpenNebulaSimulator:
             if not name:
                 raise OneError(ALLOCATE, f"[{s.method}] Error allocating a new virtual machine template. "
                                          "No NAME in template.")
+            if self._name_error(name):
+                raise OneError(ALLOCATE, f"[{s.method}] Error allocating a new virtual machine template. "
+                                         f"{self._name_error(name)}.")
+            clash = next((t for t in cloud.templates.values() if t.name == name and t.uid == s.user.id), None)
+            if clash is not None:
+                raise OneError(ALLOCATE, f"[{s.method}] Error allocating a new virtual machine template. "
+                                         f"NAME is already taken by TEMPLATE {clash.id}.")
             oid = cloud.next_id(cloud.templates)
             cloud.templates[oid] = SimTemplate(id=oid, uid=s.user.id, gid=s.user.gid, name=name,
                                                regtime=cloud.now(), template=tmpl)
@@ -461,8 +495,41 @@ class OpenNebulaSimulator:
             return oid
 
         def template_delete(s: Session, oid: int, recursive: bool = False) -> int:
-            get_template(s, oid)
+            tmpl = get_template(s, oid)
+            if recursive:  # the images of its disks go too
+                for disk in vectors(tmpl.template, "DISK"):
+                    if str(disk.get("IMAGE_ID", "")).isdigit():
+                        cloud.images.pop(int(disk["IMAGE_ID"]), None)
             del cloud.templates[oid]
+            return oid
+
+        def template_chmod(s: Session, oid: int, *bits: Any) -> int:
+            tmpl = get_template(s, oid)
+            if len(bits) not in (9, 10):
+                raise TypeError("chmod takes 9 permission values (and optionally 'recursive')")
+            if any(b not in (-1, 0, 1) for b in bits[:9]):
+                raise OneError(ACTION, f"[{s.method}] New permission values must be -1, 0 or 1", oid)
+            tmpl.permissions = tuple(old if new == -1 else new  # type: ignore[assignment]
+                                     for old, new in zip(tmpl.permissions, bits[:9]))
+            return oid
+
+        def template_chown(s: Session, oid: int, uid: int, gid: int) -> int:
+            tmpl = get_template(s, oid)
+            if uid != -1:
+                if uid not in cloud.users:
+                    raise OneError(NO_EXISTS, f"[{s.method}] Error getting user [{uid}].", uid)
+                tmpl.uid = uid
+            if gid != -1:
+                if gid not in cloud.groups:
+                    raise OneError(NO_EXISTS, f"[{s.method}] Error getting group [{gid}].", gid)
+                tmpl.gid = gid
+            return oid
+
+        def template_rename(s: Session, oid: int, name: str) -> int:
+            tmpl = get_template(s, oid)
+            self._check_rename(s, oid, name, [t for t in cloud.templates.values() if t.uid == tmpl.uid],
+                               "TEMPLATE")
+            tmpl.name = name
             return oid
 
         m["one.templatepool.info"] = templatepool_info
@@ -470,6 +537,9 @@ class OpenNebulaSimulator:
         m["one.template.allocate"] = template_allocate
         m["one.template.update"] = template_update
         m["one.template.delete"] = template_delete
+        m["one.template.chmod"] = template_chmod
+        m["one.template.chown"] = template_chown
+        m["one.template.rename"] = template_rename
 
         # users
         def get_user(s: Session, oid: int) -> SimUser:
