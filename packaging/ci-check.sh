@@ -191,6 +191,8 @@ DEMO=$WORK/demo
 rm -rf "$DEMO" && mkdir -p "$DEMO"
 cp "$SRC"/etc/fedcloud-site/demo* "$DEMO/"
 sed -i "s#\.\./\.\./demo-output#$DEMO/out#g" "$DEMO/demo.yaml"
+# the demo image subscription reads a signed list that scripts/demo.sh makes the same way
+$SYSPY -m fedcloud_site.testing.demo_imagelist "$DEMO/out/imagelist"
 for daemon in accounting cloudinfo images perun; do
     set +e
     /usr/bin/fedcloud-site --config "$DEMO/demo.yaml" "$daemon" once >"$DEMO/$daemon.log" 2>&1

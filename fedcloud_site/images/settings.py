@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,7 @@ class Subscription:
     @property
     def location(self) -> str:
         """Where the list is fetched from: ``url``, or ``list_file`` as a ``file://`` URL."""
-        return self.url or (self.list_file.as_uri() if self.list_file is not None else "")
+        return self.url or (Path(os.path.abspath(self.list_file)).as_uri() if self.list_file is not None else "")
 
 
 @dataclass

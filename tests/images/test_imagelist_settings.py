@@ -111,3 +111,15 @@ def test_token_can_come_from_a_file_and_is_masked(write_config, tmp_path):
     config = load_config(path)
     assert config.images.subscriptions[0].token == "abc"
     assert config.as_plain()["images"]["subscriptions"][0]["token"] == "********"
+
+
+def test_a_list_file_is_relative_to_the_configuration_and_excludes_url(write_config):
+    base = "site: {name: X}\nimages:\n  subscriptions:\n"
+    path = write_config(base + "    - {name: a, list_file: ../lists/x.list, endorser_dn: /CN=e, ca_dn: /CN=c}\n")
+    sub = load_config(path).images.subscriptions[0]
+    expected = (path.parent.parent / "lists" / "x.list").resolve()
+    assert sub.location == expected.as_uri() and sub.url == ""
+    for keys in ("url: https://x, list_file: x.list", "enabled: true"):
+        path = write_config(base + f"    - {{name: a, {keys}, endorser_dn: /CN=e, ca_dn: /CN=c}}\n")
+        with pytest.raises(ConfigError, match=r"subscriptions\[0\]: url: give either url or list_file"):
+            load_config(path)
