@@ -60,7 +60,7 @@ class Project:
     id: str
     name: str
     enabled: bool = True
-    domain: Optional[str] = None
+    domain: Optional[str] = None  # domain NAME (Keystone "Default"; its id if the name cannot be read); None: none
     description: str = ""
     properties: Mapping[str, str] = field(default_factory=dict)
 

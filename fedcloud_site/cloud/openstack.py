@@ -10,7 +10,9 @@ never makes one HTTP call per VM: ``list_vms`` is one paged pass over the live
 servers plus, with ``active_since``, one paged pass over the servers deleted
 since then (``changes-since``).  Flavours and Keystone users are read once per
 backend instance and cached; ``list_flavors`` also reads the access list of each
-private flavour once (one request per private flavour: ``Flavor.projects``).
+private flavour once (one request per private flavour: ``Flavor.projects``), and
+the names of Keystone domains once (``Project.domain``: one domain listing, or
+one request per domain for credentials that may not list them).
 Paging continues until the cloud answers an empty page, so a page cut short by
 the server loses nothing; a page whose body is cut or a transient 5xx/connection
 failure is retried ``retries`` times; 401 (token expired or revoked) makes
@@ -243,6 +245,8 @@ class OpenStackBackend(CloudBackend):
         self._flavor_listing: List[Union[Flavor, BadCloudData]] = []  # in listing order, unreadable ones too
         self._unreadable_flavors: Dict[str, BadCloudData] = {}
         self._flavor_access_read = False  # private flavours' projects filled in (list_flavors only)
+        self._domain_names: Dict[str, str] = {}  # Keystone domain id -> name (the id where it cannot be read)
+        self._domains_listed = False
         self._user_names: Optional[Dict[str, str]] = None
         self._compute_version: Optional[Tuple[int, int]] = None
         self._external_networks: Optional[Set[str]] = None
@@ -453,11 +457,40 @@ class OpenStackBackend(CloudBackend):
         if tags:
             props["tags"] = ",".join(str(t) for t in tags)
         return Project(id=str(raw["id"]), name=str(raw.get("name") or raw["id"]),
-                       enabled=bool(raw.get("enabled", True)), domain=raw.get("domain_id"),
+                       enabled=bool(raw.get("enabled", True)), domain=self._domain_name(raw.get("domain_id")),
                        description=str(raw.get("description") or ""), properties=props)
 
+    def _domain_name(self, domain_id: Any) -> Optional[str]:
+        """The name of a Keystone domain (``Default``), read once per backend: one ``GET /domains``, then
+        ``GET /domains/{id}`` for a domain not in that list; the id when the credentials may not read it."""
+        if not domain_id:
+            return None
+        domain_id = str(domain_id)
+        if not self._domains_listed:
+            self._domains_listed = True
+            try:
+                body = self._json(self._call("identity", "GET", "/domains", "list domains", retry=True),
+                                  "list domains")
+                for raw in body.get("domains") or []:
+                    if isinstance(raw, dict) and raw.get("id") and raw.get("name"):
+                        self._domain_names[str(raw["id"])] = str(raw["name"])
+            except CloudAuthError as exc:
+                log.info("openstack_domains_unlisted", error=str(exc)[:300], consequence="domains read one by one")
+        if domain_id not in self._domain_names:
+            name = domain_id
+            try:
+                body = self._json(self._call("identity", "GET", f"/domains/{domain_id}", f"domain {domain_id}",
+                                             retry=True), "domain")
+                name = str((body.get("domain") or {}).get("name") or domain_id)
+            except (CloudAuthError, NotFound) as exc:
+                log.warning("openstack_domain_name_unreadable", domain=domain_id, error=str(exc)[:300],
+                            consequence="projects carry the domain id instead of its name")
+            self._domain_names[domain_id] = name
+        return self._domain_names[domain_id]
+
     def list_projects(self) -> Iterator[Project]:
-        """All projects (admin), else the projects the credentials' user has a role on."""
+        """All projects (admin), else the projects the credentials' user has a role on; with the name of
+        their Keystone domain (``Default``, as cloud-info-provider publishes it)."""
         try:
             body = self._json(self._call("identity", "GET", "/projects", "list projects", retry=True),
                               "list projects")

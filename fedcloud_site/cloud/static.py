@@ -8,7 +8,7 @@ so that every daemon runs against it as against a real cloud.
 
 File layout (all keys optional)::
 
-    projects:   [{id, name, enabled, domain, description, properties}]
+    projects:   [{id, name, enabled, domain (its name, e.g. Default), description, properties}]
     flavors:    [{id, name, vcpus, ram, disk, ephemeral, public, extra_specs,
                   projects: [ids allowed to use a private flavour]}]
     images:     [{id, name, owner, status, visibility, disk_format, container_format,

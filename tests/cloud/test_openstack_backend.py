@@ -188,6 +188,28 @@ def test_projects_carry_custom_properties_and_tags(backend, sim):
     assert {g.name for g in backend.list_groups()} == set(projects)
 
 
+def test_projects_carry_their_domain_name_read_in_one_listing(fresh):
+    egi = fresh.data.add_domain("EGI")
+    fresh.data.add_project("egi-project", domain_id=egi.id)
+    backend = OpenStackBackend(settings_for(fresh))
+    domains = {p.name: p.domain for p in backend.list_projects()}
+    assert domains["project-0"] == "Default" and domains["egi-project"] == "EGI"
+    list(backend.list_projects())
+    assert fresh.requests["keystone.domains"] == 1 and "keystone.domain" not in fresh.requests
+
+
+def test_domains_unlisted_are_read_one_by_one_else_their_id_stands(fresh):
+    egi = fresh.data.add_domain("EGI")
+    other = fresh.data.add_project("egi-project", domain_id=egi.id)
+    fresh.data.add_user("alice", password="pw", projects=(pid(fresh), other.id))
+    backend = OpenStackBackend(settings_for(fresh, username="alice", password=Secret("pw"), project_name="project-0"))
+    domains = {p.name: p.domain for p in backend.list_projects()}
+    assert domains == {"project-0": "Default", "egi-project": egi.id}  # a project's own domain, not another one
+    list(backend.list_projects())
+    assert fresh.requests["keystone.domains"] == 1  # 403 once
+    assert fresh.requests["keystone.domain"] == 2  # one per domain, refused or not, then remembered
+
+
 def test_non_admin_users_see_their_own_projects(fresh):
     fresh.data.add_user("alice", password="pw", projects=(pid(fresh),))
     backend = OpenStackBackend(settings_for(fresh, username="alice", password=Secret("pw"), project_name="project-0"))

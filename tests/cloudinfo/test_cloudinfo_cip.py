@@ -105,11 +105,11 @@ def differences(ours: Dict[str, Any], theirs: Dict[str, Any]) -> Iterator[str]:
 
 
 def share_other_info(share_id: str, ours: Dict[str, Any], theirs: Dict[str, Any]) -> Iterator[str]:
-    """Same project name; the domain is the domain's id with us (the backend interface carries ids), its
-    name there; quotas: ours are the instances/cores/ram the backend reports, theirs every Nova quota."""
+    """Same project name and domain name; quotas: ours are the instances/cores/ram the backend reports,
+    theirs every Nova quota."""
     if ours.get("project_name") != theirs.get("project_name"):
         yield f"Share {share_id}: project_name ours {ours.get('project_name')!r} vs {theirs.get('project_name')!r}"
-    if str(ours.get("project_domain_name")).lower() != str(theirs.get("project_domain_name")).lower():
+    if ours.get("project_domain_name") != theirs.get("project_domain_name"):
         yield f"Share {share_id}: project domain ours {ours.get('project_domain_name')!r} vs theirs " \
               f"{theirs.get('project_domain_name')!r}"
     for key, value in ours.get("quotas", {}).items():

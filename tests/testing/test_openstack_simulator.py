@@ -353,6 +353,28 @@ def test_a_site_description_gives_private_flavours_their_projects():
         from_site(site, now=NOW)
 
 
+def test_domains_are_read_by_admins_and_by_tokens_of_their_projects(fresh):
+    egi = fresh.data.add_domain("EGI")
+    member = member_headers(fresh)
+    assert requests.get(fresh.auth_url + "/domains", headers=member, timeout=5).status_code == 403
+    own = requests.get(fresh.auth_url + "/domains/default", headers=member, timeout=5)
+    assert own.status_code == 200 and own.json()["domain"]["name"] == "Default"
+    assert requests.get(f"{fresh.auth_url}/domains/{egi.id}", headers=member, timeout=5).status_code == 403
+    listed = requests.get(fresh.auth_url + "/domains", headers=admin_headers(fresh), timeout=5).json()["domains"]
+    assert {d["name"] for d in listed} == {"Default", "EGI"}
+    assert requests.get(f"{fresh.auth_url}/domains/{egi.id}", headers=admin_headers(fresh), timeout=5).json()[
+        "domain"]["name"] == "EGI"
+
+
+def test_a_site_description_names_project_domains():
+    site = {"projects": [{"id": "a" * 32, "name": "one", "domain": "Default"},
+                         {"id": "b" * 32, "name": "two", "domain": "default"},
+                         {"id": "c" * 32, "name": "three", "domain": "EGI"}]}
+    data = from_site(site, now=NOW)
+    assert data.projects["a" * 32].domain_id == data.projects["b" * 32].domain_id == "default"
+    assert data.domains[data.projects["c" * 32].domain_id].name == "EGI"
+
+
 def test_simple_tenant_usage_counts_hours_and_pages_from_2_40(fresh):
     pid = project(fresh)
     fresh.data.set_now(NOW)

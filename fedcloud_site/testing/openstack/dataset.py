@@ -191,6 +191,8 @@ def from_site(description: Union[str, Path, Mapping[str, Any]], now: Optional[da
     by VMs but not listed are created (name = ``user_name`` or the id).  A private
     flavour's ``projects`` become its Nova access list; one without ``projects`` is
     opened to every project of the description (the static backend offers it to all).
+    A project's ``domain`` is a Keystone domain name (or id); domains not yet known
+    are created with that name.
     """
     if isinstance(description, (str, Path)):
         where = str(description)
@@ -199,13 +201,13 @@ def from_site(description: Union[str, Path, Mapping[str, Any]], now: Optional[da
         where, site = "site", dict(description)
     data = CloudData(now=now, region=region)
     add_admin(data)
-    for i, p in enumerate(site.get("projects") or []):
+    for p in site.get("projects") or []:
         props = {str(k): str(v) for k, v in (p.get("properties") or {}).items()}
+        domain_name = str(p.get("domain") or "Default")
+        domain = data.find_domain(domain_name) or data.add_domain(domain_name)
         data.add_project(str(p.get("name", p["id"])), id=str(p["id"]), enabled=bool(p.get("enabled", True)),
-                         domain_id=str(p.get("domain") or "default"), description=str(p.get("description", "")),
+                         domain_id=domain.id, description=str(p.get("description", "")),
                          tags=[str(t) for t in p.get("tags") or []], extra=props)
-        if str(p.get("domain") or "default") not in data.domains:
-            raise ValueError(f"{where}: projects[{i}]: unknown domain {p.get('domain')!r}")
     for i, f in enumerate(site.get("flavors") or []):
         flavor = data.add_flavor(str(f["id"]), str(f.get("name", f["id"])), int(f["vcpus"]), int(f["ram"]),
                                  int(f.get("disk", 0)), ephemeral=int(f.get("ephemeral", 0)),

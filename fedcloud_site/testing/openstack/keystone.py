@@ -369,10 +369,17 @@ class _Keystone:
                 "options": {}, "links": {"self": f"{self.sim.url}/v3/domains/{d.id}"}}
 
     def get_domain(self, request: Request) -> Response:
-        self.sim.token_of(request)
-        if request.match["id"] not in self.data.domains:
-            raise ApiError(404, f"Could not find domain: {request.match['id']}.")
-        return json_response({"domain": self._domain_body(request.match["id"])})
+        """Keystone's default policy: system readers, and tokens scoped to the domain or to a project in it."""
+        token = self.sim.token_of(request)
+        assert token is not None
+        domain_id = request.match["id"]
+        project = self.data.projects.get(token.project_id or "")
+        if not (token.is_reader or token.scope == ("domain", domain_id)
+                or (project is not None and project.domain_id == domain_id)):
+            raise ApiError(403, "You are not authorized to perform the requested action: identity:get_domain.")
+        if domain_id not in self.data.domains:
+            raise ApiError(404, f"Could not find domain: {domain_id}.")
+        return json_response({"domain": self._domain_body(domain_id)})
 
     # -- users -------------------------------------------------------------------------------------------------
     def _user_body(self, user: SimUser) -> Dict[str, Any]:

@@ -332,6 +332,13 @@ class CloudData:
     def role_id(self, name: str) -> str:
         return self.roles[name].id
 
+    def add_domain(self, name: str, id: Optional[str] = None, description: str = "") -> SimDomain:
+        with self.lock:
+            domain = SimDomain(id=id or self._uuid_hex(f"domain-{name}"), name=name, description=description)
+            self.domains[domain.id] = domain
+            self.touch()
+            return domain
+
     def add_project(self, name: str, id: Optional[str] = None, **kwargs: Any) -> SimProject:
         with self.lock:
             project = SimProject(id=id or self._uuid_hex(f"project-{name}"), name=name, **kwargs)
