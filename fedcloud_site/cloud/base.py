@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import abc
 import enum
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union, overload
 
 
 class CloudError(Exception):
@@ -93,9 +94,85 @@ class Flavor:
     projects: Optional[Sequence[str]] = None  # a private flavour's allowed project ids; None: not told
 
 
+class LazyMembers(Sequence[str]):
+    """Project ids an image is shared with, read from the cloud the first time they are used.
+
+    It behaves as a tuple (``in``, iteration, ``len``, indexing, ``==`` with any sequence,
+    copies and pickles as a plain tuple).  The cloud is asked once; an error reading it
+    (a :class:`CloudError`) is raised where the members are first used, and the next use
+    asks again.
+    """
+
+    __slots__ = ("_load", "_items", "_lock")
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load: Optional[Callable[[], Iterable[str]]] = load
+        self._items: Optional[Tuple[str, ...]] = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """True once the members have been read."""
+        return self._items is not None
+
+    def _get(self) -> Tuple[str, ...]:
+        items = self._items
+        if items is None:
+            with self._lock:
+                if self._items is None:
+                    assert self._load is not None
+                    self._items = tuple(self._load())
+                    self._load = None  # the reader (and the backend it holds) is no longer needed
+                items = self._items
+        return items
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[str, Sequence[str]]:
+        return self._get()[index]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._get()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (LazyMembers, tuple, list)):
+            return self._get() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._items) if self._items is not None else "LazyMembers(<not read yet>)"
+
+    def __copy__(self) -> Tuple[str, ...]:
+        return self._get()
+
+    def __deepcopy__(self, memo: Any) -> Tuple[str, ...]:
+        return self._get()
+
+    def __reduce__(self) -> Any:
+        return (tuple, (self._get(),))
+
+
 @dataclass(frozen=True)
 class Image:
-    """A registered VM image."""
+    """A registered VM image.
+
+    ``members`` (the projects a shared image is shared with, accepted memberships only) may be a
+    :class:`LazyMembers`: read from the cloud when first used, so listings that never look at
+    members cost no request per image.
+    """
 
     id: str
     name: str
@@ -111,7 +188,7 @@ class Image:
     created_at: Optional[datetime] = None
     updated_at: Optional[datetime] = None
     properties: Mapping[str, str] = field(default_factory=dict)
-    members: Sequence[str] = ()  # project ids the image is shared with
+    members: Sequence[str] = ()  # project ids the image is shared with (may be read on first use)
 
 
 @dataclass(frozen=True)

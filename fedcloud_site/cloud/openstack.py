@@ -61,6 +61,7 @@ from typing import (
     Literal,
     Mapping,
     Optional,
+    Sequence,
     Set,
     Tuple,
     TypeVar,
@@ -85,6 +86,7 @@ from .base import (
     Image,
     ImageSpec,
     IPAddress,
+    LazyMembers,
     NotFound,
     NotSupported,
     Project,
@@ -135,6 +137,10 @@ IMAGE_CORE = {"id", "name", "status", "visibility", "protected", "os_hidden", "c
               "locations", "stores"}
 GLANCE_PATCH = "application/openstack-images-v2.1-json-patch"
 _ID_SEGMENT = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F-]{36}|\d+)$")
+#: collections whose next path segment names one member (flavour ids such as "m1.small" are free text)
+_COLLECTIONS = {"flavors", "servers", "images", "members", "projects", "users", "domains", "roles",
+                "os-quota-sets", "os-hypervisors", "volumes", "floatingips", "networks"}
+_COLLECTION_VIEWS = {"detail", "statistics", "defaults"}
 
 
 @dataclass
@@ -200,9 +206,12 @@ class _RequestCounter:
 
     def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:
         request = response.request
-        path = urlsplit(request.url).path
-        template = "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
-        self.counts[f"{request.method} {template}"] += 1
+        parts = urlsplit(request.url).path.split("/")
+        template = [parts[0]]
+        for previous, part in zip(parts, parts[1:]):
+            named = previous in _COLLECTIONS and part and part not in _COLLECTION_VIEWS
+            template.append("{id}" if named or _ID_SEGMENT.match(part) else part)
+        self.counts[f"{request.method} {'/'.join(template)}"] += 1
         return response
 
 
@@ -886,7 +895,7 @@ class OpenStackBackend(CloudBackend):
             raise BadCloudData(f"{where}: {exc}") from None
 
     # -- images -------------------------------------------------------------------------------------------
-    def _image(self, raw: Mapping[str, Any], members: Tuple[str, ...] = ()) -> Image:
+    def _image(self, raw: Mapping[str, Any], members: Sequence[str] = ()) -> Image:
         where = f"image {raw.get('id')}"
         try:
             return Image(
@@ -904,15 +913,33 @@ class OpenStackBackend(CloudBackend):
         except (TypeError, ValueError) as exc:
             raise BadCloudData(f"{where}: {exc}") from None
 
-    def _members(self, raw: Mapping[str, Any]) -> Tuple[str, ...]:
+    def _members(self, raw: Mapping[str, Any]) -> Sequence[str]:
+        """A shared image's accepted members, read when first used (:class:`LazyMembers`)."""
         if raw.get("visibility") != "shared":
             return ()
-        body = self._json(self._call("image", "GET", f"/images/{raw['id']}/members",
-                                     f"members of image {raw['id']}", retry=True), "members")
-        return tuple(str(m["member_id"]) for m in body.get("members") or [] if m.get("status") == "accepted")
+        image_id = str(raw["id"])
+        return LazyMembers(lambda: self._read_members(image_id))
+
+    def _read_members(self, image_id: str) -> Tuple[str, ...]:
+        try:
+            body = self._json(self._call("image", "GET", f"/images/{image_id}/members",
+                                         f"members of image {image_id}", retry=True), "members")
+        except NotFound:
+            return ()  # deleted since it was listed
+        members = body.get("members") if isinstance(body, dict) else None
+        if not isinstance(members, list):
+            raise BadCloudData(f"image {image_id}: its member list has no 'members' list")
+        return tuple(str(m["member_id"]) for m in members
+                     if isinstance(m, dict) and m.get("member_id") and m.get("status") == "accepted")
 
     def list_images(self, owner: Optional[str] = None) -> Iterator[Image]:
-        """Images (paged); members are read for shared images only (one request each)."""
+        """Images (paged).  No request per image: a shared image's members are read (one request)
+        only when a caller first uses ``Image.members``.
+
+        Glance cannot list the images shared with a given project for admin credentials (its
+        ``member_status``/``visibility=shared`` filters apply to the token's own project, and
+        not at all to admins), so each shared image whose members matter costs one request.
+        """
         params = {"owner": owner} if owner else {}
         for raw in self._pages("image", "/images", params, "images", "list images"):
             image = self._checked(self._image, raw, self._members(raw))

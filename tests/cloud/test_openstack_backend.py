@@ -33,6 +33,7 @@ from fedcloud_site.testing.openstack import (
     SimAddress,
     generate,
 )
+from fedcloud_site.testing.openstack.model import SimImageMember
 from fedcloud_site.testing.pki import CertificateAuthority
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -291,6 +292,7 @@ def test_private_flavours_carry_the_projects_of_their_access_list(fresh):
     assert all(f.projects is None for f in flavors.values() if f.public)
     private = sum(1 for f in fresh.data.flavors.values() if not f.is_public)
     assert fresh.requests["nova.flavor.access"] == private == 2  # one request per private flavour
+    assert backend.request_count()["by_endpoint"]["GET /compute/v2.1/flavors/{id}/os-flavor-access"] == 2
     fresh.data.add_flavor_access("closed-id", first)
     assert {f.id: f.projects for f in backend.list_flavors()}["closed-id"] == ()  # cached per backend
     assert fresh.requests["nova.flavor.access"] == 2
@@ -500,6 +502,45 @@ def test_images_with_properties(backend, sim):
     assert first.properties["vmcatcher_event_ad_mpuri"].startswith("https://appdb.egi.eu/")
     assert first.visibility == "public" and first.size == 1 << 30 and first.created_at is not None
     assert list(backend.list_images(owner="nobody")) == []
+
+
+def shared_image(sim: OpenStackSim, accepted=(), pending=()):
+    image = sim.data.add_image("shared one", pid(sim, "admin"), visibility="shared")
+    for project_id, status in [(p, "accepted") for p in accepted] + [(p, "pending") for p in pending]:
+        image.members[project_id] = SimImageMember(project_id, status, NOW, NOW)
+    return image
+
+
+def test_listing_images_reads_no_members_until_a_caller_uses_them(fresh):
+    first, second = pid(fresh, "project-0"), pid(fresh, "project-1")
+    shared = shared_image(fresh, accepted=[first], pending=[second])
+    other = shared_image(fresh, accepted=[second])
+    backend = OpenStackBackend(settings_for(fresh))
+    images = {i.id: i for i in backend.list_images()}
+    assert len(images) == len(fresh.data.images) and "glance.members" not in fresh.requests
+    assert first in images[shared.id].members and second not in images[shared.id].members  # accepted ones only
+    assert images[shared.id].members == (first,) and fresh.requests["glance.members"] == 1  # read once
+    assert images[other.id].members == (second,) and fresh.requests["glance.members"] == 2
+    assert all(i.members == () for i in images.values() if i.visibility != "shared")
+    assert fresh.requests["glance.members"] == 2  # images that are not shared have none to read
+
+
+def test_members_of_an_image_deleted_since_the_listing_are_none(fresh):
+    image = shared_image(fresh, accepted=[pid(fresh)])
+    backend = OpenStackBackend(settings_for(fresh))
+    listed = backend.get_image(image.id)
+    del fresh.data.images[image.id]
+    assert listed.members == ()
+
+
+def test_a_failed_member_read_is_raised_where_members_are_used(fresh):
+    image = shared_image(fresh, accepted=[pid(fresh)])
+    backend = OpenStackBackend(settings_for(fresh, retries=0))
+    listed = next(i for i in backend.list_images() if i.id == image.id)
+    fresh.inject("status", route="glance.members", status=503)
+    with pytest.raises(CloudUnavailable, match=f"members of image {image.id}"):
+        _ = pid(fresh) in listed.members
+    assert pid(fresh) in listed.members  # asked again on the next use
 
 
 def test_register_update_deactivate_and_delete_an_image(fresh):
