@@ -476,7 +476,6 @@ class OpenStackBackend(CloudBackend):
             return None
         domain_id = str(domain_id)
         if not self._domains_listed:
-            self._domains_listed = True
             try:
                 body = self._json(self._call("identity", "GET", "/domains", "list domains", retry=True),
                                   "list domains")
@@ -485,6 +484,7 @@ class OpenStackBackend(CloudBackend):
                         self._domain_names[str(raw["id"])] = str(raw["name"])
             except CloudAuthError as exc:
                 log.info("openstack_domains_unlisted", error=str(exc)[:300], consequence="domains read one by one")
+            self._domains_listed = True  # listed, or refused: not asked again (an unavailable cloud raises)
         if domain_id not in self._domain_names:
             name = domain_id
             try:

@@ -211,6 +211,15 @@ def test_domains_unlisted_are_read_one_by_one_else_their_id_stands(fresh):
     assert fresh.requests["keystone.domain"] == 2  # one per domain, refused or not, then remembered
 
 
+def test_an_unavailable_domain_listing_fails_the_project_listing_and_is_asked_again(fresh):
+    backend = OpenStackBackend(settings_for(fresh, retries=0))
+    fresh.inject("status", route="keystone.domains", status=503)
+    with pytest.raises(CloudUnavailable, match="list domains"):
+        list(backend.list_projects())
+    assert {p.domain for p in backend.list_projects()} == {"Default"}
+    assert "keystone.domain" not in fresh.requests  # the listing was asked again, not each domain
+
+
 def test_non_admin_users_see_their_own_projects(fresh):
     fresh.data.add_user("alice", password="pw", projects=(pid(fresh),))
     backend = OpenStackBackend(settings_for(fresh, username="alice", password=Secret("pw"), project_name="project-0"))
