@@ -69,7 +69,7 @@ def fetch_list(session: requests.Session, url: str, max_bytes: int, timeout: flo
                etag: Optional[str] = None, last_modified: Optional[str] = None) -> ListResponse:
     """GET a list (conditionally), at most ``max_bytes`` and ``timeout`` seconds in all."""
     if url.startswith("file://"):
-        return _fetch_file(url, max_bytes, last_modified)
+        return _fetch_file(url, max_bytes, etag, last_modified)
     headers = {}
     if etag:
         headers["If-None-Match"] = etag
@@ -106,15 +106,19 @@ def local_path(url: str) -> Path:
     return Path(unquote(parts.path))
 
 
-def _fetch_file(url: str, max_bytes: int, last_modified: Optional[str]) -> ListResponse:
+def _fetch_file(url: str, max_bytes: int, etag: Optional[str], last_modified: Optional[str]) -> ListResponse:
+    """A local list; unchanged when its tag (modification time in ns and size) is the one given (a file
+    rewritten within the second of its last change has the same Last-Modified, so that alone is not used
+    when there is a tag)."""
     path = local_path(url)
     try:
         stat = path.stat()
         modified = formatdate(stat.st_mtime, usegmt=True)
-        if last_modified == modified:
-            return ListResponse(True, last_modified=modified)
+        tag = f'"file-{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+        if (etag == tag) if etag else (last_modified == modified):
+            return ListResponse(True, etag=tag, last_modified=modified)
         if stat.st_size > max_bytes:
             raise FetchError(f"{path}: list is {stat.st_size} bytes, more than max_list_size ({max_bytes})")
-        return ListResponse(False, path.read_bytes(), None, modified)
+        return ListResponse(False, path.read_bytes(), tag, modified)
     except OSError as exc:
         raise FetchError(f"{path}: cannot read list: {exc.strerror or exc}") from None

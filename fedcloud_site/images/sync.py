@@ -45,6 +45,11 @@ from .trust import ListRejected, verify_list
 
 PENDING = ("listed", "awaiting-approval", "fetched", "verified", "failed")
 REMOVED_KEPT_DAYS = 90  # removed image versions stay in the status this long
+GONE_SUBSCRIPTION = "subscription removed from the configuration or disabled"
+
+
+def _list_expired(image_list: ImageList) -> str:
+    return f"list {image_list.identifier} expired at {iso_utc(image_list.expires)}"
 
 
 @dataclass
@@ -62,9 +67,12 @@ class Summary:
     templates_created: int = 0
     templates_removed: int = 0
     problems: List[str] = field(default_factory=list)
+    would: Dict[str, int] = field(default_factory=dict)  # dry run: what a real run would do
 
     def as_dict(self) -> Dict[str, int]:
-        return {k: v for k, v in self.__dict__.items() if k != "problems"}
+        counts = {k: v for k, v in self.__dict__.items() if k not in ("problems", "would")}
+        counts.update({f"would_{k}": v for k, v in self.would.items()})
+        return counts
 
     @property
     def cloud_changed(self) -> bool:
@@ -121,6 +129,7 @@ class Sync:
         self.summary = Summary()
         self.db: StateDB
         self._templates_refused = False
+        self._reactivated: Set[int] = set()  # dry run: deprecated versions the lists want again
 
     @property
     def registrar(self) -> Registrar:
@@ -251,7 +260,7 @@ class Sync:
         if image_list.expired(now):
             self.summary.problems.append(f"{sub.name}: list expired at {iso_utc(image_list.expires)}")
             for row in self.db.images(sub.name):
-                self._retire(row, f"list {image_list.identifier} expired at {iso_utc(image_list.expires)}")
+                self._retire(row, _list_expired(image_list))
             return []
         try:
             self._adopt_orphans(sub.name)
@@ -269,18 +278,29 @@ class Sync:
             if job is not None:
                 jobs.append(job)
         if state.fresh:
-            protected = {bad.identifier for bad in image_list.invalid if bad.identifier}
-            expired = {e.identifier: e for e in image_list.images if e.expired(now)}
-            for row in self.db.images(sub.name):
-                if row.identifier in wanted or row.identifier in protected or row.state == "removed":
-                    continue
-                if row.identifier in expired:
-                    self._retire(row, f"image expired at {iso_utc(expired[row.identifier].expires)}")  # type: ignore[arg-type]
-                elif any(e.identifier == row.identifier for e in image_list.images):
-                    self._retire(row, "no longer selected by the subscription's filter")
-                else:
-                    self._retire(row, f"no longer in list {image_list.identifier} version {image_list.version}")
+            for row, reason in self._unwanted(image_list, wanted, self.db.images(sub.name), now):
+                self._retire(row, reason)
         return jobs
+
+    @staticmethod
+    def _unwanted(image_list: ImageList, wanted: Dict[str, ImageEntry], rows: List[ImageRow],
+                  now: datetime) -> List[Tuple[ImageRow, str]]:
+        """Image versions of a freshly accepted list's subscription that it no longer wants, and why.
+        Entries the list has but could not parse are not retired (their registered image is kept)."""
+        protected = {bad.identifier for bad in image_list.invalid if bad.identifier}
+        expired = {e.identifier: e.expires for e in image_list.images if e.expired(now) and e.expires}
+        listed = {e.identifier for e in image_list.images}
+        unwanted = []
+        for row in rows:
+            if row.identifier in wanted or row.identifier in protected or row.state == "removed":
+                continue
+            if row.identifier in expired:
+                unwanted.append((row, f"image expired at {iso_utc(expired[row.identifier])}"))
+            elif row.identifier in listed:
+                unwanted.append((row, "no longer selected by the subscription's filter"))
+            else:
+                unwanted.append((row, f"no longer in list {image_list.identifier} version {image_list.version}"))
+        return unwanted
 
     def _plan_image(self, sub: Subscription, image_list: ImageList, entry: ImageEntry,
                     now: datetime) -> Optional[_Job]:
@@ -526,7 +546,7 @@ class Sync:
                 continue
             rows = [r for r in self.db.images(name) if r.state != "removed"]
             for row in rows:
-                self._retire(row, "subscription removed from the configuration or disabled")
+                self._retire(row, GONE_SUBSCRIPTION)
 
     def _delete_expired_deprecations(self) -> None:
         grace = timedelta(seconds=float(self.settings.grace_period))
@@ -686,33 +706,78 @@ class Sync:
 
     # ------------------------------------------------------------------------------- dry run
     def _preview(self) -> Summary:
-        """Fetch and verify the lists and say what a real run would do; nothing is written."""
+        """Fetch and verify the lists and say what a real run would do (register, replace, deprecate,
+        delete), by the rules of the real run; nothing is written, downloaded or changed in the cloud."""
         db_path = state_db_path(self.settings)
-        known: Dict[Tuple[str, str, str], str] = {}
+        rows: List[ImageRow] = []
+        lists: Dict[str, Any] = {}
         if db_path.exists():
             with StateDB(db_path) as db:
-                known = {(r.subscription, r.identifier, r.sha512): r.state for r in db.images()}
-                rows = {s.name: s for s in db.subscriptions()}
-        else:
-            rows = {}
-        for sub in (s for s in self.settings.subscriptions if s.enabled):
-            row = rows.get(sub.name)
+                rows = [r for r in db.images() if r.state != "removed"]
+                lists = {s.name: s for s in db.subscriptions()}
+        now = self.now()
+        enabled = [s for s in self.settings.subscriptions if s.enabled]
+        for sub in enabled:
+            mine = [r for r in rows if r.subscription == sub.name]
+            listed = lists.get(sub.name)
             try:
                 with make_session(self.settings.capath, self.settings.ca_bundle, sub.token) as session:
                     response = fetch_list(session, sub.location, self.settings.max_list_bytes,
                                           float(self.settings.list_timeout))
-                verified = verify_list(response.body, sub, self.settings.capath, self.now(),
+                verified = verify_list(response.body, sub, self.settings.capath, now,
                                        self.settings.allow_stale_crls,
-                                       accepted_identifier=row.list_identifier if row else None,
-                                       accepted_version=row.list_version if row else None)
+                                       accepted_identifier=listed.list_identifier if listed else None,
+                                       accepted_version=listed.list_version if listed else None)
             except (FetchError, ListRejected) as exc:
                 self.summary.lists_failed += 1
                 self.log.error("dry run: list would be rejected", subscription=sub.name, reason=str(exc))
+                last = self._last_good(sub) if self._list_files(sub.name)[1].exists() else None
+                if last is not None and last.expired(now):
+                    for row in mine:
+                        self._preview_retire(row, _list_expired(last))
                 continue
             self.summary.lists_ok += 1
-            for entry in self._wanted(sub, verified.image_list, self.now()).values():
-                state = known.get((sub.name, entry.identifier, entry.sha512))
-                if state != "registered":
-                    self.log.info("dry run: would download and register", subscription=sub.name,
-                                  identifier=entry.identifier, version=entry.version, current_state=state)
+            wanted = self._wanted(sub, verified.image_list, now)
+            for entry in wanted.values():
+                self._preview_image(sub, entry, [r for r in mine if r.identifier == entry.identifier])
+            for row, reason in self._unwanted(verified.image_list, wanted, mine, now):
+                self._preview_retire(row, reason)
+        configured = {s.name for s in enabled}
+        for row in rows:
+            if row.subscription not in configured:
+                self._preview_retire(row, GONE_SUBSCRIPTION)
+        grace = timedelta(seconds=float(self.settings.grace_period))
+        for row in rows:
+            if row.id in self._reactivated:
+                continue
+            if row.state == "deprecated" and (not row.deprecated_at or parse_time(row.deprecated_at) + grace <= now):
+                self._would("delete", "dry run: would delete (unless VMs still use it)", row, reason=row.reason)
         return self.summary
+
+    def _preview_image(self, sub: Subscription, entry: ImageEntry, rows: List[ImageRow]) -> None:
+        current = next((r for r in rows if r.sha512 == entry.sha512), None)
+        state = current.state if current else None
+        if state == "registered":
+            pass
+        elif current is not None and state == "deprecated":
+            self._reactivated.add(current.id)
+            self._would("reactivate", "dry run: would reactivate", current)
+        else:
+            self.summary.would["register"] = self.summary.would.get("register", 0) + 1
+            self.log.info("dry run: would download and register", subscription=sub.name,
+                          identifier=entry.identifier, version=entry.version, current_state=state)
+        for old in rows:
+            if old.sha512 != entry.sha512 and old.state == "registered":
+                self._would("deprecate", "dry run: would deprecate once the new version is active", old,
+                            reason=f"replaced by version {entry.version}")
+
+    def _preview_retire(self, row: ImageRow, reason: str) -> None:
+        if row.state == "registered":
+            self._would("deprecate", "dry run: would deprecate", row, reason=reason)
+        elif row.state in PENDING:
+            self._would("drop", "dry run: would drop (never registered)", row, reason=reason)
+
+    def _would(self, action: str, event: str, row: ImageRow, **details: Any) -> None:
+        self.summary.would[action] = self.summary.would.get(action, 0) + 1
+        self.log.info(event, subscription=row.subscription, identifier=row.identifier, version=row.version,
+                      image_id=row.image_id, **details)

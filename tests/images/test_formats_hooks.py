@@ -146,3 +146,24 @@ def test_file_url_list_and_images_work_offline(world, tmp_path):
     assert world.by_state("registered")
     assert world.sync() == 0
     assert world.list_state()["state"] == "ok"
+
+
+def test_a_local_list_rewritten_within_the_same_second_is_read_again(world, tmp_path):
+    import os
+
+    from fedcloud_site.images.fetch import fetch_list, make_session
+
+    second = 1_800_000_000 * 10**9
+    signed = tmp_path / "image.list"
+    signed.write_bytes(b"first version")
+    os.utime(signed, ns=(second, second + 100))
+    with make_session() as session:
+        first = fetch_list(session, signed.as_uri(), 1000, 5)
+        assert not first.not_modified and first.etag
+        assert fetch_list(session, signed.as_uri(), 1000, 5, etag=first.etag,
+                          last_modified=first.last_modified).not_modified
+        signed.write_bytes(b"second version!")
+        os.utime(signed, ns=(second, second + 200))  # the same second: the same Last-Modified
+        again = fetch_list(session, signed.as_uri(), 1000, 5, etag=first.etag, last_modified=first.last_modified)
+    assert again.last_modified == first.last_modified
+    assert not again.not_modified and again.body == b"second version!"
