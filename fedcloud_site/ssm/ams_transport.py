@@ -100,8 +100,8 @@ class AmsTransport:
         self.client.session.close()
 
 
-def make_ams_transport(settings: Any, stop: threading.Event, log: Any) -> AmsTransport:
-    """The AMS transport of the ``ssm`` section (token, or the host certificate exchanged for one)."""
+def make_ams_transport(settings: Any, topic: str, stop: threading.Event, log: Any) -> AmsTransport:
+    """The AMS transport of the ``ssm`` section to ``topic`` (token, or the host certificate exchanged for one)."""
     ams = settings.ams
     verify: Any = str(settings.capath) if settings.capath and settings.capath.is_dir() else True
     token = str(ams.token) if ams.token else None
@@ -109,4 +109,4 @@ def make_ams_transport(settings: Any, stop: threading.Event, log: Any) -> AmsTra
                        cert=None if token else str(settings.certificate), key=None if token else str(settings.key),
                        port=ams.port, auth_url=ams.auth_url, verify=verify, timeout=float(ams.timeout),
                        retries=ams.retries, max_request_bytes=ams.max_request_bytes)
-    return AmsTransport(client, settings.destination, batch_size=ams.batch_size, stop=stop, log=log)
+    return AmsTransport(client, topic, batch_size=ams.batch_size, stop=stop, log=log)

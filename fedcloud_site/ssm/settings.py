@@ -17,6 +17,18 @@ Example (AMS)::
       transport: ams
       destination: eu-egi-cloud-accounting        # the AMS topic
       ams: {host: msg.argo.grnet.gr, project: accounting}
+
+Queues: by default the daemon drains ``queue_dir`` (default ``accounting.queue_dir``)
+to ``destination`` and, when the accounting section has a ``storage_queue_dir``,
+that queue to ``storage_destination`` (EGI's storage accounting queue/topic).
+``queues`` replaces both with an explicit list::
+
+    ssm:
+      queues:
+        - {name: cloud, queue_dir: /var/spool/apel/outgoing/fedcloud-site,
+           destination: /queue/global.accounting.cloud.central}
+        - {name: caso, queue_dir: /var/spool/apel/outgoing/caso,
+           destination: /queue/global.accounting.cloud.central}
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from ..schema import Duration, Secret
 from ..settings import DaemonSettings
@@ -34,6 +46,11 @@ DEFAULT_KEY = Path("/etc/grid-security/hostkey.pem")
 DEFAULT_CAPATH = Path("/etc/grid-security/certificates")
 #: where EGI receives cloud accounting records (apel/ssm's documented values)
 DEFAULT_DESTINATIONS = {"stomp": "/queue/global.accounting.cloud.central", "ams": "eu-egi-cloud-accounting"}
+#: where EGI receives storage (StAR) accounting records
+DEFAULT_STORAGE_DESTINATIONS = {"stomp": "/queue/global.accounting.storage.central",
+                                "ams": "eu-egi-storage-accounting"}
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_AMS_TOPIC = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def parse_broker(text: str) -> Tuple[str, int]:
@@ -67,6 +84,31 @@ class AmsSettings:
 
 
 @dataclass
+class QueueSettings:
+    """One entry of ``ssm.queues``: a dirq outgoing queue and the destination (STOMP queue / AMS topic) of its
+    messages."""
+
+    queue_dir: Path
+    destination: str
+    name: Optional[str] = None  # label in summaries, ``ssm status`` and state files; default: the directory name
+    reject_dir: Optional[Path] = None  # default <queue_dir>.reject
+
+    def validate(self) -> None:
+        if not self.destination.strip():
+            raise ValueError("destination: must not be empty")
+        if self.name is not None and not _QUEUE_NAME.fullmatch(self.name):
+            raise ValueError(f"name: {self.name!r}: use letters, digits, _ . -")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.queue_dir.name
+
+    @property
+    def reject_path(self) -> Path:
+        return self.reject_dir or self.queue_dir.with_name(self.queue_dir.name + ".reject")
+
+
+@dataclass
 class Settings(DaemonSettings):
     """The SSM sender."""
 
@@ -75,6 +117,8 @@ class Settings(DaemonSettings):
     reject_dir: Optional[Path] = None  # default <queue_dir>.reject
     transport: Literal["stomp", "ams"] = "stomp"
     destination: Optional[str] = None  # STOMP queue or AMS topic; default: the EGI cloud accounting one
+    storage_destination: Optional[str] = None  # of accounting.storage_queue_dir; default: EGI storage accounting
+    queues: List[QueueSettings] = field(default_factory=list)  # explicit queues; replace the four keys above
     # signing and TLS
     certificate: Path = DEFAULT_CERTIFICATE
     key: Path = DEFAULT_KEY
@@ -111,10 +155,19 @@ class Settings(DaemonSettings):
                 parse_broker(broker)
             except ValueError as exc:
                 raise ValueError(f"brokers[{index}]: {exc}") from None
-        if self.destination is not None and not self.destination.strip():
-            raise ValueError("destination: must not be empty")
-        if self.transport == "ams" and self.destination and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.destination):
-            raise ValueError(f"destination: {self.destination!r} is not an AMS topic name (letters, digits, _ . -)")
+        for key in ("destination", "storage_destination"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise ValueError(f"{key}: must not be empty")
+            if self.transport == "ams" and value and not _AMS_TOPIC.fullmatch(value):
+                raise ValueError(f"{key}: {value!r} is not an AMS topic name (letters, digits, _ . -)")
+        if self.queues:
+            given = [key for key in ("queue_dir", "reject_dir", "destination", "storage_destination")
+                     if getattr(self, key) is not None]
+            if given:
+                raise ValueError(f"queues: give either queues or {', '.join(given)} (each queue names its "
+                                 "queue_dir and destination)")
+            self._check_queues(self.queues, "queues")
         if self.window < 1:
             raise ValueError("window: must be at least 1")
         if not 1 <= self.connections <= 16:
@@ -124,14 +177,49 @@ class Settings(DaemonSettings):
         if self.ams.batch_size < 1:
             raise ValueError("ams.batch_size: must be at least 1")
 
+    def _check_queues(self, queues: List[QueueSettings], key: str) -> None:
+        labels: Dict[str, int] = {}
+        directories: Dict[Path, int] = {}
+        for index, queue in enumerate(queues):
+            if queue.label in labels:
+                raise ValueError(f"{key}[{index}]: name {queue.label!r} already used by {key}[{labels[queue.label]}]"
+                                 " (give each queue a name of its own)")
+            if queue.queue_dir in directories:
+                raise ValueError(f"{key}[{index}]: queue_dir {queue.queue_dir} already drained by "
+                                 f"{key}[{directories[queue.queue_dir]}]")
+            if not _QUEUE_NAME.fullmatch(queue.label):
+                raise ValueError(f"{key}[{index}]: name {queue.label!r}: use letters, digits, _ . - (give a name)")
+            if self.transport == "ams" and not _AMS_TOPIC.fullmatch(queue.destination):
+                raise ValueError(f"{key}[{index}].destination: {queue.destination!r} is not an AMS topic name "
+                                 "(letters, digits, _ . -)")
+            labels[queue.label] = index
+            directories[queue.queue_dir] = index
+
     def finish(self, config: Any) -> None:
-        """Fill defaults that depend on other sections."""
-        if self.destination is None:
-            self.destination = DEFAULT_DESTINATIONS[self.transport]
-        if self.queue_dir is None and "accounting" in config.daemons:
-            self.queue_dir = config.daemons["accounting"].queue_dir
-        if self.queue_dir is None:
+        """Fill defaults that depend on other sections: the queues to drain and their destinations.
+
+        Afterwards ``queues`` lists every queue and ``queue_dir``/``destination``/``reject_dir``
+        describe the first one.
+        """
+        if not self.queues:
+            self.queues = self._derived_queues(config)
+        first = self.queues[0]
+        self.queue_dir, self.destination, self.reject_dir = first.queue_dir, first.destination, first.reject_dir
+
+    def _derived_queues(self, config: Any) -> List[QueueSettings]:
+        accounting = config.daemons.get("accounting")
+        queue_dir = self.queue_dir or (accounting.queue_dir if accounting is not None else None)
+        if queue_dir is None:
             raise ValueError("queue_dir: required (no accounting section to take it from)")
+        destination = self.destination or DEFAULT_DESTINATIONS[self.transport]
+        queues = [QueueSettings(queue_dir=queue_dir, destination=destination, name="cloud",
+                                reject_dir=self.reject_dir)]
+        storage_dir = getattr(accounting, "storage_queue_dir", None)
+        if storage_dir is not None and storage_dir != queue_dir:
+            destination = self.storage_destination or DEFAULT_STORAGE_DESTINATIONS[self.transport]
+            queues.append(QueueSettings(queue_dir=storage_dir, destination=destination, name="storage"))
+        self._check_queues(queues, "queues")
+        return queues
 
     def broker_addresses(self) -> List[Tuple[str, int]]:
         """The configured brokers as (host, port)."""
@@ -139,5 +227,6 @@ class Settings(DaemonSettings):
 
     @property
     def reject_path(self) -> Path:
+        """The reject directory of the first queue."""
         assert self.queue_dir is not None
         return self.reject_dir or self.queue_dir.with_name(self.queue_dir.name + ".reject")

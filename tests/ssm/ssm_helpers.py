@@ -140,9 +140,11 @@ def fill_queue(queue: MessageQueue, count: int, size: int = 2000) -> Dict[str, b
 
 def ssm_yaml(tmp_path: Path, test_pki: Pki, queue: MessageQueue, *, brokers: Optional[List[str]] = None,
              destination: str = "/queue/test", extra: str = "", use_ssl: bool = True,
-             capath: Optional[Path] = None) -> Path:
-    """A complete configuration file for the ssm daemon under test."""
+             capath: Optional[Path] = None, storage_queue_dir: Optional[Path] = None) -> Path:
+    """A complete configuration file for the ssm daemon under test (``storage_queue_dir``: the accounting
+    section's, where storage records are queued)."""
     broker_list = ", ".join(f'"{b}"' for b in (brokers or []))
+    storage = f"  storage_queue_dir: {storage_queue_dir}\n" if storage_queue_dir is not None else ""
     text = f"""site:
   name: TEST-SITE
 cloud:
@@ -153,7 +155,7 @@ cloud:
 accounting:
   state_dir: {tmp_path / 'accounting'}
   queue_dir: {queue.path}
-ssm:
+{storage}ssm:
   state_dir: {tmp_path / 'ssm-state'}
   destination: "{destination}"
   certificate: {test_pki.host.cert}

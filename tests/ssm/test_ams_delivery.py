@@ -10,6 +10,7 @@ from fedcloud_site.testing.ams_sim import AmsSimulator
 from fedcloud_site.testing.http import Fault
 
 TOPIC = "eu-egi-cloud-accounting"
+STORAGE_TOPIC = "eu-egi-storage-accounting"
 
 
 @pytest.fixture
@@ -114,3 +115,30 @@ def test_a_refused_token_keeps_the_messages_and_says_so(tmp_path, test_pki, ams,
 
     assert "401" in capsys.readouterr().err
     assert set(outgoing.names()) == set(queued)
+
+
+def test_storage_records_are_published_to_the_storage_topic(tmp_path, test_pki, ams, outgoing, capsys):
+    from fedcloud_site.queue import MessageQueue
+
+    storage = MessageQueue(tmp_path / "outgoing-storage")
+    cloud_queued = fill_queue(outgoing, 3)
+    storage_queued = fill_queue(storage, 2)
+    text = ams_config(tmp_path, test_pki, outgoing, ams).read_text()
+    config = tmp_path / "two-queues.yaml"
+    config.write_text(text.replace("accounting:\n", f"accounting:\n  storage_queue_dir: {storage.path}\n", 1))
+
+    # the storage topic does not exist yet: the cloud records go, the storage records wait
+    assert main(["--config", str(config), "ssm", "once"]) == 1
+
+    assert {m.attributes["empaid"] for m in ams.messages("accounting", TOPIC)} == set(cloud_queued)
+    assert outgoing.count() == 0 and set(storage.names()) == set(storage_queued)
+    assert "storage: " in capsys.readouterr().err
+
+    ams.add_topic("accounting", STORAGE_TOPIC)
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    published = ams.messages("accounting", STORAGE_TOPIC)
+    assert [m.attributes["empaid"] for m in published] == sorted(storage_queued)
+    for message in published:
+        assert apel_receive(message.data, test_pki.capath)[0] == storage_queued[message.attributes["empaid"]]
+    assert len(ams.messages("accounting", TOPIC)) == 3 and storage.count() == 0

@@ -48,3 +48,61 @@ def test_the_ams_token_is_never_shown(write_config):
     config = load_config(write_config(BASE + "ssm:\n  transport: ams\n  ams:\n    token: very-secret\n"))
     assert "very-secret" not in repr(config.as_plain())
     assert config.ssm.ams.token == "very-secret"
+
+
+STORAGE = BASE + "  storage_queue_dir: /var/spool/apel/outgoing-storage\n"
+
+
+def _queues(config):
+    return [(q.label, str(q.queue_dir), q.destination) for q in config.ssm.queues]
+
+
+def test_the_storage_queue_of_the_accounting_section_is_drained_to_the_storage_destination(write_config):
+    stomp = load_config(write_config(STORAGE))
+    assert _queues(stomp) == [
+        ("cloud", "/var/spool/apel/outgoing/test", "/queue/global.accounting.cloud.central"),
+        ("storage", "/var/spool/apel/outgoing-storage", "/queue/global.accounting.storage.central")]
+    ams = load_config(write_config(STORAGE + "ssm:\n  transport: ams\n"))
+    assert [q.destination for q in ams.ssm.queues] == ["eu-egi-cloud-accounting", "eu-egi-storage-accounting"]
+    own = load_config(write_config(STORAGE + "ssm:\n  destination: /queue/c\n  storage_destination: /queue/s\n"))
+    assert [q.destination for q in own.ssm.queues] == ["/queue/c", "/queue/s"]
+    assert str(own.ssm.queues[1].reject_path) == "/var/spool/apel/outgoing-storage.reject"
+
+
+def test_without_a_storage_queue_only_the_cloud_queue_is_drained(write_config):
+    config = load_config(write_config(BASE + "ssm:\n  queue_dir: /q/caso\n  reject_dir: /q/bad\n"))
+    assert _queues(config) == [("cloud", "/q/caso", "/queue/global.accounting.cloud.central")]
+    assert str(config.ssm.queue_dir) == "/q/caso" and str(config.ssm.reject_path) == "/q/bad"
+
+
+def test_an_explicit_queue_list_replaces_the_derived_one(write_config):
+    config = load_config(write_config(STORAGE + """ssm:
+  queues:
+    - {queue_dir: /q/caso, destination: /queue/a}
+    - {name: mine, queue_dir: /q/other, destination: /queue/b, reject_dir: /q/rejects}
+"""))
+    assert _queues(config) == [("caso", "/q/caso", "/queue/a"), ("mine", "/q/other", "/queue/b")]
+    assert str(config.ssm.queues[1].reject_path) == "/q/rejects"
+    # the single-queue keys describe the first queue (read by the probes)
+    assert str(config.ssm.queue_dir) == "/q/caso" and config.ssm.destination == "/queue/a"
+
+
+@pytest.mark.parametrize("section, message", [
+    ("  destination: /queue/x\n  queues: [{queue_dir: /q/a, destination: /queue/a}]\n",
+     "give either queues or destination"),
+    ("  queues:\n    - {queue_dir: /q/a, destination: /queue/a}\n    - {queue_dir: /q/a, destination: /queue/b, "
+     "name: b}\n", "queues[1]: queue_dir /q/a already drained by queues[0]"),
+    ("  queues:\n    - {queue_dir: /q/a, destination: /queue/a}\n    - {queue_dir: /r/a, destination: /queue/b}\n",
+     "queues[1]: name 'a' already used by queues[0]"),
+    ("  queues: [{queue_dir: /q/a}]\n", "ssm.queues[0].destination: required key missing"),
+    ("  transport: ams\n  queues: [{queue_dir: /q/a, destination: /queue/a}]\n",
+     "queues[0].destination: '/queue/a' is not an AMS topic name"),
+    ("  transport: ams\n  storage_destination: /queue/s\n", "storage_destination: '/queue/s' is not an AMS topic"),
+    ("  queues: [{queue_dir: /q/a, destination: /queue/a, name: 'a b'}]\n", "name: 'a b': use letters"),
+])
+def test_bad_queue_lists_are_refused_with_the_file_and_key(write_config, section, message):
+    path = write_config(BASE + "ssm:\n" + section)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)

@@ -158,7 +158,7 @@ def test_status_shows_queue_depth_oldest_message_rejects_and_last_run(tmp_path, 
     assert status["oldest_age_s"] is not None and status["oldest_age_s"] < 120
     assert "no broker reachable" in status["last_run"]["error"]
     assert main(["--config", str(config), "ssm", "status"]) == 0
-    assert "unsent:      4 messages" in capsys.readouterr().out
+    assert "unsent:    4 messages" in capsys.readouterr().out
 
 
 def test_the_daemon_sends_new_messages_as_soon_as_they_appear(tmp_path, test_pki, broker, destination, consume,
@@ -168,9 +168,12 @@ def test_the_daemon_sends_new_messages_as_soon_as_they_appear(tmp_path, test_pki
 
     from fedcloud_site.runner import Runner
 
+    storage = tmp_path / "outgoing-storage"  # created by the extractor only once it has storage records
     consumer = consume(broker.port, destination)
+    storage_consumer = consume(broker.port, destination + ".storage")
     config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
-                      destination=destination, extra="  interval: 1h\n  watch_interval: 0.2\n")
+                      destination=destination, storage_queue_dir=storage,
+                      extra=f"  interval: 1h\n  watch_interval: 0.2\n  storage_destination: {destination}.storage\n")
     runner = Runner("ssm", config, options={"action": "run"})
     thread = threading.Thread(target=runner.run_forever, kwargs={"install_signals": False}, daemon=True)
     thread.start()
@@ -180,12 +183,14 @@ def test_the_daemon_sends_new_messages_as_soon_as_they_appear(tmp_path, test_pki
         started = time.monotonic()
         assert {m.headers["empa-id"] for m in consumer.wait_for(3, timeout=10)} == set(queued)
         assert time.monotonic() - started < 5  # not at the next scheduled run, an hour later
+        storage_queued = fill_queue(MessageQueue(storage), 2)
+        assert {m.headers["empa-id"] for m in storage_consumer.wait_for(2, timeout=10)} == set(storage_queued)
     finally:
         runner.stop.set()
         runner._wake.set()
         thread.join(30)
     assert not thread.is_alive()
-    assert outgoing.count() == 0
+    assert outgoing.count() == 0 and MessageQueue(storage).count() == 0
 
 
 def test_a_lock_another_program_left_long_ago_is_broken(tmp_path, test_pki, broker, destination, consume, outgoing):
@@ -242,3 +247,82 @@ def test_a_pool_keeps_sending_on_the_connections_that_work(tmp_path, test_pki, b
 
     assert result.error is None and result.sent == 20
     assert {m.headers["empa-id"] for m in consumer.wait_for(20)} == set(queued)
+
+
+def test_storage_records_go_to_the_storage_destination_and_cloud_records_to_theirs(
+        tmp_path, test_pki, broker, destination, consume, outgoing, capsys):
+    import json
+
+    storage = MessageQueue(tmp_path / "outgoing-storage")
+    cloud_queued = fill_queue(outgoing, 4)
+    storage_queued = fill_queue(storage, 3)
+    storage_destination = destination + ".storage"
+    cloud_consumer = consume(broker.port, destination)
+    storage_consumer = consume(broker.port, storage_destination)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination=destination, storage_queue_dir=storage.path,
+                      extra=f'  storage_destination: "{storage_destination}"\n')
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    for consumer, queued in ((cloud_consumer, cloud_queued), (storage_consumer, storage_queued)):
+        consumer.wait_for(len(queued))
+        received = consumer.settle(quiet=0.3)
+        assert sorted(m.headers["empa-id"] for m in received) == sorted(queued)  # these, once each, nothing else
+        for message in received:
+            assert apel_receive(message.body, test_pki.capath)[0] == queued[message.headers["empa-id"]]
+    assert outgoing.count() == 0 and storage.count() == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "queue summary" in line]
+    assert len(lines) == 2
+    cloud_line, storage_line = sorted(lines, key=lambda line: "queue='storage'" in line)
+    assert "queue='cloud'" in cloud_line and "sent=4" in cloud_line and f"destination='{destination}'" in cloud_line
+    assert "sent=3" in storage_line and f"destination='{storage_destination}'" in storage_line
+
+    assert main(["--config", str(config), "ssm", "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [(q["name"], q["destination"], q["last_run"]["sent"]) for q in status["queues"]] == [
+        ("cloud", destination, 4), ("storage", storage_destination, 3)]
+    assert status["last_run"]["sent"] == 7
+    assert main(["--config", str(config), "ssm", "status"]) == 0
+    text = capsys.readouterr().out
+    assert f"queue storage: {storage.path} (stomp -> {storage_destination})" in text
+    assert text.count("last run:  ") == 2 and "sent 3, failed 0" in text
+
+
+def test_a_broken_queue_does_not_keep_the_next_one_from_being_sent(tmp_path, test_pki, broker, destination, consume,
+                                                                  outgoing, capsys):
+    import json
+
+    storage = MessageQueue(tmp_path / "outgoing-storage")
+    storage_queued = fill_queue(storage, 3)
+    queued = fill_queue(outgoing, 2)
+    consumer = consume(broker.port, destination)
+    # the broker answers every message to the cloud destination with an ERROR (no such temporary queue)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination="/remote-temp-queue/gone", storage_queue_dir=storage.path,
+                      extra=f'  storage_destination: "{destination}"\n  reconnects: 1\n')
+
+    assert main(["--config", str(config), "ssm", "once"]) == 1
+
+    assert {m.headers["empa-id"] for m in consumer.wait_for(3)} == set(storage_queued)
+    assert storage.count() == 0
+    assert set(outgoing.names()) == set(queued) and not list(outgoing.path.rglob("*.lck"))
+    capsys.readouterr()
+    assert main(["--config", str(config), "ssm", "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["last_run"]["error"].startswith("cloud: ") and "ERROR" in status["last_run"]["error"]
+    cloud, stored = status["queues"]
+    assert cloud["messages"] == 2 and cloud["last_run"]["error"]
+    assert stored["last_run"]["error"] is None and stored["last_run"]["sent"] == 3
+
+
+def test_a_storage_queue_nobody_created_yet_is_nothing_to_send(tmp_path, test_pki, broker, destination, outgoing):
+    queued = fill_queue(outgoing, 2)
+    missing = tmp_path / "no-storage-yet"
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{broker.tls_port}"],
+                      destination=destination, storage_queue_dir=missing)
+
+    assert main(["--config", str(config), "ssm", "once"]) == 0
+
+    assert outgoing.count() == 0 and len(queued) == 2
+    assert not missing.exists()  # not created by the sender
