@@ -69,9 +69,6 @@ BACKEND_LABELS = {"openstack": "OpenStack", "opennebula": "OpenNebula", "static"
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
-#: backends that read the whole VM pool to list one project's VMs, when they do not declare
-#: ``filters_vms_by_project`` themselves
-POOL_BACKENDS = frozenset({"opennebula"})
 #: what the partly filled messages of all projects may hold together during one listing of all projects
 SHARED_BUFFER_BYTES = 4 << 20
 
@@ -362,10 +359,7 @@ class Extractor:
         mode = self.settings.vm_listing
         if mode != "auto":
             return bool(mode == "all_projects")
-        filters = self.cloud.filters_vms_by_project
-        if filters is None:
-            filters = self.cloud.name not in POOL_BACKENDS
-        return not filters
+        return not self.cloud.filters_vms_by_project
 
     def extract(self, target: Target, start: datetime, end: datetime) -> ProjectResult:
         """Send the records of ``target`` for ``(start, end]`` from one listing of its own VMs; raises

@@ -385,8 +385,8 @@ class CloudBackend(abc.ABC):
 
     #: how ``list_vms(project_id)`` finds one project's VMs: True when the cloud filters them (the cost
     #: follows that project's VMs), False when the backend reads every VM and filters itself (listing all
-    #: projects at once then costs no more than listing one); None: not declared
-    filters_vms_by_project: Optional[bool] = None
+    #: projects at once then costs no more than listing one)
+    filters_vms_by_project: bool = True
 
     #: set by a caller that wants listings to skip records they cannot interpret (each error names
     #: its record) instead of failing the whole listing; None: listings raise BadCloudData

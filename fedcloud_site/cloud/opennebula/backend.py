@@ -198,6 +198,7 @@ class OpenNebulaBackend(CloudBackend):
 
     name = "opennebula"
     Settings = OpenNebulaSettings
+    filters_vms_by_project = False  # oned cannot filter the VM pool by group: every listing pages the pool
 
     def __init__(self, settings: OpenNebulaSettings, config: Any = None) -> None:
         self.settings = settings
