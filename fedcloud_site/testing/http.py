@@ -1,5 +1,7 @@
 """A small threaded HTTP(S) server base for the protocol simulators.
 
+:class:`LoopbackServer` (start/stop of a threaded server on a loopback address) and
+:class:`LoopbackHandler` are the base of every test server; :class:`SimServer` adds routing.
 Simulators register routes ``(method, regex) -> handler(request) -> Response``.
 The server counts requests per route name (for benchmarks) and can inject
 faults: an HTTP status, a delay, a dropped connection or a truncated body, for
@@ -24,10 +26,131 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Mapping, Optional, Pattern, Set, Tuple
+from typing import (
+    Any,
+    BinaryIO,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Pattern,
+    Protocol,
+    Set,
+    Tuple,
+    Type,
+    TypeVar,
+)
 from urllib.parse import parse_qs, urlsplit
 
 LOOPBACK = ("127.0.0.1", "::1")
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """The request handler base of the test servers: HTTP/1.1 keep-alive, no Nagle delay, no access log."""
+
+    protocol_version = "HTTP/1.1"
+    # headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK stall every keep-alive request by ~40 ms
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence access log
+        return
+
+    def cut_connection(self) -> None:
+        """Close the connection now, without (the rest of) an answer: a dropped or truncated response."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+ServerT = TypeVar("ServerT", bound="LoopbackServer")
+
+
+class LoopbackServer:
+    """A threaded HTTP(S) server on a loopback address, serving from a daemon thread: start/stop (also as a
+    context manager) and its URL.  The base of the test servers; a subclass gives :meth:`handler_class`."""
+
+    #: name of the serving thread (``<name>-<port>``)
+    thread_name = "test-server"
+    #: listen backlog
+    request_queue_size = 64
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+        if host not in LOOPBACK:
+            raise ValueError("test servers only listen on loopback addresses")
+        self.host = host
+        self.port = port  # the bound port once started (0: an ephemeral one)
+        self.ssl_context = ssl_context
+        self._lock = threading.Lock()  # for the subclass's counters and faults
+        self._httpd: Optional[ThreadingHTTPServer] = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    def handler_class(self) -> Type[BaseHTTPRequestHandler]:
+        """The class that answers this server's requests (usually a :class:`LoopbackHandler`)."""
+        raise NotImplementedError
+
+    def start(self: ServerT) -> ServerT:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        backlog = self.request_queue_size
+
+        class _Server(ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+            request_queue_size = backlog
+
+        httpd = _Server((self.host, self.port), self.handler_class())
+        if self.ssl_context is not None:
+            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        # a short poll interval: stop() (shutdown) returns within 50 ms instead of 0.5 s
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         name=f"{self.thread_name}-{self.port}", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self: ServerT) -> ServerT:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class Countdown(Protocol):
+    """An injected fault: used for its next ``count`` matching requests."""
+
+    count: int
+
+
+FaultT = TypeVar("FaultT", bound=Countdown)
+
+
+def take_fault(faults: List[FaultT], applies: Callable[[FaultT], bool]) -> Optional[FaultT]:
+    """The first fault that ``applies`` and has uses left, with one use counted off (removed after its last).
+
+    The caller holds the lock that guards ``faults``.
+    """
+    for fault in faults:
+        if applies(fault) and fault.count > 0:
+            fault.count -= 1
+            if fault.count == 0:
+                faults.remove(fault)
+            return fault
+    return None
 
 
 @dataclass
@@ -85,22 +208,18 @@ class Fault:
 Handler = Callable[[Request], Response]
 
 
-class SimServer:
+class SimServer(LoopbackServer):
     """Route table + request counters + fault injection over a threaded HTTP(S) server."""
 
+    thread_name = "sim"
+    request_queue_size = 128
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, ssl_context: Optional[ssl.SSLContext] = None) -> None:
-        if host not in LOOPBACK:
-            raise ValueError("simulators only listen on loopback addresses")
-        self.host = host
-        self.port = port
-        self.ssl_context = ssl_context
+        super().__init__(host, port, ssl_context)
         self.routes: List[Tuple[str, str, Pattern[str], Handler]] = []
         self.streaming_routes: Set[str] = set()
         self.requests: Counter[str] = Counter()
         self.faults: List[Fault] = []
-        self._lock = threading.Lock()
-        self._httpd: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
 
     # -- configuration -----------------------------------------------------------------------
     def route(self, method: str, pattern: str, name: str, handler: Handler, stream: bool = False) -> None:
@@ -128,22 +247,10 @@ class SimServer:
     def total_requests(self) -> int:
         return sum(self.requests.values())
 
-    @property
-    def url(self) -> str:
-        scheme = "https" if self.ssl_context else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
-
     # -- serving -------------------------------------------------------------------------------
     def _take_fault(self, name: str) -> Optional[Fault]:
         with self._lock:
-            for fault in self.faults:
-                if fault.route in (None, name) and fault.count > 0:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self.faults.remove(fault)
-                    return fault
-        return None
+            return take_fault(self.faults, lambda fault: fault.route in (None, name))
 
     def resolve(self, method: str, raw_path: str) -> Tuple[Optional[str], Optional[Handler], Optional[re.Match[str]]]:
         """The route name, handler and path match serving a request (None when no route matches)."""
@@ -174,21 +281,10 @@ class SimServer:
                           match, client_cert, stream, fault)
         return handler(request)
 
-    def start(self) -> SimServer:
+    def handler_class(self) -> Type[BaseHTTPRequestHandler]:
         server = self
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm and the
-                # client's delayed ACK stall every keep-alive request by ~40 ms
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence access log
-                return
-
+        class _Handler(LoopbackHandler):
             def _serve(self) -> None:
                 name, _, _ = server.resolve(self.command, self.path)
                 reader = _BodyReader(self.rfile, self.headers.get("Content-Length"),
@@ -202,11 +298,7 @@ class SimServer:
                 if fault is not None and fault.kind == "drop":
                     with server._lock:
                         server.requests[name or ""] += 1
-                    self.close_connection = True
-                    try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                    self.cut_connection()
                     return
                 response = server.dispatch(self.command, self.path, dict(self.headers.items()), body, cert, fault,
                                            reader if streaming else None)  # type: ignore[arg-type]
@@ -226,11 +318,7 @@ class SimServer:
                 if fault is not None and fault.kind == "truncate":
                     self.wfile.write(payload[: len(payload) // 2])
                     self.wfile.flush()
-                    self.close_connection = True
-                    try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                    self.cut_connection()
                     return
                 self.wfile.write(payload)
 
@@ -257,35 +345,7 @@ class SimServer:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve  # noqa: N815
 
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-
-        class _Server(ThreadingHTTPServer):
-            address_family = family
-            daemon_threads = True
-            request_queue_size = 128
-
-        httpd = _Server((self.host, self.port), _Handler)
-        if self.ssl_context is not None:
-            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        # a short poll interval: stop() (shutdown) returns within 50 ms instead of 0.5 s
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"sim-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> SimServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        return _Handler
 
 
 class _BodyReader:

@@ -12,15 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Dict, List, Optional, Type, Union
+
+from .http import LoopbackHandler, LoopbackServer, take_fault
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
@@ -52,29 +52,19 @@ class _Item:
     faults: List[Fault] = field(default_factory=list)
 
 
-class ImageServer:
+class ImageServer(LoopbackServer):
     """Serve files under URL paths; ``put`` adds or replaces one (new ETag/Last-Modified)."""
+
+    thread_name = "image-server"
 
     def __init__(self, host: str = "127.0.0.1", ssl_context: Optional[ssl.SSLContext] = None,
                  token: Optional[str] = None) -> None:
-        if host not in ("127.0.0.1", "::1"):
-            raise ValueError("test servers only listen on loopback addresses")
-        self.host = host
-        self.port = 0
-        self.ssl_context = ssl_context
+        super().__init__(host, 0, ssl_context)
         self.token = token
         self.items: Dict[str, _Item] = {}
         self.seen: List[Seen] = []
         self.active = 0  # bodies being sent right now
         self.max_active = 0  # the most sent at once
-        self._lock = threading.Lock()
-        self._httpd: Optional[ThreadingHTTPServer] = None
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if self.ssl_context else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
 
     def put(self, url_path: str, source: Union[Path, bytes], directory: Optional[Path] = None) -> str:
         """Serve ``source`` (a file, or bytes written to ``directory``) at ``url_path``; returns its URL."""
@@ -107,23 +97,12 @@ class ImageServer:
 
     def _take_fault(self, item: _Item) -> Optional[Fault]:
         with self._lock:
-            for fault in item.faults:
-                if fault.count > 0:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        item.faults.remove(fault)
-                    return fault
-        return None
+            return take_fault(item.faults, lambda fault: True)
 
-    def start(self) -> ImageServer:
+    def handler_class(self) -> Type[BaseHTTPRequestHandler]:
         server = self
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                return
-
+        class _Handler(LoopbackHandler):
             def _finish(self, seen: Seen, status: int, headers: Dict[str, str], body: bytes = b"") -> None:
                 seen.status = status
                 self.send_response(status)
@@ -227,39 +206,9 @@ class ImageServer:
                         sent += len(chunk)
                     if sent < length:  # "drop": cut the connection mid-body
                         self.wfile.flush()
-                        self.close_connection = True
-                        try:
-                            self.connection.shutdown(socket.SHUT_RDWR)
-                        except OSError:
-                            pass
+                        self.cut_connection()
 
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-
-        class _Server(ThreadingHTTPServer):
-            address_family = family
-            daemon_threads = True
-            request_queue_size = 64
-
-        httpd = _Server((self.host, 0), _Handler)
-        if self.ssl_context is not None:
-            httpd.socket = self.ssl_context.wrap_socket(httpd.socket, server_side=True)
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"image-server-{self.port}",
-                         daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> ImageServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        return _Handler
 
 
 def write_random_file(path: Path, size: int, seed: int = 0) -> str:

@@ -14,23 +14,20 @@ connections and truncated answers.  Listens on loopback only.
 from __future__ import annotations
 
 import os
-import socket
-import threading
 import time
 import xmlrpc.client
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type
 from xml.sax.saxutils import escape
 
 from pyone import IMAGE_STATES, VM_STATE
 
+from ..http import LoopbackHandler, LoopbackServer, take_fault
 from . import render
 from .model import OWNER_ONLY, SimCloud, SimGroup, SimImage, SimTemplate, SimUser, SimVM
 from .templates import Template, TemplateSyntaxError, merge, parse, vectors
-
-LOOPBACK = ("127.0.0.1", "::1")
 
 # Request::ErrorCode
 SUCCESS = 0x0000
@@ -119,20 +116,17 @@ OBJECT_NAMES = {"vm": "virtual machine", "vmpool": "virtual machine", "image": "
                 "datastore": "datastore", "datastorepool": "datastore", "system": "system"}
 
 
-class OpenNebulaSimulator:
+class OpenNebulaSimulator(LoopbackServer):
     """The XML-RPC server: ``start()``, then point pyone at :attr:`url` with ``user:password``."""
+
+    thread_name = "one-sim"
 
     def __init__(self, cloud: Optional[SimCloud] = None, username: str = "oneadmin", password: str = "opennebula",
                  host: str = "127.0.0.1", port: int = 0) -> None:
-        if host not in LOOPBACK:
-            raise ValueError("simulators only listen on loopback addresses")
+        super().__init__(host, port)
         self.cloud = cloud if cloud is not None else SimCloud()
-        self.host = host
-        self.port = port
         self.calls: Counter[str] = Counter()
         self.faults: List[OneFault] = []
-        self._lock = threading.Lock()
-        self._httpd: Optional[ThreadingHTTPServer] = None
         self.image_copy_seconds = 0.0  # how long an allocated image stays LOCKED (wall clock)
         #: ``API_LIST_ORDER`` of oned.conf: pools in ascending (ASC) or descending (DESC) id order
         self.list_order = "ASC"
@@ -148,8 +142,7 @@ class OpenNebulaSimulator:
     # -- control ---------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/RPC2"
+        return super().url + "/RPC2"
 
     def inject(self, fault: OneFault) -> None:
         with self._lock:
@@ -169,13 +162,7 @@ class OpenNebulaSimulator:
 
     def _take_fault(self, method: str) -> Optional[OneFault]:
         with self._lock:
-            for fault in self.faults:
-                if fault.method in (None, method) and fault.count > 0:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self.faults.remove(fault)
-                    return fault
-        return None
+            return take_fault(self.faults, lambda fault: fault.method in (None, method))
 
     # -- dispatch --------------------------------------------------------------------------
     def call(self, method: str, params: Sequence[Any]) -> List[Any]:
@@ -694,16 +681,11 @@ class OpenNebulaSimulator:
             image.state = int(IMAGE_STATES.READY)
 
     # -- HTTP ------------------------------------------------------------------------------
-    def start(self) -> OpenNebulaSimulator:
+    def handler_class(self) -> Type[BaseHTTPRequestHandler]:
         sim = self
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
+        class _Handler(LoopbackHandler):
             wbufsize = 1 << 16  # headers and a small body leave in one segment
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-                return
 
             def _send(self, status: int, body: bytes, content_type: str = "text/xml") -> None:
                 self.send_response(status)
@@ -711,13 +693,6 @@ class OpenNebulaSimulator:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-
-            def _cut(self) -> None:
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 length = int(self.headers.get("Content-Length") or 0)
@@ -735,7 +710,7 @@ class OpenNebulaSimulator:
                     sim.calls[method] += 1
                 fault = sim._take_fault(method)
                 if fault is not None and fault.kind == "drop":
-                    self._cut()
+                    self.cut_connection()
                     return
                 if fault is not None and fault.kind == "http":
                     self._send(fault.status, f"<html><body>{fault.status} injected</body></html>".encode(),
@@ -757,34 +732,11 @@ class OpenNebulaSimulator:
                     self.end_headers()
                     self.wfile.write(payload[: len(payload) // 2])
                     self.wfile.flush()
-                    self._cut()
+                    self.cut_connection()
                     return
                 self._send(200, payload)
 
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-
-        class _Server(ThreadingHTTPServer):
-            address_family = family
-            daemon_threads = True
-            request_queue_size = 64
-
-        httpd = _Server((self.host, self.port), _Handler)
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        threading.Thread(target=httpd.serve_forever, name=f"one-sim-{self.port}", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> OpenNebulaSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        return _Handler
 
 
 def _matches(vm: SimVM, query: str) -> bool:
