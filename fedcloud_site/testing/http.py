@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import (
     Any,
     BinaryIO,
@@ -41,6 +42,7 @@ from typing import (
     Tuple,
     Type,
     TypeVar,
+    Union,
 )
 from urllib.parse import parse_qs, urlsplit
 
@@ -128,6 +130,30 @@ class LoopbackServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def server_ssl_context(cert_file: Union[str, Path], key_file: Optional[Union[str, Path]] = None,
+                       client_ca_file: Optional[Union[str, Path]] = None) -> ssl.SSLContext:
+    """A TLS server context; with ``client_ca_file`` clients may present a certificate it issued (optional)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert_file), str(key_file) if key_file is not None else None)
+    if client_ca_file is not None:
+        context.load_verify_locations(cafile=str(client_ca_file))
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+#: short names of the subject attributes ``SSLSocket.getpeercert()`` spells out
+_DN_SHORT_NAMES = {"domainComponent": "DC", "commonName": "CN", "organizationName": "O",
+                   "organizationalUnitName": "OU", "countryName": "C", "localityName": "L",
+                   "stateOrProvinceName": "ST", "emailAddress": "emailAddress"}
+
+
+def peer_dn(cert: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """The subject of a client certificate (``Request.client_cert``) in slash form: ``/DC=org/CN=name``."""
+    if not cert or not cert.get("subject"):
+        return None
+    return "".join(f"/{_DN_SHORT_NAMES.get(key, key)}={value}" for rdn in cert["subject"] for key, value in rdn)
 
 
 class Countdown(Protocol):

@@ -20,13 +20,12 @@ from __future__ import annotations
 import base64
 import itertools
 import secrets
-import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
-from .http import Request, Response, SimServer, json_response
+from .http import Request, Response, SimServer, json_response, peer_dn, server_ssl_context
 
 LOGIN_EGI = "urn:perun:user:attribute-def:virt:optional-login-namespace:egi"
 PREFERRED_MAIL = "urn:perun:user:attribute-def:def:preferredMail"
@@ -42,9 +41,6 @@ ATTRIBUTES: Dict[str, tuple] = {
     "urn:perun:user:attribute-def:def:phone": (3005, "java.lang.String"),
 }
 STATUSES = ("VALID", "INVALID", "SUSPENDED", "EXPIRED", "DISABLED")
-_OID_SHORT = {"domainComponent": "DC", "commonName": "CN", "organizationName": "O",
-              "organizationalUnitName": "OU", "countryName": "C", "localityName": "L",
-              "stateOrProvinceName": "ST", "emailAddress": "emailAddress"}
 
 
 class PerunException(Exception):
@@ -85,28 +81,13 @@ def _namespace(name: str) -> tuple:
     return ":".join(parts[:5]), ":".join(parts[5:])
 
 
-def _peer_dn(cert: Optional[Mapping[str, Any]]) -> Optional[str]:
-    if not cert or not cert.get("subject"):
-        return None
-    parts = []
-    for rdn in cert["subject"]:
-        for key, value in rdn:
-            parts.append(f"/{_OID_SHORT.get(key, key)}={value}")
-    return "".join(parts)
-
-
 class PerunSim:
     """The simulated Perun (see module docs)."""
 
     def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Optional[Path] = None,
                  username: str = "perun-site", password: str = "perun-secret",
                  allowed_dns: Optional[Iterable[str]] = None, host: str = "127.0.0.1") -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(cert_file), str(key_file))
-        if client_ca_file is not None:
-            context.load_verify_locations(cafile=str(client_ca_file))
-            context.verify_mode = ssl.CERT_OPTIONAL
-        self.server = SimServer(host=host, ssl_context=context)
+        self.server = SimServer(host=host, ssl_context=server_ssl_context(cert_file, key_file, client_ca_file))
         self.username = username
         self.password = password
         self.allowed_dns: Optional[Set[str]] = set(allowed_dns) if allowed_dns is not None else None
@@ -227,7 +208,7 @@ class PerunSim:
                 return self._unauthorized(auth, "bad credentials")
             return None
         if auth == "cert":
-            dn = _peer_dn(request.client_cert)
+            dn = peer_dn(request.client_cert)
             if dn is None:
                 return self._unauthorized(auth, "a client certificate is required")
             if self.allowed_dns is not None and dn not in self.allowed_dns:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import math
 import socket
-import ssl
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import entry_points
 
@@ -26,6 +25,7 @@ from fedcloud_site.cloud.base import (
 from fedcloud_site.cloud.openstack import MANAGED_ATTRIBUTE, NOVA_STATES, OpenStackBackend, OpenStackSettings
 from fedcloud_site.config import load_config
 from fedcloud_site.schema import ConfigError, Duration, Secret
+from fedcloud_site.testing.http import server_ssl_context
 from fedcloud_site.testing.openstack import (
     ADMIN_PASSWORD,
     NOVA_STATUS_STATES,
@@ -167,8 +167,7 @@ def test_https_with_the_site_ca_file(tmp_path):
     host = ca.issue("/DC=org/DC=example/CN=localhost", profile="server")
     paths = host.write(tmp_path / "host")
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem())
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(paths.cert), str(paths.key))
+    context = server_ssl_context(paths.cert, paths.key)
     with OpenStackSim(generate(seed=1, n_projects=1, vms_per_project=3, now=NOW), ssl_context=context) as server:
         assert server.url.startswith("https://")
         trusted = OpenStackBackend(settings_for(server, cacert=tmp_path / "ca.pem", retries=0))

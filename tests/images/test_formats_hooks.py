@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import ssl
 import subprocess
 import tarfile
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fedcloud_site.images.convert import ConvertError, detect_format, prepare
+from fedcloud_site.testing.http import server_ssl_context
 from fedcloud_site.testing.image_server import ImageServer
 
 
@@ -123,9 +123,7 @@ def test_slow_or_failing_hook_is_killed_and_does_not_stop_the_sync(world):
 def test_list_over_https_with_a_grid_ca_server_certificate(world, tmp_path):
     server_cred = world.pki.ca.server()
     files = server_cred.write(tmp_path / "tls")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(files.cert, files.key)
-    with ImageServer(ssl_context=context) as https:
+    with ImageServer(ssl_context=server_ssl_context(files.cert, files.key)) as https:
         world.server = https
         world.publish(world.image_list([world.image("a.raw")]))
         world.write_config()
