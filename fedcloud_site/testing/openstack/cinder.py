@@ -5,7 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..http import Request, Response, json_response
-from .common import FAULT_KEYS, ApiError, Token, iso_micro, paginate, query_bool, query_int, query_time
+from .common import (
+    ApiError,
+    Service,
+    Token,
+    iso_micro,
+    page_limit,
+    page_links,
+    paginate,
+    query_bool,
+    query_time,
+    render_fault,
+    short_page,
+)
 from .model import SimVolume
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -14,12 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_VERSION = (3, 71)
 
 
-def render_error(exc: ApiError) -> Response:
-    if exc.status == 401:
-        return json_response({"error": {"code": 401, "title": "Unauthorized", "message": exc.message}}, 401,
-                             {"WWW-Authenticate": 'Keystone uri="http://127.0.0.1/v3"'})
-    return json_response({FAULT_KEYS.get(exc.status, "computeFault"): {"code": exc.status, "message": exc.message}},
-                         exc.status)
+render_error = render_fault  # as Nova's
 
 
 def register(sim: OpenStackSim) -> None:
@@ -34,11 +41,7 @@ def register(sim: OpenStackSim) -> None:
     r("GET", base + r"/os-quota-sets/(?P<target>[^/]+)", "cinder.quota", api.quota, render_error)
 
 
-class _Cinder:
-    def __init__(self, sim: OpenStackSim) -> None:
-        self.sim = sim
-        self.data = sim.data
-
+class _Cinder(Service):
     def versions(self, request: Request) -> Response:
         return json_response({"versions": [{
             "id": "v3.0", "status": "CURRENT", "version": "{}.{}".format(*MAX_VERSION), "min_version": "3.0",
@@ -68,8 +71,7 @@ class _Cinder:
         return json_response(body, 200, {"OpenStack-API-Version": f"volume {version}", "Vary": "OpenStack-API-Version"})
 
     def _token(self, request: Request) -> Token:
-        token = self.sim.token_of(request)
-        assert token is not None
+        token = super()._token(request)
         project = request.match.groupdict().get("project")
         if project is not None and not token.is_reader and project != token.project_id:
             raise ApiError(403, "Policy doesn't allow this project.")
@@ -139,12 +141,9 @@ class _Cinder:
         return body
 
     def _page(self, request: Request, detail: bool) -> Response:
-        from .simulator import page_links, short_page
-
         token = self._token(request)
         version = self.microversion(request)
-        limit = query_int(request.arg("limit"), "limit")
-        effective = min(limit, self.sim.max_limit) if limit is not None else self.sim.max_limit
+        effective = page_limit(request, self.sim.max_limit)
         page, _ = paginate(self._filtered(request, token), request.arg("marker"), effective)
         body: Dict[str, Any] = {"volumes": [self.volume_body(v, version, token, detail) for v in page]}
         if short_page(request):

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from urllib.parse import urlencode
 
 from ...timeutil import parse_time
+from ..http import Request, Response, json_response
 from .model import SimRole, SimUser
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .simulator import OpenStackSim
 
 T = TypeVar("T")
 
@@ -27,6 +32,34 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def unauthorized(exc: ApiError) -> Response:
+    """The 401 that keystonemiddleware answers before a service (Nova, Glance...) sees the request."""
+    return json_response({"error": {"code": 401, "title": "Unauthorized", "message": exc.message}}, 401,
+                         {"WWW-Authenticate": 'Keystone uri="http://127.0.0.1/v3"'})
+
+
+def render_fault(exc: ApiError) -> Response:
+    """A Nova or Cinder error answer: ``{"<fault key>": {"code": ..., "message": ...}}``."""
+    if exc.status == 401:
+        return unauthorized(exc)
+    return json_response({FAULT_KEYS.get(exc.status, "computeFault"): {"code": exc.status, "message": exc.message}},
+                         exc.status)
+
+
+class Service:
+    """The request handlers of one simulated service, over the simulator's data."""
+
+    def __init__(self, sim: OpenStackSim) -> None:
+        self.sim = sim
+        self.data = sim.data
+
+    def _token(self, request: Request) -> Token:
+        """The caller's valid token (401 without one)."""
+        token = self.sim.token_of(request)
+        assert token is not None
+        return token
 
 
 def iso_z(moment: Optional[datetime]) -> Optional[str]:
@@ -101,6 +134,29 @@ def paginate(items: Sequence[T], marker: Optional[str], limit: int,
                 raise ApiError(400, f"marker [{marker}] not found")
     page = list(items[start:start + limit])
     return page, start + limit < len(items)
+
+
+def page_limit(request: Request, cap: int, default: Optional[int] = None) -> int:
+    """The ``limit`` query parameter capped at ``cap``; ``default`` (else ``cap``) when not given."""
+    limit = query_int(request.arg("limit"), "limit")
+    if limit is None:
+        limit = cap if default is None else default
+    return min(limit, cap)
+
+
+def page_links(base: str, request: Request, last_id: Optional[str], limit: int) -> List[Dict[str, str]]:
+    """``[{"rel": "next", "href": ...}]`` continuing after ``last_id`` with the request's other parameters."""
+    if last_id is None:
+        return []
+    params: List[Tuple[str, str]] = [(k, v) for k, values in request.query.items() if k not in ("marker", "limit")
+                                     for v in values]
+    params += [("limit", str(limit)), ("marker", last_id)]
+    return [{"rel": "next", "href": f"{base}?{urlencode(params)}"}]
+
+
+def short_page(request: Request) -> bool:
+    """True when a ``short_page`` fault is to be enacted by this list request."""
+    return request.fault is not None and request.fault.kind == "short_page"
 
 
 class ListingCache:

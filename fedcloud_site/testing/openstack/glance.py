@@ -7,7 +7,16 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from ..http import Request, Response, json_response
-from .common import ApiError, Token, iso_z, paginate, query_int
+from .common import (
+    ApiError,
+    Service,
+    Token,
+    iso_z,
+    page_limit,
+    paginate,
+    short_page,
+    unauthorized,
+)
 from .model import SimImage, SimImageMember
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,8 +41,7 @@ STATUS_NAMES = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbid
 def render_error(exc: ApiError) -> Response:
     """Glance answers errors as a short text/html page (webob)."""
     if exc.status == 401:
-        return json_response({"error": {"code": 401, "title": "Unauthorized", "message": exc.message}}, 401,
-                             {"WWW-Authenticate": 'Keystone uri="http://127.0.0.1/v3"'})
+        return unauthorized(exc)
     title = STATUS_NAMES.get(exc.status, "Error")
     text = f"<html>\n <head>\n  <title>{exc.status} {title}</title>\n </head>\n <body>\n  <h1>{exc.status} {title}" \
            f"</h1>\n  {exc.message}<br /><br />\n\n\n\n </body>\n</html>"
@@ -68,11 +76,7 @@ def register(sim: OpenStackSim) -> None:
     r("GET", r"/image/v2/info/stores", "glance.info.stores", api.stores_info, render_error)
 
 
-class _Glance:
-    def __init__(self, sim: OpenStackSim) -> None:
-        self.sim = sim
-        self.data = sim.data
-
+class _Glance(Service):
     # -- discovery ---------------------------------------------------------------------------------------------
     def versions(self, request: Request) -> Response:
         versions = [{"id": f"v2.{minor}", "status": "CURRENT" if minor == 16 else "SUPPORTED",
@@ -94,11 +98,6 @@ class _Glance:
         raise ApiError(404, "Multi backend is not supported at this site.")
 
     # -- access ---------------------------------------------------------------------------------------------------
-    def _token(self, request: Request) -> Token:
-        token = self.sim.token_of(request)
-        assert token is not None
-        return token
-
     def _visible(self, image: SimImage, token: Token) -> bool:
         if token.is_admin:
             return True
@@ -133,11 +132,8 @@ class _Glance:
 
     # -- listing -----------------------------------------------------------------------------------------------------
     def list_images(self, request: Request) -> Response:
-        from .simulator import short_page
-
         token = self._token(request)
-        limit = query_int(request.arg("limit"), "limit")
-        limit = min(limit if limit is not None else DEFAULT_LIMIT, self.sim.max_limit)
+        limit = page_limit(request, self.sim.max_limit, DEFAULT_LIMIT)
         images = self._filtered(request, token)
         marker = request.arg("marker")
         if marker is not None and marker not in self.data.images:

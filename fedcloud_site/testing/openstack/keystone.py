@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..http import Request, Response, json_response
-from .common import TITLES, ApiError, Token, iso_micro_z
+from .common import TITLES, ApiError, Service, Token, iso_micro_z
 from .model import KEYSTONE_USER_OPTIONS, SimAssignment, SimProject, SimUser
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,11 +65,7 @@ def register(sim: OpenStackSim) -> None:
     r("DELETE", system_grant, "keystone.system_grant.delete", api.delete_system_grant, render_error)
 
 
-class _Keystone:
-    def __init__(self, sim: OpenStackSim) -> None:
-        self.sim = sim
-        self.data = sim.data
-
+class _Keystone(Service):
     # -- discovery --------------------------------------------------------------------------------------
     def _version_doc(self) -> Dict[str, Any]:
         return {"id": VERSION, "status": "stable", "updated": "2020-04-07T00:00:00Z",

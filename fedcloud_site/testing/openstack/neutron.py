@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Sequence, TypeVar
 
 from ..http import Request, Response, json_response
-from .common import ApiError, Token, iso_z, paginate, query_int
+from .common import (
+    ApiError,
+    Service,
+    Token,
+    iso_z,
+    page_links,
+    paginate,
+    query_int,
+    short_page,
+    unauthorized,
+)
 from .model import SimFloatingIP, SimNetwork
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -17,8 +27,7 @@ ERROR_TYPES = {400: "HTTPBadRequest", 403: "HTTPForbidden", 404: "HTTPNotFound",
 
 def render_error(exc: ApiError) -> Response:
     if exc.status == 401:
-        return json_response({"error": {"code": 401, "title": "Unauthorized", "message": exc.message}}, 401,
-                             {"WWW-Authenticate": 'Keystone uri="http://127.0.0.1/v3"'})
+        return unauthorized(exc)
     return json_response({"NeutronError": {"type": ERROR_TYPES.get(exc.status, "HTTPError"), "message": exc.message,
                                            "detail": ""}}, exc.status)
 
@@ -35,11 +44,7 @@ def register(sim: OpenStackSim) -> None:
     r("GET", r"/network/v2\.0/extensions", "neutron.extensions", api.extensions, render_error)
 
 
-class _Neutron:
-    def __init__(self, sim: OpenStackSim) -> None:
-        self.sim = sim
-        self.data = sim.data
-
+class _Neutron(Service):
     def versions(self, request: Request) -> Response:
         return json_response({"versions": [{"status": "CURRENT", "id": "v2.0",
                                             "links": [{"href": self.sim.url + "/network/v2.0/", "rel": "self"}]}]})
@@ -57,16 +62,9 @@ class _Neutron:
                                              for alias in ("router", "external-net", "standard-attr-timestamp",
                                                            "project-id", "pagination", "sorting")]})
 
-    def _token(self, request: Request) -> Token:
-        token = self.sim.token_of(request)
-        assert token is not None
-        return token
-
     def _list(self, request: Request, token: Token, key: str, items: Sequence[T],
               render: Callable[[T], Dict[str, Any]], own_only: bool = True) -> Response:
         """Neutron filters on any attribute (several values = any of them), sorts by id, pages after a marker."""
-        from .simulator import page_links, short_page
-
         limit = query_int(request.arg("limit"), "limit")
         rendered = [(item, render(item)) for item in items]
         filters = {k: set(v) for k, v in request.query.items()

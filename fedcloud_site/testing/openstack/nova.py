@@ -8,17 +8,21 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..http import Request, Response, json_response
 from .common import (
-    FAULT_KEYS,
     TITLES,
     ApiError,
     ListingCache,
+    Service,
     Token,
     iso_micro,
     iso_z,
+    page_limit,
+    page_links,
     paginate,
     query_bool,
     query_int,
     query_time,
+    render_fault,
+    short_page,
 )
 from .model import SimFlavor, SimServer
 
@@ -46,12 +50,7 @@ def _sort_key(reader: Callable[[SimServer], Any]) -> Callable[[SimServer], Tuple
     return lambda server: (reader(server) is not None, reader(server) or 0)
 
 
-def render_error(exc: ApiError) -> Response:
-    if exc.status == 401:  # keystonemiddleware answers before Nova sees the request
-        return json_response({"error": {"code": 401, "title": "Unauthorized", "message": exc.message}}, 401,
-                             {"WWW-Authenticate": 'Keystone uri="http://127.0.0.1/v3"'})
-    key = FAULT_KEYS.get(exc.status, "computeFault")
-    return json_response({key: {"code": exc.status, "message": exc.message}}, exc.status)
+render_error = render_fault
 
 
 def register(sim: OpenStackSim) -> None:
@@ -92,10 +91,9 @@ def register(sim: OpenStackSim) -> None:
     r("GET", base + r"/extensions", "nova.extensions", api.extensions, render_error)
 
 
-class _Nova:
+class _Nova(Service):
     def __init__(self, sim: OpenStackSim) -> None:
-        self.sim = sim
-        self.data = sim.data
+        super().__init__(sim)
         self._sorted: Tuple[Tuple[int, int], List[SimServer]] = ((-1, -1), [])
         self._listings = ListingCache()
 
@@ -152,23 +150,12 @@ class _Nova:
     def version(self, request: Request) -> Response:
         return json_response({"version": self._version_doc()})
 
-    def _token(self, request: Request) -> Token:
-        token = self.sim.token_of(request)
-        assert token is not None
-        return token
-
     def _link(self, path: str) -> List[Dict[str, str]]:
         return [{"rel": "self", "href": f"{self.sim.url}/compute/v2.1{path}"},
                 {"rel": "bookmark", "href": f"{self.sim.url}/compute{path}"}]
 
-    def _limit(self, request: Request) -> int:
-        limit = query_int(request.arg("limit"), "limit")
-        return min(limit, self.sim.max_limit) if limit is not None else self.sim.max_limit
-
     def _next_links(self, request: Request, page: List[Any], limit: int, key: str, id_of: Any = None) -> Dict[str, Any]:
         """Nova adds a next link whenever a page is full."""
-        from .simulator import page_links
-
         if len(page) < limit or not page:
             return {}
         last = id_of(page[-1]) if id_of else page[-1].id
@@ -246,11 +233,9 @@ class _Nova:
         return found
 
     def _page(self, request: Request, detail: bool) -> Response:
-        from .simulator import short_page
-
         token = self._token(request)
         version = self.microversion(request)
-        limit = self._limit(request)
+        limit = page_limit(request, self.sim.max_limit)
         key = ("servers", token.project_id, token.is_reader, token.is_admin,
                tuple(sorted((k, tuple(v)) for k, v in request.query.items() if k not in ("marker", "limit"))))
         servers, index = self._listings.get(key, self._version(), lambda: self._filtered_servers(request, token))
@@ -433,7 +418,7 @@ class _Nova:
     def _flavor_page(self, request: Request, detail: bool) -> Response:
         token = self._token(request)
         version = self.microversion(request)
-        limit = self._limit(request)
+        limit = page_limit(request, self.sim.max_limit)
         page, _ = paginate(self._visible_flavors(request, token), request.arg("marker"), limit)
         links = self._next_links(request, page, limit, "flavors_links")
         return self.respond(request, dict({"flavors": [self.flavor_body(f, version, detail) for f in page]},
@@ -560,7 +545,7 @@ class _Nova:
         servers, index = self._listings.get(("usage", project, start, end), self._version(),
                                             lambda: self._usage_servers(start, end, project))
         if version >= (2, 40):
-            limit = self._limit(request)
+            limit = page_limit(request, self.sim.max_limit)
             page, _ = paginate(servers, request.arg("marker"), limit, index=index)
             return page, limit, True
         if "limit" in request.query or "marker" in request.query:
@@ -643,7 +628,7 @@ class _Nova:
         self._admin(request, "os_compute_api:os-hypervisors:list-detail")
         version = self.microversion(request)
         hypervisors = sorted(self.data.hypervisors.values(), key=lambda h: h.id)
-        limit = self._limit(request)
+        limit = page_limit(request, self.sim.max_limit)
         page, _ = paginate(hypervisors, request.arg("marker"), limit) if version >= (2, 33) else (hypervisors, False)
         body: Dict[str, Any] = {"hypervisors": [self._hypervisor_body(h, version, True) for h in page]}
         if version >= (2, 33):

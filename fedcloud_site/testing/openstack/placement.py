@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict
 
 from ..http import Request, Response, json_response
-from .common import ApiError
+from .common import ApiError, Service
 
 if TYPE_CHECKING:  # pragma: no cover
     from .simulator import OpenStackSim
@@ -32,11 +32,7 @@ def register(sim: OpenStackSim) -> None:
     r("GET", r"/placement/resource_providers/(?P<id>[^/]+)/usages", "placement.usages", api.usages, render_error)
 
 
-class _Placement:
-    def __init__(self, sim: OpenStackSim) -> None:
-        self.sim = sim
-        self.data = sim.data
-
+class _Placement(Service):
     def versions(self, request: Request) -> Response:
         return json_response({"versions": [{"id": "v1.0", "max_version": MAX_VERSION, "min_version": "1.0",
                                             "status": "CURRENT",

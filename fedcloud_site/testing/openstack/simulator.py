@@ -15,9 +15,9 @@ import ssl
 import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional
 
-from ..http import Fault, Request, Response, SimServer, json_response
+from ..http import Fault, Request, Response, SimServer
 from . import cinder, glance, keystone, neutron, nova, placement
 from .common import ApiError, Token
 from .dataset import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, add_admin
@@ -186,27 +186,6 @@ class OpenStackSim:
                 return render(exc)
 
         self.server.route(method, pattern, name, wrapped, stream=stream)
-
-
-def page_links(base: str, request: Request, last_id: Optional[str], limit: int) -> List[Dict[str, str]]:
-    """``[{"rel": "next", "href": ...}]`` continuing after ``last_id`` with the request's other parameters."""
-    from urllib.parse import urlencode
-
-    if last_id is None:
-        return []
-    params: List[Tuple[str, str]] = [(k, v) for k, values in request.query.items() if k not in ("marker", "limit")
-                                     for v in values]
-    params += [("limit", str(limit)), ("marker", last_id)]
-    return [{"rel": "next", "href": f"{base}?{urlencode(params)}"}]
-
-
-def short_page(request: Request) -> bool:
-    """True when a ``short_page`` fault is to be enacted by this list request."""
-    return request.fault is not None and request.fault.kind == "short_page"
-
-
-def json_error(exc: ApiError) -> Response:  # pragma: no cover - generic fallback
-    return json_response({"error": {"code": exc.status, "message": exc.message}}, exc.status)
 
 
 def iter_file(path: str, chunk: int = 1 << 16) -> Iterator[bytes]:
