@@ -232,6 +232,22 @@ class OpenNebulaSimulator(LoopbackServer):
         if clash is not None:
             raise OneError(ACTION, f"[{s.method}] NAME is already taken by {kind} {clash.id}.", oid)
 
+    def _chown(self, s: Session, record: Any, uid: int, gid: int) -> None:
+        """``one.<object>.chown``: a new owner and/or group (-1 keeps it)."""
+        if uid != -1:
+            if uid not in self.cloud.users:
+                raise OneError(NO_EXISTS, f"[{s.method}] Error getting user [{uid}].", uid)
+            record.uid = uid
+        if gid != -1:
+            if gid not in self.cloud.groups:
+                raise OneError(NO_EXISTS, f"[{s.method}] Error getting group [{gid}].", gid)
+            record.gid = gid
+
+    @staticmethod
+    def _chmod(record: Any, bits: Sequence[int]) -> None:
+        """``one.<object>.chmod``: the 9 permission bits, -1 keeping the current one."""
+        record.permissions = tuple(old if new == -1 else new for old, new in zip(record.permissions, bits))
+
     # -- pools -----------------------------------------------------------------------------
     def _visible(self, s: Session, flag: int, uid: int, gid: int, perms: Sequence[int]) -> bool:
         me = s.user
@@ -406,20 +422,11 @@ class OpenNebulaSimulator(LoopbackServer):
             image = get_image(s, oid)
             if len(bits) != 9:
                 raise TypeError("chmod takes 9 permission values")
-            image.permissions = tuple(old if new == -1 else new  # type: ignore[assignment]
-                                      for old, new in zip(image.permissions, bits))
+            self._chmod(image, bits)
             return oid
 
         def image_chown(s: Session, oid: int, uid: int, gid: int) -> int:
-            image = get_image(s, oid)
-            if uid != -1:
-                if uid not in cloud.users:
-                    raise OneError(NO_EXISTS, f"[{s.method}] Error getting user [{uid}].", uid)
-                image.uid = uid
-            if gid != -1:
-                if gid not in cloud.groups:
-                    raise OneError(NO_EXISTS, f"[{s.method}] Error getting group [{gid}].", gid)
-                image.gid = gid
+            self._chown(s, get_image(s, oid), uid, gid)
             return oid
 
         def image_rename(s: Session, oid: int, name: str) -> int:
@@ -496,20 +503,11 @@ class OpenNebulaSimulator(LoopbackServer):
                 raise TypeError("chmod takes 9 permission values (and optionally 'recursive')")
             if any(b not in (-1, 0, 1) for b in bits[:9]):
                 raise OneError(ACTION, f"[{s.method}] New permission values must be -1, 0 or 1", oid)
-            tmpl.permissions = tuple(old if new == -1 else new  # type: ignore[assignment]
-                                     for old, new in zip(tmpl.permissions, bits[:9]))
+            self._chmod(tmpl, bits[:9])
             return oid
 
         def template_chown(s: Session, oid: int, uid: int, gid: int) -> int:
-            tmpl = get_template(s, oid)
-            if uid != -1:
-                if uid not in cloud.users:
-                    raise OneError(NO_EXISTS, f"[{s.method}] Error getting user [{uid}].", uid)
-                tmpl.uid = uid
-            if gid != -1:
-                if gid not in cloud.groups:
-                    raise OneError(NO_EXISTS, f"[{s.method}] Error getting group [{gid}].", gid)
-                tmpl.gid = gid
+            self._chown(s, get_template(s, oid), uid, gid)
             return oid
 
         def template_rename(s: Session, oid: int, name: str) -> int:
