@@ -14,7 +14,22 @@ import enum
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union, overload
+from typing import (
+    Any,
+    BinaryIO,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
+
+T = TypeVar("T")
 
 
 class CloudError(Exception):
@@ -397,6 +412,14 @@ class CloudBackend(abc.ABC):
         if self.on_bad_record is None:
             raise error
         self.on_bad_record(error)
+
+    def _checked(self, convert: Callable[..., T], *args: Any) -> Optional[T]:
+        """``convert(*args)``, or None when it is bad data that ``on_bad_record`` takes (else it raises)."""
+        try:
+            return convert(*args)
+        except BadCloudData as exc:
+            self.bad_record(exc)
+            return None
 
     # -- projects, flavours, capacity -------------------------------------------------
     @abc.abstractmethod

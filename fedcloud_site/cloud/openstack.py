@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import (
     Any,
     BinaryIO,
-    Callable,
     Dict,
     Iterator,
     List,
@@ -64,7 +63,6 @@ from typing import (
     Sequence,
     Set,
     Tuple,
-    TypeVar,
     Union,
 )
 from urllib.parse import parse_qs, urlsplit
@@ -99,7 +97,6 @@ from .base import (
 from .flavor_specs import decode_flavor_specs
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 #: Nova server status -> backend-neutral state (see the module documentation)
 NOVA_STATES: Dict[str, VMState] = {
@@ -725,12 +722,8 @@ class OpenStackBackend(CloudBackend):
         users = self._load_user_names()
         public_nets = self._external_network_names()
         for raw in self._server_pages(base, f"list servers of {scope}"):
-            try:
-                vm = self._vm(raw, flavors, by_name, users, public_nets)
-            except BadCloudData as exc:
-                self.bad_record(exc)
-                continue
-            if vm.state is not VMState.DELETED:
+            vm = self._checked(self._vm, raw, flavors, by_name, users, public_nets)
+            if vm is not None and vm.state is not VMState.DELETED:
                 yield vm
         if active_since is None:
             return
@@ -738,12 +731,8 @@ class OpenStackBackend(CloudBackend):
         for raw in self._server_pages(since, f"list servers of {scope} deleted since {iso_utc(active_since)}"):
             if str(raw.get("status", "")).upper() != "DELETED":
                 continue  # clouds that ignore "deleted" also return live servers, seen above
-            try:
-                vm = self._vm(raw, flavors, by_name, users, public_nets)
-            except BadCloudData as exc:
-                self.bad_record(exc)
-                continue
-            if vm.ended_at is None or vm.ended_at >= active_since:
+            vm = self._checked(self._vm, raw, flavors, by_name, users, public_nets)
+            if vm is not None and (vm.ended_at is None or vm.ended_at >= active_since):
                 yield vm
 
     def _vm(self, raw: Mapping[str, Any], flavors: Mapping[str, Flavor], by_name: Mapping[str, Flavor],
@@ -845,14 +834,6 @@ class OpenStackBackend(CloudBackend):
         return FloatingIP(id=str(raw["id"]), address=str(address), version=address.version,
                           project_id=str(raw.get("project_id") or raw.get("tenant_id") or ""), user_id=None,
                           created_at=created, attached=raw.get("port_id") is not None)
-
-    def _checked(self, convert: Callable[..., T], *args: Any) -> Optional[T]:
-        """``convert(*args)``, or None when it is bad data that ``on_bad_record`` takes (else it raises)."""
-        try:
-            return convert(*args)
-        except BadCloudData as exc:
-            self.bad_record(exc)
-            return None
 
     def list_volumes(self, project_id: Optional[str] = None,
                      active_since: Optional[datetime] = None) -> Iterator[Volume]:

@@ -36,7 +36,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterator, List, Mapping, Optional
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Optional, TypeVar
 
 import yaml
 
@@ -63,6 +63,8 @@ from .base import (
     Volume,
 )
 from .flavor_specs import decode_flavor_specs
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -177,26 +179,34 @@ class StaticBackend(CloudBackend):
                           domain=p.get("domain"), description=str(p.get("description", "")),
                           properties=_str_map(p.get("properties")))
 
+    def _read(self, where: str, convert: Callable[..., T], *args: Any) -> Optional[T]:
+        """``convert(*args)``, or None when the record at ``where`` is bad (a missing key, a wrong value) and
+        ``on_bad_record`` takes it (else it raises)."""
+        try:
+            return self._checked(convert, *args)
+        except KeyError as exc:
+            self.bad_record(BadCloudData(f"{where}: missing {exc.args[0]}"))
+        except (TypeError, ValueError) as exc:
+            self.bad_record(BadCloudData(f"{where}: {exc}"))
+        return None
+
+    @staticmethod
+    def _flavor_from(f: Mapping[str, Any]) -> Flavor:
+        specs = _str_map(f.get("extra_specs"))
+        accelerator, bench_type, bench_value = decode_flavor_specs(specs)
+        return Flavor(id=str(f["id"]), name=str(f.get("name", f["id"])), vcpus=float(f["vcpus"]),
+                      ram_mb=int(f["ram"]), disk_gb=int(f.get("disk", 0)),
+                      ephemeral_gb=int(f.get("ephemeral", 0)), public=bool(f.get("public", True)),
+                      extra_specs=specs, accelerator=accelerator, benchmark_type=bench_type,
+                      benchmark_value=bench_value,
+                      projects=tuple(str(p) for p in f["projects"]) if "projects" in f else None)
+
     def list_flavors(self) -> Iterator[Flavor]:
         self._count("flavors")
         for i, f in enumerate(self._items("flavors")):
-            where = f"{self.site_file}: flavors[{i}] ({f.get('id', '?')})"
-            try:
-                specs = _str_map(f.get("extra_specs"))
-                accelerator, bench_type, bench_value = decode_flavor_specs(specs)
-                flavor = Flavor(id=str(f["id"]), name=str(f.get("name", f["id"])), vcpus=float(f["vcpus"]),
-                                ram_mb=int(f["ram"]), disk_gb=int(f.get("disk", 0)),
-                                ephemeral_gb=int(f.get("ephemeral", 0)), public=bool(f.get("public", True)),
-                                extra_specs=specs, accelerator=accelerator, benchmark_type=bench_type,
-                                benchmark_value=bench_value,
-                                projects=tuple(str(p) for p in f["projects"]) if "projects" in f else None)
-            except KeyError as exc:
-                self.bad_record(BadCloudData(f"{where}: missing {exc.args[0]}"))
-                continue
-            except (TypeError, ValueError) as exc:
-                self.bad_record(BadCloudData(f"{where}: {exc}"))
-                continue
-            yield flavor
+            flavor = self._read(f"{self.site_file}: flavors[{i}] ({f.get('id', '?')})", self._flavor_from, f)
+            if flavor is not None:
+                yield flavor
 
     def capacity(self) -> Capacity:
         c = self._data.get("capacity") or {}
@@ -254,10 +264,8 @@ class StaticBackend(CloudBackend):
         for i, raw in enumerate(self._items("vms")):
             if project_id is not None and str(raw.get("project")) != project_id:
                 continue
-            try:
-                vm = self._vm(i, raw, flavors)
-            except BadCloudData as exc:
-                self.bad_record(exc)
+            vm = self._checked(self._vm, i, raw, flavors)
+            if vm is None:
                 continue
             if vm.state is VMState.DELETED:
                 if active_since is None:
@@ -315,18 +323,9 @@ class StaticBackend(CloudBackend):
             if image_id in deleted or (owner is not None and merged.get("owner") != owner):
                 continue
             where = f"{self.site_file}: images[{i}] ({image_id})"
-            try:
-                image = self._image_from(merged, where)
-            except BadCloudData as exc:
-                self.bad_record(exc)
-                continue
-            except KeyError as exc:
-                self.bad_record(BadCloudData(f"{where}: missing {exc.args[0]}"))
-                continue
-            except (TypeError, ValueError) as exc:
-                self.bad_record(BadCloudData(f"{where}: {exc}"))
-                continue
-            yield image
+            image = self._read(where, self._image_from, merged, where)
+            if image is not None:
+                yield image
         for image_id, raw in sorted(self._state["images"].items()):
             if image_id in seen or image_id in deleted or (owner is not None and raw.get("owner") != owner):
                 continue

@@ -315,12 +315,9 @@ class OpenNebulaBackend(CloudBackend):
     def list_flavors(self) -> Iterator[Flavor]:
         pool = self._call("one.templatepool.info", -2, -1, -1)
         for tmpl in pool.VMTEMPLATE:
-            try:
-                flavor = self._flavor(tmpl)
-            except BadCloudData as exc:
-                self.bad_record(exc)
-                continue
-            yield flavor
+            flavor = self._checked(self._flavor, tmpl)
+            if flavor is not None:
+                yield flavor
 
     def capacity(self) -> Capacity:
         pool = self._call("one.hostpool.info")
@@ -385,10 +382,9 @@ class OpenNebulaBackend(CloudBackend):
                                f"unreadable VM pool: {exc}") from None
         page = []
         for node in root.iterfind("VM"):
-            try:
-                page.append(PoolVM(node))
-            except BadCloudData as exc:
-                self.bad_record(exc)
+            vm = self._checked(PoolVM, node)
+            if vm is not None:
+                page.append(vm)
         return page
 
     def _lookups(self) -> _Lookups:
@@ -608,12 +604,9 @@ class OpenNebulaBackend(CloudBackend):
         for raw in self._call("one.imagepool.info", -2, -1, -1).IMAGE:
             if raw.TYPE not in kinds or (owner is not None and str(raw.GID) != owner):
                 continue
-            try:
-                image = self._image(raw)
-            except BadCloudData as exc:
-                self.bad_record(exc)
-                continue
-            yield image
+            image = self._checked(self._image, raw)
+            if image is not None:
+                yield image
 
     def get_image(self, image_id: str) -> Image:
         return self._image(self._call("one.image.info", self._int_id(image_id, "image")))
@@ -793,12 +786,9 @@ class OpenNebulaBackend(CloudBackend):
 
     def list_templates(self) -> Iterator[VMTemplate]:
         for raw in self._call("one.templatepool.info", -2, -1, -1).VMTEMPLATE:
-            try:
-                template = self._template(raw)
-            except BadCloudData as exc:
-                self.bad_record(exc)
-                continue
-            yield template
+            template = self._checked(self._template, raw)
+            if template is not None:
+                yield template
 
     def delete_template(self, template_id: str) -> None:
         self._call("one.template.delete", self._int_id(template_id, "template"), False)  # never its images
