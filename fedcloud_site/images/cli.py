@@ -8,7 +8,7 @@ import sys
 from typing import Any, Callable, List
 
 from ..config import Config
-from ..runner import EXIT_CONFIG, EXIT_LOCKED, EXIT_OK, AlreadyRunning, Runner
+from ..runner import EXIT_CONFIG, EXIT_OK, run_daemon
 from .state import StateDB
 from .sync import state_db_path
 
@@ -33,15 +33,7 @@ def add_commands(actions: Any, add_common: Callable[[argparse.ArgumentParser], N
 
 
 def run_sync(args: argparse.Namespace, config: Config) -> int:
-    args.action = "once"
-    runner = Runner("images", args.config, config=config, dry_run=args.dry_run, verbose=args.verbose,
-                    options=vars(args))
-    try:
-        with runner.locked():
-            return runner.run_once()
-    except AlreadyRunning as exc:
-        print(f"fedcloud-site images: another instance is running: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
+    return run_daemon("images", args, config, once=True)
 
 
 def show_status(args: argparse.Namespace, config: Config) -> int:
