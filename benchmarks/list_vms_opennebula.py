@@ -21,7 +21,6 @@ clusters and templates, and one or two ``one.vmpool.accounting`` calls.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import sys
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import list_vms_main  # noqa: E402
 
 from fedcloud_site.cloud.opennebula import OpenNebulaBackend, OpenNebulaSettings  # noqa: E402
 from fedcloud_site.schema import Secret  # noqa: E402
@@ -92,13 +93,5 @@ def run(n_vms: int = 10_000, page_size: int = 1000) -> Dict[str, Any]:
             "generate_seconds": round(generated, 3)}
 
 
-def main() -> int:
-    n_vms = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    page_size = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    result = run(n_vms, page_size)
-    print(json.dumps(result, indent=2, sort_keys=True))
-    return 0 if result["listed"] == n_vms else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(list_vms_main(run))

@@ -10,10 +10,11 @@ ends the listing).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any, Dict
+
+from _common import list_vms_main
 
 from fedcloud_site.cloud.openstack import OpenStackBackend, OpenStackSettings
 from fedcloud_site.schema import Duration, Secret
@@ -44,13 +45,5 @@ def run(n_vms: int = 10_000, page_size: int = 1000) -> Dict[str, Any]:
             "wall_seconds": round(wall, 3), "generate_seconds": round(generated, 3)}
 
 
-def main() -> int:
-    n_vms = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    page_size = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    result = run(n_vms, page_size)
-    print(json.dumps(result, indent=2, sort_keys=True))
-    return 0 if result["listed"] == n_vms else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(list_vms_main(run))
