@@ -182,6 +182,14 @@ _IMAGE_STATUS = {"INIT": "queued", "READY": "active", "USED": "active", "DISABLE
                  "USED_PERS": "active", "LOCKED_USED": "saving", "LOCKED_USED_PERS": "saving"}
 
 
+def _visibility(perms: Any) -> str:
+    """An image's or template's visibility from its ``PERMISSIONS``: used by others, by the group, or private."""
+    if perms is not None and perms.OTHER_U:
+        return "public"
+    if perms is not None and perms.GROUP_U:
+        return "shared"
+    return "private"
+
 
 @dataclass
 class _Lookups:
@@ -571,12 +579,7 @@ class OpenNebulaBackend(CloudBackend):
         where = f"OpenNebula image {raw.ID}"
         t = raw.TEMPLATE or {}
         props = scalars(t)
-        perms = raw.PERMISSIONS
-        visibility = "private"
-        if perms is not None and perms.OTHER_U:
-            visibility = "public"
-        elif perms is not None and perms.GROUP_U:
-            visibility = "shared"
+        visibility = _visibility(raw.PERMISSIONS)
         try:
             status = _IMAGE_STATUS.get(pyone.IMAGE_STATES(int(raw.STATE)).name, "unknown")
         except ValueError:
@@ -751,12 +754,7 @@ class OpenNebulaBackend(CloudBackend):
     def _template(self, raw: Any) -> VMTemplate:
         where = f"OpenNebula template {raw.ID}"
         t = raw.TEMPLATE or {}
-        perms = raw.PERMISSIONS
-        visibility = "private"
-        if perms is not None and perms.OTHER_U:
-            visibility = "public"
-        elif perms is not None and perms.GROUP_U:
-            visibility = "shared"
+        visibility = _visibility(raw.PERMISSIONS)
         images = tuple(str(d["IMAGE_ID"]) for d in vectors(t, "DISK") if d.get("IMAGE_ID") not in (None, ""))
         return VMTemplate(id=str(raw.ID), name=str(raw.NAME), image_ids=images, owner=str(raw.GID),
                           visibility=visibility, vcpus=as_number(t.get("VCPU") or t.get("CPU"), "VCPU", where, 1),
