@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -158,14 +159,27 @@ sys.exit(runner.run_forever())
 """
 
 
-def start_daemon(tmp_path, config_path, env=None):
+@contextlib.contextmanager
+def running_daemon(tmp_path, config_path, env=None):
+    """The test daemon in a child process and its marker file; killed if the test leaves it running."""
     script = tmp_path / "daemon.py"
     script.write_text(DAEMON_SCRIPT)
     marker = tmp_path / "marker.txt"
     proc = subprocess.Popen([sys.executable, str(script), str(config_path), str(marker)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, **(env or {})))
-    return proc, marker
+    try:
+        yield proc, marker
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def stop_daemon(proc):
+    """SIGTERM, then the daemon's output once it has exited."""
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=20)
+    return output
 
 
 def wait_for(predicate, timeout=15.0):
@@ -179,8 +193,7 @@ def wait_for(predicate, timeout=15.0):
 
 def test_sighup_with_bad_config_keeps_old_config_then_good_config_applies(write_config, tmp_path):
     path = write_config(MINIMAL + "accounting: {interval: 1}\n")
-    proc, marker = start_daemon(tmp_path, path)
-    try:
+    with running_daemon(tmp_path, path) as (proc, marker):
         assert wait_for(lambda: marker.exists() and marker.read_text().strip() == "1.0")
         path.write_text(MINIMAL + "accounting: {interval: 1, bogus: 1}\n")
         proc.send_signal(signal.SIGHUP)
@@ -190,11 +203,7 @@ def test_sighup_with_bad_config_keeps_old_config_then_good_config_applies(write_
         path.write_text(MINIMAL + "accounting: {interval: 2}\n")
         proc.send_signal(signal.SIGHUP)
         assert wait_for(lambda: marker.read_text().strip() == "2.0")
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        output = stop_daemon(proc)
     assert proc.returncode == 0
     assert "configuration reload failed, keeping the previous configuration" in output
     assert "accounting.bogus: unknown key" in output
@@ -205,47 +214,38 @@ def test_sighup_with_bad_config_keeps_old_config_then_good_config_applies(write_
 
 def test_sigterm_lets_the_running_unit_of_work_stop_safely(write_config, tmp_path):
     path = write_config(MINIMAL + "accounting: {interval: 1}\n")
-    proc, marker = start_daemon(tmp_path, path)
-    try:
+    with running_daemon(tmp_path, path) as (proc, marker):
         assert wait_for(marker.exists)
         time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        output = stop_daemon(proc)
     assert proc.returncode == 0
     assert "stopping: waiting for running jobs" in output
     assert "daemon stopped" in output
 
 
+def _receive_until(sock, messages, wanted, timeout=15.0):
+    """Append the datagrams ``sock`` receives to ``messages`` until one contains ``wanted`` (or time is up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not any(wanted in m for m in messages):
+        try:
+            messages.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+
+
 def test_systemd_notify_ready_watchdog_and_stopping(write_config, tmp_path):
     sock_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    sock.settimeout(0.2)
     messages = []
     path = write_config(MINIMAL + "accounting: {interval: 1}\n")
-    proc, _ = start_daemon(tmp_path, path, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not any("WATCHDOG=1" in m for m in messages):
-            try:
-                messages.append(sock.recv(4096).decode())
-            except socket.timeout:
-                pass
-        proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not any("STOPPING=1" in m for m in messages):
-            try:
-                messages.append(sock.recv(4096).decode())
-            except socket.timeout:
-                pass
-        proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        sock.close()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(0.2)
+        env = {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}
+        with running_daemon(tmp_path, path, env) as (proc, _):
+            _receive_until(sock, messages, "WATCHDOG=1")
+            proc.send_signal(signal.SIGTERM)
+            _receive_until(sock, messages, "STOPPING=1")
+            proc.communicate(timeout=20)
     joined = "\n".join(messages)
     assert "READY=1" in joined
     assert "WATCHDOG=1" in joined
