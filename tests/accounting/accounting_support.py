@@ -88,3 +88,15 @@ class AccountingSite:
 
 def at(text: str) -> datetime:
     return parse_time(text)
+
+
+def two_project_site(**sections: Any) -> Dict[str, Any]:
+    """A site description: projects p1 (fedcloud) and p2 (bio, VO biomed) with six running VMs each, plus
+    ``sections`` (e.g. ``volumes=[...]``)."""
+    return {"projects": [{"id": "p1", "name": "fedcloud"},
+                         {"id": "p2", "name": "bio", "properties": {"egi.VO": "biomed"}}],
+            "flavors": [{"id": "m1", "name": "m1", "vcpus": 1, "ram": 2048, "disk": 20}],
+            "vms": [{"id": f"0000000{p}-0000-4000-8000-00000000000{i}", "name": f"v{i}", "project": f"p{p}",
+                     "user": "u", "status": "running", "created": "2026-11-01T00:00:00Z", "flavor": "m1"}
+                    for p in (1, 2) for i in range(6)],
+            **sections}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from accounting_support import two_project_site
 from apel_loader import CloudDB, parse_message
 
 from fedcloud_site.runner import JobIncomplete
@@ -118,16 +119,11 @@ def test_a_listing_of_all_projects_keeps_each_projects_own_window(make_site):
 
 @pytest.mark.parametrize("route", ["neutron.floatingips", "cinder.volumes.detail"])
 def test_a_failing_project_in_a_listing_of_all_projects_costs_only_itself(simulated, route):
-    site_data = {"projects": [{"id": "p1", "name": "fedcloud"}, {"id": "p2", "name": "bio",
-                                                                 "properties": {"egi.VO": "biomed"}}],
-                 "flavors": [{"id": "m1", "name": "m1", "vcpus": 1, "ram": 2048, "disk": 20}],
-                 "vms": [{"id": f"0000000{p}-0000-4000-8000-00000000000{i}", "name": f"v{i}", "project": f"p{p}",
-                          "user": "u", "status": "running", "created": "2026-11-01T00:00:00Z", "flavor": "m1"}
-                         for p in (1, 2) for i in range(6)],
-                 "volumes": [{"id": f"vol-{p}", "name": "data", "project": f"p{p}", "user": "u", "size": 5,
-                              "created": "2026-11-01T00:00:00Z"} for p in (1, 2)],
-                 "floating_ips": [{"id": f"fip-{p}", "address": f"192.0.2.{p}", "project": f"p{p}",
-                                   "created": "2026-11-01T00:00:00Z"} for p in (1, 2)]}
+    site_data = two_project_site(
+        volumes=[{"id": f"vol-{p}", "name": "data", "project": f"p{p}", "user": "u", "size": 5,
+                  "created": "2026-11-01T00:00:00Z"} for p in (1, 2)],
+        floating_ips=[{"id": f"fip-{p}", "address": f"192.0.2.{p}", "project": f"p{p}",
+                       "created": "2026-11-01T00:00:00Z"} for p in (1, 2)])
     overrides = {"accounting": {"record_types": ["cloud", "ip", "storage"], "max_records_per_message": 2,
                                 "vm_listing": "all_projects"}}
     site, sim = simulated("openstack", from_site(site_data, now=parse_time(NOW)), overrides, name="faulty",

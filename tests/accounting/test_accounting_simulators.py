@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from accounting_support import GOLDEN_DIR, GOLDEN_SITE
+from accounting_support import GOLDEN_DIR, GOLDEN_SITE, two_project_site
 from apel_loader import CloudDB, parse_message
 
 from fedcloud_site.runner import JobIncomplete
@@ -85,14 +85,8 @@ def test_openstack_vm_lifecycle(simulated):
 
 @pytest.mark.parametrize("fault", ["status", "delay"])
 def test_openstack_5xx_or_timeout_mid_run_loses_nothing_and_is_retried(simulated, fault):
-    site_data = {"projects": [{"id": "p1", "name": "fedcloud"}, {"id": "p2", "name": "bio",
-                                                                 "properties": {"egi.VO": "biomed"}}],
-                 "flavors": [{"id": "m1", "name": "m1", "vcpus": 1, "ram": 2048, "disk": 20}],
-                 "vms": [{"id": f"0000000{p}-0000-4000-8000-00000000000{i}", "name": f"v{i}", "project": f"p{p}",
-                          "user": "u", "status": "running", "created": "2026-11-01T00:00:00Z", "flavor": "m1"}
-                         for p in (1, 2) for i in range(6)],
-                 "volumes": [{"id": "vol-1", "name": "data", "project": "p1", "user": "u", "size": 5,
-                              "created": "2026-11-01T00:00:00Z"}]}
+    site_data = two_project_site(volumes=[{"id": "vol-1", "name": "data", "project": "p1", "user": "u", "size": 5,
+                                           "created": "2026-11-01T00:00:00Z"}])
     overrides = {"accounting": {"record_types": ["cloud", "storage"], "max_records_per_message": 2}}
     site, sim = simulated("openstack", from_site(site_data, now=parse_time(NOW)), overrides, name="faulty",
                           retries=1, timeout=0.3)
