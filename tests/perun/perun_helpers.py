@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -42,6 +47,14 @@ def member(user_id: str, vo: str = ALPHA, status: str = "VALID", email: Optional
             "ssh_keys": list(keys),
             "memberships": [{"vo": vo, "status": status, "roles": ["member"]}, *more],
             "banned": banned}
+
+
+def _done_actions(progress: Path) -> int:
+    """How many actions the journal's progress file marks done."""
+    try:
+        return progress.read_text().count('"done"')
+    except FileNotFoundError:
+        return 0
 
 
 class PerunSite:
@@ -90,6 +103,21 @@ class PerunSite:
     def run(self, *args: str) -> int:
         self.capsys.readouterr()
         return cli.main(["--config", str(self.config_path), "perun", *args])
+
+    def kill_during_apply(self, done: int) -> None:
+        """Run ``perun once`` in a child process and SIGKILL it once ``done`` journal actions are done."""
+        progress = self.state_dir / "journal.progress"
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        proc = subprocess.Popen([sys.executable, "-m", "fedcloud_site.cli", "--config", str(self.config_path),
+                                 "perun", "once"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while _done_actions(progress) < done and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.005)
+            assert proc.poll() is None, "the apply finished before it could be interrupted"
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
 
     def output(self) -> str:
         captured = self.capsys.readouterr()

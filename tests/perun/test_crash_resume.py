@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 
-from perun_helpers import REPO, member
+from perun_helpers import member
 
 from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
@@ -19,28 +14,10 @@ from fedcloud_site.perun.sync import Synchroniser
 from fedcloud_site.runner import EXIT_OK, JobIncomplete
 
 
-def _done_lines(progress) -> int:
-    try:
-        return sum(1 for line in progress.read_text().splitlines() if '"done"' in line)
-    except FileNotFoundError:
-        return 0
-
-
 def test_process_killed_mid_apply_is_finished_by_the_next_run_without_doing_anything_twice(site):
     names = [f"user{i:04d}@egi.eu" for i in range(100)]
     site.push([member(n) for n in names])
-    progress = site.state_dir / "journal.progress"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "fedcloud_site.cli", "--config", str(site.config_path),
-                             "perun", "once"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while _done_lines(progress) < 20 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.005)
-        assert proc.poll() is None, "the apply finished before it could be interrupted"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    site.kill_during_apply(done=20)
     assert (site.state_dir / "journal.json").exists()
     made = len(site.users())
     assert 3 + 20 <= made < 3 + 100  # some, not all, users were created before the crash
@@ -51,7 +28,7 @@ def test_process_killed_mid_apply_is_finished_by_the_next_run_without_doing_anyt
     assert "finishing an interrupted apply" in site.output()
     users = site.users()
     assert all(users[n].enabled for n in names)
-    assert not (site.state_dir / "journal.json").exists() and not progress.exists()
+    assert not (site.state_dir / "journal.json").exists() and not (site.state_dir / "journal.progress").exists()
     backend_users = [u.name for u in open_backend(load_config(site.config_path)).list_users()]
     assert Counter(backend_users).most_common(1)[0][1] == 1  # nobody created twice
     audited = [a for a in site.audit() if a["action"] == "create"]

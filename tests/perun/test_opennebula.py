@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from datetime import timedelta
 
 import pyone
 import pytest
-from perun_helpers import ALPHA, BETA, REPO, T0, member
+from perun_helpers import ALPHA, BETA, T0, member
 
 from fedcloud_site.runner import EXIT_JOB_FAILED, EXIT_OK
 from fedcloud_site.testing.opennebula import (
@@ -138,29 +133,11 @@ def test_opennebula_down_stops_the_apply_and_the_next_run_finishes_it(one_site, 
     assert sum(1 for n in _by_name(one) if n.startswith("u") and n.endswith("@egi.eu")) == 6
 
 
-def _done(progress) -> int:
-    try:
-        return progress.read_text().count('"done"')
-    except FileNotFoundError:
-        return 0
-
-
 def test_process_killed_mid_apply_against_opennebula_resumes_without_duplicates(one_site, one):
     names = [f"user{i:03d}@egi.eu" for i in range(40)]
     one_site.push([member(n) for n in names])
     one.inject(OneFault("delay", method="one.user.update", count=1000, delay=0.02))
-    progress = one_site.state_dir / "journal.progress"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "fedcloud_site.cli", "--config", str(one_site.config_path),
-                             "perun", "once"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while _done(progress) < 8 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.005)
-        assert proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    one_site.kill_during_apply(done=8)
     one.clear_faults()
     assert one_site.run("once") == EXIT_OK
     counts = Counter(u.name for u in one.cloud.users.values())
