@@ -32,6 +32,7 @@ from typing import (
     BinaryIO,
     Callable,
     Dict,
+    Generic,
     Iterable,
     List,
     Mapping,
@@ -179,6 +180,31 @@ def take_fault(faults: List[FaultT], applies: Callable[[FaultT], bool]) -> Optio
     return None
 
 
+class FaultingServer(LoopbackServer, Generic[FaultT]):
+    """A loopback server that fails on purpose: each injected fault serves its next ``count`` requests of one
+    name (a route, an XML-RPC method), or of any name."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+        super().__init__(host, port, ssl_context)
+        self.faults: List[FaultT] = []
+
+    def fault_target(self, fault: FaultT) -> Optional[str]:
+        """The request name ``fault`` is for (None: any)."""
+        raise NotImplementedError
+
+    def inject(self, fault: FaultT) -> None:
+        with self._lock:
+            self.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def _take_fault(self, name: str) -> Optional[FaultT]:
+        with self._lock:
+            return take_fault(self.faults, lambda fault: self.fault_target(fault) in (None, name))
+
+
 @dataclass
 class Request:
     method: str
@@ -234,7 +260,7 @@ class Fault:
 Handler = Callable[[Request], Response]
 
 
-class SimServer(LoopbackServer):
+class SimServer(FaultingServer[Fault]):
     """Route table + request counters + fault injection over a threaded HTTP(S) server."""
 
     thread_name = "sim"
@@ -245,7 +271,6 @@ class SimServer(LoopbackServer):
         self.routes: List[Tuple[str, str, Pattern[str], Handler]] = []
         self.streaming_routes: Set[str] = set()
         self.requests: Counter[str] = Counter()
-        self.faults: List[Fault] = []
 
     # -- configuration -----------------------------------------------------------------------
     def route(self, method: str, pattern: str, name: str, handler: Handler, stream: bool = False) -> None:
@@ -257,13 +282,8 @@ class SimServer(LoopbackServer):
         if stream:
             self.streaming_routes.add(name)
 
-    def inject(self, fault: Fault) -> None:
-        with self._lock:
-            self.faults.append(fault)
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self.faults.clear()
+    def fault_target(self, fault: Fault) -> Optional[str]:
+        return fault.route
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -274,9 +294,6 @@ class SimServer(LoopbackServer):
         return sum(self.requests.values())
 
     # -- serving -------------------------------------------------------------------------------
-    def _take_fault(self, name: str) -> Optional[Fault]:
-        with self._lock:
-            return take_fault(self.faults, lambda fault: fault.route in (None, name))
 
     def resolve(self, method: str, raw_path: str) -> Tuple[Optional[str], Optional[Handler], Optional[re.Match[str]]]:
         """The route name, handler and path match serving a request (None when no route matches)."""

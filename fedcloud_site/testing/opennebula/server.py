@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 
 from pyone import IMAGE_STATES, VM_STATE
 
-from ..http import LoopbackHandler, LoopbackServer, take_fault
+from ..http import FaultingServer, LoopbackHandler
 from . import render
 from .model import OWNER_ONLY, SimCloud, SimGroup, SimImage, SimTemplate, SimUser, SimVM
 from .templates import Template, TemplateSyntaxError, merge, parse, vectors
@@ -116,7 +116,7 @@ OBJECT_NAMES = {"vm": "virtual machine", "vmpool": "virtual machine", "image": "
                 "datastore": "datastore", "datastorepool": "datastore", "system": "system"}
 
 
-class OpenNebulaSimulator(LoopbackServer):
+class OpenNebulaSimulator(FaultingServer[OneFault]):
     """The XML-RPC server: ``start()``, then point pyone at :attr:`url` with ``user:password``."""
 
     thread_name = "one-sim"
@@ -126,7 +126,6 @@ class OpenNebulaSimulator(LoopbackServer):
         super().__init__(host, port)
         self.cloud = cloud if cloud is not None else SimCloud()
         self.calls: Counter[str] = Counter()
-        self.faults: List[OneFault] = []
         self.image_copy_seconds = 0.0  # how long an allocated image stays LOCKED (wall clock)
         #: ``API_LIST_ORDER`` of oned.conf: pools in ascending (ASC) or descending (DESC) id order
         self.list_order = "ASC"
@@ -144,13 +143,8 @@ class OpenNebulaSimulator(LoopbackServer):
     def url(self) -> str:
         return super().url + "/RPC2"
 
-    def inject(self, fault: OneFault) -> None:
-        with self._lock:
-            self.faults.append(fault)
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self.faults.clear()
+    def fault_target(self, fault: OneFault) -> Optional[str]:
+        return fault.method
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -159,10 +153,6 @@ class OpenNebulaSimulator(LoopbackServer):
     @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
-
-    def _take_fault(self, method: str) -> Optional[OneFault]:
-        with self._lock:
-            return take_fault(self.faults, lambda fault: fault.method in (None, method))
 
     # -- dispatch --------------------------------------------------------------------------
     def call(self, method: str, params: Sequence[Any]) -> List[Any]:
