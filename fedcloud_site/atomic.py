@@ -9,13 +9,18 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
 
-def fsync_dir(path: Union[str, Path]) -> None:
-    """Make a rename or new entry in ``path`` durable."""
+def fsync_path(path: Union[str, Path]) -> None:
+    """Flush the file or directory at ``path`` to disk."""
     fd = os.open(str(path), os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Union[str, Path]) -> None:
+    """Make a rename or new entry in ``path`` durable."""
+    fsync_path(path)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,6 @@ same layout.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Iterator, Optional, Union
 
 from dirq.QueueSimple import QueueSimple
 
-from .atomic import fsync_dir
+from .atomic import fsync_dir, fsync_path
 
 
 @dataclass(frozen=True)
@@ -50,11 +49,7 @@ class MessageQueue:
         name = str(self._dirq.add(data))
         directory = name.split("/", 1)[0]
         element = self.path / name
-        fd = os.open(str(element), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(element)
         fsync_dir(element.parent)
         if not existed or directory != current or directory != self._root_synced_for:
             # dirq may have created the directory (or another writer did, without syncing the root)
