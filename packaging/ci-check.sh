@@ -192,7 +192,7 @@ rm -rf "$DEMO" && mkdir -p "$DEMO"
 cp "$SRC"/etc/fedcloud-site/demo* "$DEMO/"
 sed -i "s#\.\./\.\./demo-output#$DEMO/out#g" "$DEMO/demo.yaml"
 # the demo image subscription reads a signed list that scripts/demo.sh makes the same way
-$SYSPY -m fedcloud_site.testing.demo_imagelist "$DEMO/out/imagelist"
+$SYSPY -m fedcloud_site.testing.demo_pki "$DEMO/out/pki"
 for daemon in accounting cloudinfo images perun; do
     set +e
     /usr/bin/fedcloud-site --config "$DEMO/demo.yaml" "$daemon" once >"$DEMO/$daemon.log" 2>&1

@@ -8,8 +8,8 @@ python3 -m pip install -q ".[all]" >/dev/null
 CONFIG=etc/fedcloud-site/demo.yaml
 OUT=demo-output
 rm -rf "$OUT"
-# a throw-away CA, endorser and signed image list for the 'demo' image subscription (offline)
-python3 -m fedcloud_site.testing.demo_imagelist "$OUT/imagelist"
+# a throw-away CA with the endorser, site host and AMS server credentials, and a signed image list (offline)
+python3 -m fedcloud_site.testing.demo_pki "$OUT/pki"
 fedcloud-site --version
 fedcloud-site --config "$CONFIG" check-config >/dev/null && echo "configuration OK: $CONFIG"
 status=0

@@ -1,13 +1,19 @@
-"""A throw-away signed image list for the offline demo.
+"""The throw-away credentials and signed image list of the offline demo, all from one new demo CA.
 
-Usage: ``python3 -m fedcloud_site.testing.demo_imagelist OUTDIR`` (``scripts/demo.sh`` runs it into
-``demo-output/imagelist``; the ``demo`` subscription of ``etc/fedcloud-site/demo.yaml`` reads from there).
+Usage: ``python3 -m fedcloud_site.testing.demo_pki OUTDIR`` (``scripts/demo.sh`` runs it into
+``demo-output/pki``; ``etc/fedcloud-site/demo.yaml`` reads from there).
 
 Creates in OUTDIR (replacing what an earlier run left):
 
-* ``certificates/`` — a grid CA directory (``<hash>.0`` + ``<hash>.r0`` CRL) holding a new demo CA;
-* ``endorser/hostcert.pem``, ``endorser/hostkey.pem`` — the endorser's host certificate (no S/MIME key
-  usage, like AppDB's) issued by that CA;
+* ``certificates/`` — a grid CA directory (``<hash>.0`` + ``<hash>.r0`` CRL) holding a new demo CA, and
+  ``ca.pem``, that CA's certificate alone;
+* ``endorser/hostcert.pem``, ``endorser/hostkey.pem`` — the image-list endorser's host certificate (no
+  S/MIME key usage, like AppDB's);
+* ``host/hostcert.pem``, ``host/hostkey.pem`` — the site's host certificate, with which ``ssm`` signs the
+  accounting messages and authenticates to AMS (exchanging it for a token, as at EGI);
+* ``ams/servercert.pem``, ``ams/serverkey.pem`` — the TLS server certificate of the local AMS simulator
+  (``localhost``, ``127.0.0.1``, ``::1``); ``ams/token`` — a fresh random token for the simulator to hand
+  out for the site host certificate;
 * ``images/demo.qcow2`` — a tiny valid qcow2 image made with ``qemu-img`` (``images/demo.raw``, a few KB of
   bytes, where qemu-img is missing);
 * ``image.list`` — a HEPiX image list naming that image by an absolute ``file://`` URL, S/MIME signed by the
@@ -22,6 +28,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -40,19 +48,28 @@ ENDORSER_DN = f"/DC=org/DC=example/O=Hosts/CN={ENDORSER_HOST}"
 LIST_IDENTIFIER = "0e5c9a52-7a6f-4c1e-9d3b-fedc10d5e001"
 IMAGE_IDENTIFIER = "0e5c9a52-7a6f-4c1e-9d3b-fedc10d5e101"
 VO = "fedcloud.egi.eu"
+SITE_HOST = "cloud.demo.example.org"
+SITE_DN = f"/DC=org/DC=example/O=Hosts/CN={SITE_HOST}"
+AMS_SERVER_DN = "/DC=org/DC=example/O=Hosts/CN=localhost"
 RAW_SIZE = 64 * 1024
 
 
 @dataclass
-class DemoList:
+class DemoPki:
     """What :func:`create` wrote."""
 
     capath: Path
     list_file: Path
     image_file: Path
     image_format: str
+    host_cert: Path
+    host_key: Path
+    server_cert: Path
+    server_key: Path
+    token_file: Path
     endorser_dn: str = ENDORSER_DN
     ca_dn: str = CA_DN
+    host_dn: str = SITE_DN
 
 
 def make_image(directory: Path, qemu_img: Optional[str] = "qemu-img") -> Path:
@@ -103,38 +120,49 @@ def image_list_document(list_file: Path, image: Path, image_format: str, days: i
         "hv:images": [{"hv:image": entry}]}}
 
 
-def create(outdir: Path, days: int = 30, qemu_img: Optional[str] = "qemu-img") -> DemoList:
-    """Write the demo CA directory, endorser credential, image and signed list into ``outdir``."""
+def create(outdir: Path, days: int = 30, qemu_img: Optional[str] = "qemu-img") -> DemoPki:
+    """Write the demo CA directory, the endorser, site host and AMS server credentials, an AMS token, the
+    image and the signed list into ``outdir``."""
     outdir = Path(outdir).resolve()
     capath = outdir / "certificates"
     shutil.rmtree(capath, ignore_errors=True)  # an earlier run's CA must not stay trusted
     ca = CertificateAuthority(CA_DN)
     endorser = ca.host(ENDORSER_HOST, dn_prefix="/DC=org/DC=example/O=Hosts")
     write_ca_directory(capath, [ca])
+    ca.write_cert(outdir / "ca.pem")
     endorser.write(outdir / "endorser")
+    host = ca.host(SITE_HOST, dn_prefix="/DC=org/DC=example/O=Hosts").write(outdir / "host")
+    server = ca.server(AMS_SERVER_DN).write(outdir / "ams", "servercert.pem", "serverkey.pem")
+    token_file = outdir / "ams" / "token"
+    token_file.write_text(secrets.token_hex(16) + "\n", encoding="ascii")
+    os.chmod(token_file, 0o600)
     image = make_image(outdir / "images", qemu_img)
     list_file = outdir / "image.list"
     image_format = "qcow2" if image.suffix == ".qcow2" else "raw"
     document = image_list_document(list_file, image, image_format, days)
     signed = smime.sign(json.dumps(document, indent=2).encode(), endorser.cert, endorser.key)
     list_file.write_bytes(signed)
-    return DemoList(capath=capath, list_file=list_file, image_file=image, image_format=image_format)
+    return DemoPki(capath=capath, list_file=list_file, image_file=image, image_format=image_format,
+                   host_cert=host.cert, host_key=host.key, server_cert=server.cert, server_key=server.key,
+                   token_file=token_file)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m fedcloud_site.testing.demo_imagelist",
-                                     description="Write a throw-away CA, endorser, image and signed image list.")
-    parser.add_argument("outdir", type=Path, help="directory to write into (e.g. demo-output/imagelist)")
+    parser = argparse.ArgumentParser(prog="python3 -m fedcloud_site.testing.demo_pki",
+                                     description="Write a throw-away CA, endorser, site host and AMS server "
+                                                 "credentials, AMS token, image and signed image list.")
+    parser.add_argument("outdir", type=Path, help="directory to write into (e.g. demo-output/pki)")
     parser.add_argument("--days", type=int, default=30, help="list validity in days (default 30)")
     parser.add_argument("--qemu-img", default="qemu-img", help="qemu-img to make a qcow2 image ('' for raw)")
     args = parser.parse_args(argv)
     try:
         made = create(args.outdir, days=args.days, qemu_img=args.qemu_img or None)
     except (OSError, subprocess.SubprocessError, smime.SmimeError) as exc:
-        print(f"demo image list: cannot create it in {args.outdir}: {exc}", file=sys.stderr)
+        print(f"demo pki: cannot create it in {args.outdir}: {exc}", file=sys.stderr)
         return 1
-    print(f"demo image list: {made.list_file} (signed by {made.endorser_dn}), "
-          f"image {made.image_file} ({made.image_format}), CA directory {made.capath}")
+    print(f"demo pki: CA directory {made.capath}; image list {made.list_file} (signed by {made.endorser_dn}), "
+          f"image {made.image_file} ({made.image_format}); site host certificate {made.host_cert} "
+          f"({made.host_dn}); AMS server certificate {made.server_cert}, token {made.token_file}")
     return 0
 
 
