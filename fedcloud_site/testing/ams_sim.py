@@ -13,20 +13,36 @@ Speaks what the real service speaks, driven through ``requests``:
   413 INVALID_ARGUMENT "Message size is too large" (request or one message over the limit);
   5xx, delays and dropped connections come from :class:`~fedcloud_site.testing.http.Fault`.
 
-Published messages are kept per topic (decoded) for the tests to compare.
+Published messages are kept per topic (decoded) for the tests to compare and, when ``store_dir`` is given,
+also written there as files: ``<project>/<topic>/<id>.msg`` (the decoded data) and ``<id>.json`` (the
+attributes).
+
+Stand-alone (the offline demo, ``scripts/demo.sh``)::
+
+    python3 -m fedcloud_site.testing.ams_sim --port 18443 --cert servercert.pem --key serverkey.pem \
+        --token TOKEN --project accounting --topic eu-egi-cloud-accounting --store DIR \
+        [--client-ca ca.pem --bind-cert hostcert.pem]
+
+serves on 127.0.0.1 until SIGTERM or SIGINT; ``--bind-cert`` makes the authx509 exchange hand out TOKEN
+for that certificate's subject (its client certificate is checked against ``--client-ca``).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import json
+import signal
 import ssl
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Union
 
+from ..atomic import atomic_write_bytes, atomic_write_text
+from ..x509 import X509Error, load_certificate, subject_dn
 from .http import Request, Response, SimServer, json_response
 
 DEFAULT_LIMIT = 1_000_000
@@ -73,7 +89,8 @@ class AmsSimulator:
     """The simulator: ``start()`` it, point an AMS client at :attr:`url`, inspect :attr:`state`."""
 
     def __init__(self, cert_file: Optional[Union[str, Path]] = None, key_file: Optional[Union[str, Path]] = None,
-                 client_ca_file: Optional[Union[str, Path]] = None, host: str = "127.0.0.1") -> None:
+                 client_ca_file: Optional[Union[str, Path]] = None, host: str = "127.0.0.1", port: int = 0,
+                 store_dir: Optional[Union[str, Path]] = None) -> None:
         context = None
         if cert_file is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -82,7 +99,8 @@ class AmsSimulator:
                 context.load_verify_locations(str(client_ca_file))
                 context.verify_mode = ssl.CERT_OPTIONAL
         self.state = AmsState()
-        self.server = SimServer(host=host, ssl_context=context)
+        self.store_dir = Path(store_dir) if store_dir is not None else None
+        self.server = SimServer(host=host, port=port, ssl_context=context)
         self.server.route("POST", r"/v1/projects/(?P<project>[^/]+)/topics/(?P<topic>[^/:]+):publish", "publish",
                           self._publish)
         self.server.route("GET", r"/v1/service-types/ams/hosts/(?P<host>[^/:]+):authx509", "authx509",
@@ -174,9 +192,67 @@ class AmsSimulator:
             for attributes, data in decoded:
                 message_id = str(state.next_id)
                 state.next_id += 1
-                stored.append(Published(message_id, {str(k): str(v) for k, v in attributes.items()}, data))
+                message = Published(message_id, {str(k): str(v) for k, v in attributes.items()}, data)
+                stored.append(message)
                 ids.append(message_id)
+                if self.store_dir is not None:
+                    self._store(project, topic, message)
         return json_response({"messageIds": ids})
 
+    def _store(self, project: str, topic: str, message: Published) -> None:
+        """Write one published message under :attr:`store_dir` (data first, so a ``.json`` means complete)."""
+        assert self.store_dir is not None
+        directory = self.store_dir / project / topic
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(directory / f"{int(message.id):06d}.msg", message.data)
+        atomic_write_text(directory / f"{int(message.id):06d}.json",
+                          json.dumps({"id": message.id, "attributes": message.attributes}, indent=1) + "\n")
 
-__all__ = ["AmsSimulator", "AmsState", "Published", "DEFAULT_LIMIT"]
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Serve the simulator on 127.0.0.1 until SIGTERM/SIGINT (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python3 -m fedcloud_site.testing.ams_sim",
+                                     description="A local ARGO Messaging Service simulator (HTTPS, 127.0.0.1).")
+    parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
+    parser.add_argument("--cert", type=Path, required=True, help="server certificate (PEM)")
+    parser.add_argument("--key", type=Path, required=True, help="server private key (PEM)")
+    parser.add_argument("--token", required=True, help="the token accepted for --project")
+    parser.add_argument("--project", default="accounting", help="AMS project (default: accounting)")
+    parser.add_argument("--topic", action="append", required=True, help="a topic of the project (repeatable)")
+    parser.add_argument("--store", type=Path, required=True, help="directory to write published messages into")
+    parser.add_argument("--client-ca", type=Path, help="CA certificate (PEM) that client certificates must verify "
+                                                       "against (for the authx509 exchange)")
+    parser.add_argument("--bind-cert", type=Path, action="append", default=[],
+                        help="a client certificate (PEM) whose subject gets --token from authx509 (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        subjects = [subject_dn(load_certificate(path)) for path in args.bind_cert]
+        sim = AmsSimulator(args.cert, args.key, client_ca_file=args.client_ca, port=args.port, store_dir=args.store)
+        for topic in args.topic:
+            sim.add_topic(args.project, topic)
+        sim.add_token(args.token, args.project)
+        for subject in subjects:
+            sim.add_certificate(subject, args.token)
+        args.store.mkdir(parents=True, exist_ok=True)
+        sim.start()
+    except (OSError, ssl.SSLError, X509Error) as exc:
+        print(f"ams_sim: cannot start: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"ams_sim: serving {sim.url} (project {args.project}, topics {', '.join(args.topic)}), "
+          f"storing into {args.store}", flush=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        sim.stop()
+    return 0
+
+
+__all__ = ["AmsSimulator", "AmsState", "Published", "DEFAULT_LIMIT", "main"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
