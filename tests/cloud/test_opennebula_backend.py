@@ -6,7 +6,7 @@ import io
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Dict, Iterator, Tuple
 
 import pyone
 import pytest
@@ -41,6 +41,7 @@ from fedcloud_site.testing.opennebula import (
     OneFault,
     OpenNebulaSimulator,
     SimCloud,
+    SimUser,
     SimVM,
     backend_settings,
     config_yaml,
@@ -208,6 +209,77 @@ def test_pci_devices_of_display_class_count_as_gpus():
     gpu = pci_accelerator(template)
     assert gpu is not None and (gpu.vendor, gpu.model, gpu.count) == ("NVIDIA", "20b5", 2)
     assert pci_accelerator({"PCI": {"VENDOR": "15b3", "CLASS": "0207"}}) is None
+
+
+def add_template(one: pyone.OneServer, name: str, group: int, use: Tuple[int, int, int]) -> int:
+    """A template made through pyone, chowned to ``group`` with (owner, group, other) USE bits."""
+    oid = one.template.allocate(f'NAME="{name}"\nCPU="1"\nVCPU="2"\nMEMORY="1024"')
+    one.template.chown(oid, -1, group)
+    owner_u, group_u, other_u = use
+    one.template.chmod(oid, owner_u, 1, 0, group_u, 0, 0, other_u, 0, 0)
+    return oid
+
+
+@pytest.fixture
+def access_sim(sim) -> Iterator[Tuple[OpenNebulaSimulator, Dict[str, int]]]:
+    """The small site with a public, a group-only (group 101) and an owner-only template."""
+    one = pyone.OneServer(sim.url, session="oneadmin:opennebula")
+    ids = {"public": add_template(one, "everyone", 100, (1, 1, 1)),
+           "group": add_template(one, "group-101-only", 101, (1, 1, 0)),
+           "owner": add_template(one, "owner-only", 101, (1, 0, 0))}
+    yield sim, ids
+
+
+def test_oned_renders_a_templates_group_and_permissions_in_the_pool(access_sim):
+    sim, ids = access_sim
+    pool = pyone.OneServer(sim.url, session="oneadmin:opennebula").templatepool.info(-2, -1, -1)
+    raw = {t.ID: t for t in pool.VMTEMPLATE}[ids["group"]]
+    assert (raw.GID, raw.GNAME, raw.UID, raw.UNAME) == (101, "vo1.example.eu", 0, "oneadmin")
+    perms = raw.PERMISSIONS
+    assert (perms.OWNER_U, perms.OWNER_M, perms.GROUP_U, perms.GROUP_M, perms.OTHER_U) == (1, 1, 1, 0, 0)
+
+
+def test_template_permissions_say_which_projects_may_use_a_flavor(access_sim):
+    sim, ids = access_sim
+    cloud = backend(sim)
+    flavors = {f.id: f for f in cloud.list_flavors()}
+    public, group, owner = (flavors[str(ids[k])] for k in ("public", "group", "owner"))
+    assert (public.public, public.projects) == (True, None)  # OTHER_U: every project
+    assert (group.public, group.projects) == (False, ("101",))  # GROUP_U only: its group
+    assert (owner.public, owner.projects) == (False, ())  # owner only: no project
+    assert (group.vcpus, group.ram_mb) == (2, 1024)
+    assert cloud.request_count()["total"] == 1  # the template pool carries the permissions: no call per template
+
+
+def test_a_group_member_lists_its_groups_template_but_not_another_groups(access_sim):
+    sim, ids = access_sim
+    for uid, gid in ((90, 101), (91, 102)):
+        sim.cloud.users[uid] = SimUser(id=uid, name=f"member{gid}", password="pw", gid=gid, groups=[gid])
+    member = {f.id: f for f in backend(sim, username="member101", password="pw").list_flavors()}
+    outsider = {f.id: f for f in backend(sim, username="member102", password="pw").list_flavors()}
+    assert member[str(ids["group"])].projects == ("101",)
+    assert str(ids["group"]) not in outsider and str(ids["owner"]) not in outsider
+    assert outsider[str(ids["public"])].projects is None
+
+
+def test_a_static_sites_private_flavor_of_one_project_is_a_template_of_that_group():
+    site = {"projects": [{"id": "p1", "name": "fedcloud"}, {"id": "p2", "name": "biomed"}],
+            "flavors": [{"id": "open", "vcpus": 1, "ram": 512},
+                        {"id": "gpu", "vcpus": 8, "ram": 4096, "public": False, "projects": ["p2"]},
+                        {"id": "closed", "vcpus": 1, "ram": 512, "public": False}]}
+    cloud = from_static(site)
+    with OpenNebulaSimulator(cloud) as server:
+        flavors = {f.name: f for f in backend(server).list_flavors()}
+    assert flavors["open"].projects is None
+    assert flavors["gpu"].projects == (str(cloud.id_map["group"]["p2"]),) and not flavors["gpu"].public
+    assert flavors["closed"].projects == ()  # OpenNebula has no "not told": owner-only
+
+
+def test_a_static_sites_private_flavor_of_several_projects_is_refused_by_name():
+    site = {"projects": [{"id": "p1"}, {"id": "p2"}],
+            "flavors": [{"id": "gpu", "vcpus": 8, "ram": 4096, "public": False, "projects": ["p1", "p2"]}]}
+    with pytest.raises(ValueError, match=r"flavors\[gpu\]\.projects"):
+        from_static(site)
 
 
 def test_capacity_sums_the_hosts(demo_sim):

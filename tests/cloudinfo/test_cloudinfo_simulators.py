@@ -58,12 +58,16 @@ def test_the_openstack_simulator_gives_the_same_entries_as_the_static_backend(tm
 
 
 def opennebula_site(tmp_path: Path) -> Path:
-    """The test site as OpenNebula can hold it: no project domains, ephemeral disks or image members."""
+    """The test site as OpenNebula can hold it: no project domains, ephemeral disks or image members, and a
+    private flavour says its one project (a template usable by its group; oned has no "not told")."""
     data = yaml.safe_load(SITE_FILE.read_text())
     for project in data["projects"]:
         project.pop("domain", None)
+    fedcloud = next(p["id"] for p in data["projects"] if p["name"] == "fedcloud")
     for flavor in data["flavors"]:
         flavor.pop("ephemeral", None)
+        if flavor.get("public") is False:
+            flavor["projects"] = [fedcloud]
     for image in data["images"]:
         image.pop("members", None)
     path = tmp_path / "one-site.yaml"

@@ -7,7 +7,11 @@ Mapping of OpenNebula objects to the records of :mod:`fedcloud_site.cloud.base`:
 * VM templates are flavours: VCPU (else CPU), MEMORY, the sum of DISK/SIZE; GPUs from
   ``PCI`` devices of display class (03xx) or the ``ACCELERATOR_TYPE/VENDOR/MODEL/NUMBER``
   attributes, benchmarks from ``BENCHMARK_TYPE/VALUE`` (the extra-spec conventions of
-  :mod:`fedcloud_site.cloud.flavor_specs` with OpenNebula attribute names);
+  :mod:`fedcloud_site.cloud.flavor_specs` with OpenNebula attribute names).  Who may use a
+  template comes from its PERMISSIONS in the template pool (no further calls): OTHER_U
+  makes it public (``projects`` None), GROUP_U alone private to its group (``projects`` =
+  (GID,)), neither private to its owner (``projects`` = (), no project's share);
+  ACL rules granting templates to other groups are not read;
 * VMs are paged from ``one.vmpool.infoextended`` (offset ``start_id`` and negative
   ``end_id`` = page size), never one call per VM.  Paging is checked for continuity:
   each page must overlap the previous one, so VMs that finish while the pool is being
@@ -191,6 +195,17 @@ def _visibility(perms: Any) -> str:
     return "private"
 
 
+def _flavor_projects(visibility: str, gid: Any, where: str) -> Optional[Tuple[str, ...]]:
+    """The projects that may use a template of that visibility: every one (None), its group, or none."""
+    if visibility == "public":
+        return None
+    if visibility == "private":
+        return ()
+    if gid is None or str(gid).strip() == "":
+        raise BadCloudData(f"{where}: usable by its group (GROUP_U) but it has no GID")
+    return (str(gid),)
+
+
 @dataclass
 class _Lookups:
     """Pools read once per listing (and reused for ``cache_seconds``): users, hosts, clusters, templates."""
@@ -313,12 +328,13 @@ class OpenNebulaBackend(CloudBackend):
             raise BadCloudData(f"{where}: {exc}") from None
         disk_mb = sum(as_number(d.get("SIZE"), "DISK/SIZE", where, 0) for d in vectors(t, "DISK"))
         vcpus = as_number(t.get("VCPU") or t.get("CPU"), "VCPU", where, 1)
-        perms = tmpl.PERMISSIONS
+        visibility = _visibility(tmpl.PERMISSIONS)
         return Flavor(id=str(tmpl.ID), name=str(tmpl.NAME), vcpus=vcpus,
                       ram_mb=int(as_number(t.get("MEMORY"), "MEMORY", where, 0)),
-                      disk_gb=int(math.ceil(disk_mb / 1024)), public=bool(perms is not None and perms.OTHER_U),
+                      disk_gb=int(math.ceil(disk_mb / 1024)), public=visibility == "public",
                       extra_specs=specs, accelerator=accelerator or pci_accelerator(t),
-                      benchmark_type=bench_type, benchmark_value=bench_value)
+                      benchmark_type=bench_type, benchmark_value=bench_value,
+                      projects=_flavor_projects(visibility, tmpl.GID, where))
 
     def list_flavors(self) -> Iterator[Flavor]:
         pool = self._call("one.templatepool.info", -2, -1, -1)

@@ -5,7 +5,9 @@ X.509 DNs, templates, images with marketplace URIs, hosts with benchmarks, and
 VMs in every state with history records).  :func:`from_static` turns the YAML
 site description of the ``static`` backend (see :mod:`fedcloud_site.cloud.static`)
 into the same site as OpenNebula would hold it, so one site can be served by
-both backends; ``cloud.id_map`` maps the description's ids to OpenNebula ids.
+both backends; ``cloud.id_map`` maps the description's ids to OpenNebula ids.  A private
+flavour becomes a template usable by the group of its one project (``projects``), else by
+its owner only (several projects are refused: a template has one group).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pyone import LCM_STATE, VM_STATE
 from ...cloud.opennebula.records import x509_password
 from ...timeutil import parse_time, to_epoch
 from .model import (
+    OWNER_ONLY,
+    Permissions,
     SimCloud,
     SimCluster,
     SimDatastore,
@@ -273,6 +277,20 @@ def _spec_attributes(specs: Mapping[str, Any]) -> Dict[str, str]:
     return out
 
 
+def _template_access(flavor: Mapping[str, Any], groups: Mapping[str, int]) -> Tuple[int, Permissions]:
+    """The group and permissions of a flavour's template: public (OTHER_U), private to the one project of its
+    ``projects`` (GROUP_U in that group), else owner-only (oned has no "not told")."""
+    if flavor.get("public", True):
+        return ADMIN_GROUP, (1, 1, 0, 1, 0, 0, 1, 0, 0)
+    allowed = [str(p) for p in flavor.get("projects") or []]
+    if not allowed:
+        return ADMIN_GROUP, OWNER_ONLY
+    if len(allowed) > 1 or allowed[0] not in groups:
+        raise ValueError(f"flavors[{flavor['id']}].projects: {allowed} is not one known project; an OpenNebula "
+                         "template is private to one group only")
+    return groups[allowed[0]], (1, 1, 0, 1, 0, 0, 0, 0, 0)
+
+
 def from_static(source: Union[Path, str, Mapping[str, Any]], now: Optional[int] = None,
                 password: str = "opennebula") -> SimCloud:
     """The site of a static-backend description (a path or the loaded mapping) as OpenNebula objects."""
@@ -347,8 +365,8 @@ def from_static(source: Union[Path, str, Mapping[str, Any]], now: Optional[int] 
             disks.append({"TYPE": "fs", "SIZE": str(int(f["ephemeral"]) * 1024)})
         tmpl["DISK"] = disks if len(disks) > 1 else disks[0]
         tmpl.update(_spec_attributes(f.get("extra_specs") or {}))
-        perms = (1, 1, 0, 1, 0, 0, 1, 0, 0) if f.get("public", True) else (1, 1, 0, 0, 0, 0, 0, 0, 0)
-        cloud.templates[tid] = SimTemplate(tid, 0, ADMIN_GROUP, str(f.get("name", f["id"])), regtime=0,
+        gid, perms = _template_access(f, groups)
+        cloud.templates[tid] = SimTemplate(tid, 0, gid, str(f.get("name", f["id"])), regtime=0,
                                            template=tmpl, permissions=perms)
         templates.setdefault(str(f.get("name", f["id"])), tid)
 
