@@ -11,6 +11,12 @@ Signing and encryption use the ``cryptography`` library and produce what
 * :func:`encrypt` wraps a signed message in AES-128 ``enveloped-data`` for
   the server certificate (``application/x-pkcs7-mime``, base64).
 
+Library versions: signing and verification work with ``cryptography`` >= 36
+(RHEL 9: 36, Debian 12: 38).  Encryption needs ``PKCS7EnvelopeBuilder``
+(cryptography >= 43) and decryption ``pkcs7_decrypt_smime`` (>= 44);
+:func:`encryption_problem` tells at start-up whether this installation can
+encrypt, so a configured ``server_cert`` fails there and not at the first message.
+
 Verification (:func:`verify`) checks the signature only: chain, CRL and DN
 trust checks belong to :mod:`fedcloud_site.x509`.  ``cryptography`` has no
 public PKCS#7 verification, and a hand-written one would have to parse and
@@ -42,11 +48,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from .x509 import load_pem_certificates
+
 #: the private key types S/MIME signing supports
 SigningKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 
 OPENSSL = os.environ.get("FEDCLOUD_SITE_OPENSSL", "openssl")
 VERIFY_TIMEOUT = 60.0
+
+#: the first cryptography releases with PKCS#7 encryption (PKCS7EnvelopeBuilder) and decryption
+ENCRYPTION_SINCE = "43"
+DECRYPTION_SINCE = "44"
 
 _TEXT_PART_HEADER = b"Content-Type: text/plain\n\n"
 _HEADER_LINE = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9-]*:")
@@ -105,18 +117,33 @@ def sign(payload: bytes, cert: x509.Certificate, key: SigningKey) -> bytes:
     ))
 
 
+def encryption_problem() -> Optional[str]:
+    """Why this installation cannot encrypt (the ``cryptography`` release is too old), or None."""
+    if hasattr(pkcs7, "PKCS7EnvelopeBuilder"):
+        return None
+    return (f"S/MIME encryption needs cryptography >= {ENCRYPTION_SINCE} (PKCS7EnvelopeBuilder); "
+            f"this is cryptography {cryptography_version()}")
+
+
+def cryptography_version() -> str:
+    import cryptography
+
+    return str(getattr(cryptography, "__version__", "?"))
+
+
 def encrypt(signed: bytes, server_cert: x509.Certificate) -> bytes:
     """Encrypt a (signed) message for ``server_cert`` like ``openssl smime -encrypt -aes128``."""
     if not signed:
         raise SmimeError("refusing to encrypt an empty message")
+    problem = encryption_problem()
+    if problem is not None:
+        raise SmimeError(problem)
     try:
-        der = (
-            pkcs7.PKCS7EnvelopeBuilder()
-            .set_data(bytes(signed))
-            .add_recipient(server_cert)
-            .set_content_encryption_algorithm(algorithms.AES128)
-            .encrypt(serialization.Encoding.DER, [])
-        )
+        builder = pkcs7.PKCS7EnvelopeBuilder().set_data(bytes(signed)).add_recipient(server_cert)
+        if hasattr(builder, "set_content_encryption_algorithm"):  # cryptography >= 45
+            builder = builder.set_content_encryption_algorithm(algorithms.AES128)
+        # (43 and 44 always encrypt with AES-128-CBC, what apel/ssm uses too)
+        der = builder.encrypt(serialization.Encoding.DER, [])
     except (ValueError, TypeError) as exc:
         raise SmimeError(f"cannot encrypt message: {exc}") from None
     body = _base64_lines(der)
@@ -137,8 +164,12 @@ def is_encrypted(message: bytes) -> bool:
 
 def decrypt(message: bytes, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> bytes:
     """Decrypt an enveloped S/MIME message with the recipient's certificate and key."""
+    decrypt_smime = getattr(pkcs7, "pkcs7_decrypt_smime", None)
+    if decrypt_smime is None:
+        raise SmimeError(f"S/MIME decryption needs cryptography >= {DECRYPTION_SINCE}; this is cryptography "
+                         f"{cryptography_version()}")
     try:
-        return pkcs7.pkcs7_decrypt_smime(message, cert, key, [])
+        return decrypt_smime(message, cert, key, [])
     except (ValueError, TypeError) as exc:
         raise SmimeError(f"cannot decrypt message: {exc}") from None
 
@@ -173,7 +204,7 @@ def verify(smime_bytes: bytes, *, text: bool = True, strip_headers: bool = True,
         try:
             with open(signer_file, "rb") as handle:
                 signer_pem = handle.read()
-            signer = x509.load_pem_x509_certificates(signer_pem)[0]
+            signer = load_pem_certificates(signer_pem)[0]
         except (OSError, ValueError, IndexError):
             raise SmimeError("signature verified but openssl gave no signer certificate") from None
     content = proc.stdout

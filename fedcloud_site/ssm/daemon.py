@@ -73,7 +73,8 @@ class TransportFactory:
         if settings.use_ssl:
             bundle = state_dir(settings) / "broker-ca.pem"
             atomic_write_text(bundle, ca_bundle(settings.capath).decode("ascii"))
-            self._tls = TlsFiles(cert_file=settings.certificate, key_file=settings.key, ca_file=bundle)
+            self._tls = TlsFiles(cert_file=settings.certificate, key_file=settings.key, ca_file=bundle,
+                                 capath=settings.capath)
         self._brokers = brokers
 
     def build(self, destination: str) -> Transport:

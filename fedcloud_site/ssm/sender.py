@@ -142,18 +142,24 @@ def message_problem(data: bytes, max_bytes: int = 0) -> Optional[str]:
     return None
 
 
+#: confirmed messages waiting for deletion at most; a crash sends these again, so it bounds the duplicates
+#: a crash causes (with the transport's window of unconfirmed messages)
+MAX_PENDING_REMOVALS = 16
+
+
 class Remover:
     """Deletes confirmed elements in a background thread.
 
     Unlinking a 40 kB file costs about as much as signing it (the file system frees
     its blocks); the syscall releases the GIL, so doing it aside keeps the sending
-    thread busy.  :meth:`finish` waits until every deletion is done.
+    thread busy.  At most :data:`MAX_PENDING_REMOVALS` wait (:meth:`remove` blocks
+    beyond).  :meth:`finish` waits until every deletion is done.
     """
 
     def __init__(self, queue: MessageQueue, log: Any) -> None:
         self.queue = queue
         self.log = log
-        self._pending: queue_module.Queue[Optional[str]] = queue_module.Queue()
+        self._pending: queue_module.Queue[Optional[str]] = queue_module.Queue(MAX_PENDING_REMOVALS)
         self._thread = threading.Thread(target=self._run, name="ssm-remover", daemon=True)
         self._thread.start()
 
@@ -336,4 +342,4 @@ def journal_path(state_dir: Path) -> Path:
     return state_dir / "inflight"
 
 
-__all__ = ["Sender", "DrainResult", "InflightJournal", "message_problem", "journal_path"]
+__all__ = ["Sender", "DrainResult", "InflightJournal", "message_problem", "journal_path", "MAX_PENDING_REMOVALS"]

@@ -67,6 +67,9 @@ def load_signer(certificate: Path, key: Path, capath: Optional[Path] = None, ser
             warnings.append(f"{certificate}: does not verify against {capath}: {exc}")
     server = None
     if server_cert is not None:
+        problem = smime.encryption_problem()
+        if problem is not None:
+            raise CredentialError(f"server_cert: {server_cert}: cannot encrypt for it: {problem}")
         server = load_server_cert(server_cert, cert, capath)
     return Signer(cert=cert, key=private_key, server_cert=server, warnings=warnings)
 

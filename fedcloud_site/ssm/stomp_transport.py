@@ -9,6 +9,12 @@ does not come within ``receipt_timeout`` makes the transport reconnect (with
 backoff, trying the next broker of the list first) and send the unconfirmed
 messages again: those may then arrive twice, which is counted in ``resent``
 and logged (the receiver can drop duplicates by ``empa-id``).
+
+With TLS, the broker's certificate is checked again right after the handshake
+(host name, and revocation against the CRLs of ``capath``: see :mod:`.peer`).
+Works with stomp.py >= 8.0 (Debian 12 ships 8.0.0, whose ``set_ssl`` has no
+``verify`` argument, whose TLS context checks no host name and whose threads
+share the TLS socket: see :mod:`.stomp_compat`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import stomp
 import stomp.exception
 
 from ..log import get_logger
+from .peer import BrokerCertificateError, PeerVerifier, check_hostname, peer_chain
+from .stomp_compat import SERIALIZES_TLS, serialize_tls, set_ssl_options
 from .transport import TransportError
 
 Broker = Tuple[str, int]
@@ -33,11 +41,13 @@ Broker = Tuple[str, int]
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """Client certificate and key, and the CA bundle that must have issued the broker's certificate."""
+    """Client certificate and key, the CA bundle that must have issued the broker's certificate, and the CA
+    directory (with CRLs) it is checked against after the handshake (None: no such check)."""
 
     cert_file: Path
     key_file: Path
     ca_file: Path
+    capath: Optional[Path] = None
 
 
 class _Listener(stomp.ConnectionListener):
@@ -103,6 +113,8 @@ class StompTransport:
         self._connected = False
         self._lost: Optional[str] = None
         self._next_broker = 0
+        self._peer_verifier = PeerVerifier(tls.capath) if tls is not None and tls.capath is not None else None
+        self._peer_problem: Optional[str] = None
 
     # -- connection -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -145,13 +157,17 @@ class StompTransport:
                    auto_decode=False, auto_content_length=True)
         if self.tls is not None:
             conn.set_ssl(for_hosts=[broker], cert_file=str(self.tls.cert_file), key_file=str(self.tls.key_file),
-                         ca_certs=str(self.tls.ca_file), verify=True)
+                         ca_certs=str(self.tls.ca_file), cert_validator=self._validator(conn),
+                         **set_ssl_options(conn.set_ssl))
         conn.set_listener("fedcloud-site", _Listener(self, generation))
         self._conn = conn
+        self._peer_problem = None
         try:
             conn.connect(wait=False)
         except Exception as exc:  # noqa: BLE001 - stomp.py reports TLS and socket problems in many ways
             self._drop_connection()
+            if self._peer_problem is not None:
+                raise TransportError(f"TLS: broker certificate rejected: {self._peer_problem}") from None
             raise TransportError(self._diagnose(broker, exc)) from None
         deadline = time.monotonic() + self.connect_timeout
         with self._cond:
@@ -168,6 +184,33 @@ class StompTransport:
         self.broker = broker
         self.log.info("connected to broker", broker=f"{broker[0]}:{broker[1]}", tls=self.tls is not None,
                       stomp=self.version)
+
+    def _validator(self, conn: Any) -> Any:
+        """stomp.py's ``cert_validator``: called after the handshake, before the CONNECT frame is sent (and
+        before stomp.py < 9 starts reading the socket in its receiver thread)."""
+
+        def validate(_peer_cert: Any, host: str) -> Tuple[bool, Optional[str]]:
+            try:
+                self._check_peer(getattr(conn.transport, "socket", None), host)
+            except BrokerCertificateError as exc:
+                self._peer_problem = str(exc)
+                return False, str(exc)
+            if not SERIALIZES_TLS:
+                serialize_tls(conn.transport)
+            return True, None
+
+        return validate
+
+    def _check_peer(self, sock: Any, host: str) -> None:
+        """Host name (stomp.py 8.0 does not check it) and revocation of the broker's certificate."""
+        if sock is None:
+            raise BrokerCertificateError("no TLS connection to check")
+        if self._peer_verifier is not None:
+            self._peer_verifier.check(sock, host)
+        else:
+            chain = peer_chain(sock)
+            if chain:
+                check_hostname(chain[0], host)
 
     @staticmethod
     def _tcp_nodelay(conn: Any) -> None:
@@ -375,8 +418,11 @@ class StompTransport:
                 context = ssl.create_default_context(cafile=str(self.tls.ca_file))
                 context.load_cert_chain(str(self.tls.cert_file), str(self.tls.key_file))
                 with context.wrap_socket(sock, server_hostname=broker[0]) as tls_sock:
+                    self._check_peer(tls_sock, broker[0])
                     tls_sock.settimeout(self.connect_timeout)
                     tls_sock.recv(1)  # the server checks our certificate after the handshake (TLS 1.3)
+        except BrokerCertificateError as err:
+            return f"TLS: broker certificate rejected: {err}"
         except ssl.SSLCertVerificationError as err:
             return f"TLS: broker certificate rejected: {err.verify_message or err}"
         except ssl.SSLError as err:

@@ -48,12 +48,23 @@ def activemq_available() -> Optional[str]:
 
 @dataclass(frozen=True)
 class BrokerTls:
-    """PEM files for the broker's TLS connector: its certificate/key and the CAs its clients must chain to."""
+    """The broker's TLS connector: its certificate/key (PEM files) or a ready key store (PKCS#12, or JKS by its
+    ``.jks`` suffix) holding them, and the CAs (PEM) its clients must chain to."""
 
-    cert_file: Path
-    key_file: Path
+    cert_file: Optional[Path]
+    key_file: Optional[Path]
     client_ca_files: Sequence[Path]
     need_client_auth: bool = True
+    keystore: Optional[Path] = None  # used as is instead of cert_file/key_file
+    keystore_password: str = STORE_PASSWORD
+
+    def __post_init__(self) -> None:
+        if self.keystore is None and (self.cert_file is None or self.key_file is None):
+            raise ValueError("BrokerTls needs cert_file and key_file, or a keystore")
+
+    @property
+    def keystore_type(self) -> str:
+        return "JKS" if self.keystore is not None and self.keystore.suffix.lower() == ".jks" else "PKCS12"
 
 
 class ActiveMQBroker:
@@ -90,8 +101,9 @@ class ActiveMQBroker:
         for path in (keystore, truststore):
             if path.exists():
                 path.unlink()
-        _run(["openssl", "pkcs12", "-export", "-in", str(self.tls.cert_file), "-inkey", str(self.tls.key_file),
-              "-name", "broker", "-out", str(keystore), "-passout", f"pass:{STORE_PASSWORD}"])
+        if self.tls.keystore is None:
+            _run(["openssl", "pkcs12", "-export", "-in", str(self.tls.cert_file), "-inkey", str(self.tls.key_file),
+                  "-name", "broker", "-out", str(keystore), "-passout", f"pass:{STORE_PASSWORD}"])
         for index, ca_file in enumerate(self.tls.client_ca_files):
             _run(["keytool", "-importcert", "-noprompt", "-keystore", str(truststore), "-storetype", "PKCS12",
                   "-storepass", STORE_PASSWORD, "-alias", f"ca{index}", "-file", str(ca_file)])
@@ -105,9 +117,11 @@ class ActiveMQBroker:
         ssl_context = ""
         if self.tls is not None:
             stores = self.directory / "stores"
+            keystore = self.tls.keystore or stores / "broker.p12"
+            password = self.tls.keystore_password if self.tls.keystore is not None else STORE_PASSWORD
             ssl_context = (
-                f'<sslContext><sslContext keyStore="file:{stores / "broker.p12"}" keyStorePassword="{STORE_PASSWORD}"'
-                f' keyStoreType="PKCS12" trustStore="file:{stores / "trust.p12"}"'
+                f'<sslContext><sslContext keyStore="file:{keystore}" keyStorePassword="{password}"'
+                f' keyStoreType="{self.tls.keystore_type}" trustStore="file:{stores / "trust.p12"}"'
                 f' trustStorePassword="{STORE_PASSWORD}" trustStoreType="PKCS12"/></sslContext>')
             auth = "true" if self.tls.need_client_auth else "false"
             connectors.append(f'<transportConnector name="stompssl" uri="stomp+ssl://127.0.0.1:{self.tls_port}'

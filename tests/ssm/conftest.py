@@ -7,6 +7,7 @@ Needs the Debian packages ``activemq`` (with a Java runtime), ``openssl``, and f
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List
 
@@ -55,6 +56,34 @@ def broker(tmp_path_factory, test_pki):
     """One real ActiveMQ for the whole session (never killed by tests)."""
     instance = _start_broker(tmp_path_factory.mktemp("activemq"), test_pki)
     yield instance
+    instance.stop()
+
+
+@dataclass
+class RevokedBroker:
+    """An ActiveMQ whose certificate its CA revoked, and the CA directories with and without that CRL entry."""
+
+    broker: ActiveMQBroker
+    revoking_capath: Path  # its CRL lists the broker's certificate
+    capath: Path  # the same CA, CRL issued before the revocation
+
+
+@pytest.fixture(scope="session")
+def revoked_broker(tmp_path_factory, test_pki):
+    """Started on first use; its key store (PKCS#12) is made here and handed to the broker as is."""
+    missing = activemq_available()
+    if missing:
+        pytest.skip(f"ActiveMQ not installed: {missing}")
+    root = tmp_path_factory.mktemp("revoked-broker")
+    credential = test_pki.ca.server("/DC=org/DC=example/CN=localhost")
+    keystore = root / "broker.p12"
+    keystore.write_bytes(credential.pkcs12(b"revoked-store", name=b"broker"))
+    before = pki.write_ca_directory(root / "certificates", [test_pki.ca])
+    test_pki.ca.revoke(credential)
+    revoking = pki.write_ca_directory(root / "certificates-revoking", [test_pki.ca])
+    tls = BrokerTls(None, None, [test_pki.ca_file], keystore=keystore, keystore_password="revoked-store")
+    instance = ActiveMQBroker(root / "activemq", tls=tls, heap_mb=192).start()
+    yield RevokedBroker(broker=instance, revoking_capath=revoking, capath=before)
     instance.stop()
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import stomp
 from dirq.QueueSimple import QueueSimple
@@ -169,3 +172,38 @@ accounting:
     path = tmp_path / "fedcloud-site.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@contextmanager
+def other_host_tls_server(tmp_path: Path, test_pki: Pki) -> Iterator[int]:
+    """A TLS server on 127.0.0.1 with a certificate of the test CA for other.example.org (not localhost);
+    yields its port."""
+    other = test_pki.ca.issue("/DC=org/DC=example/CN=other.example.org", profile="server",
+                              sans=["other.example.org"]).write(tmp_path / "other", "cert.pem", "key.pem")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(other.cert), str(other.key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=serve_tls, args=(listener, context), daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def serve_tls(listener, context, connections: int = 5) -> None:
+    """Accept a few TLS connections, each handshaken in a thread of its own (as brokers do: stomp.py 8 with
+    pyOpenSSL opens a second connection before it finishes the first), then close them."""
+
+    def handshake(client) -> None:
+        try:
+            client.settimeout(5)
+            context.wrap_socket(client, server_side=True).close()
+        except OSError:
+            client.close()
+
+    for _ in range(connections):
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=handshake, args=(client,), daemon=True).start()
