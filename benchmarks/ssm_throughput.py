@@ -246,7 +246,7 @@ def run_baselines(root: Path, label: str, address: Tuple[str, int], tls: Optiona
                                          args.baseline, nodelay, persistent)
         rate = sent / elapsed
         print(f"  {name}: {sent} messages in {elapsed:.1f} s: {rate:.0f} messages/s, {size / elapsed / 1e6:.2f} MB/s"
-              f" -> our sender is {ours / rate:.1f}x faster")
+              f" -> our sender's rate is {ours / rate:.1f}x this loop's")
 
 
 def main() -> None:

@@ -174,6 +174,8 @@ def run_daemon(daemon: str, args: Any, config: Config, once: bool) -> int:
     """Run a daemon's jobs once or for ever from parsed CLI ``args``, holding its lock; the exit status."""
     runner = Runner(daemon, args.config, config=config, dry_run=args.dry_run, verbose=args.verbose,
                     options=dict(vars(args), action="once" if once else "run"))
+    if once and args.dry_run:  # a dry run changes nothing: it may preview beside the running daemon
+        return runner.run_once()
     try:
         with runner.locked():
             return runner.run_once() if once else runner.run_forever()

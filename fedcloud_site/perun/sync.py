@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, TextIO, Tuple
 
 from ..cloud.base import CloudBackend, Quota, User, VMState
-from ..runner import JobIncomplete, JobRefused
+from ..runner import IDLE, JobIncomplete, JobRefused
 from ..timeutil import iso_utc, parse_time, utcnow
 from .apply import Applier, commit
 from .audit import AuditLog
@@ -176,6 +176,7 @@ class Synchroniser:
             chosen = self._input(state)
         except _NotDue:
             summary["skipped"] = "no new input, full sync not due"
+            summary[IDLE] = True  # a poll that found nothing: logged at debug level
             return summary
         if chosen is None:
             summary["input"] = "none"

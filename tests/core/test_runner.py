@@ -289,3 +289,13 @@ def test_unusable_lock_directory_is_a_clear_error(write_config, tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == EXIT_JOB_FAILED
     assert f"cannot create lock file {blocker / 'state' / 'accounting.lock'}" in result.stderr
+
+
+def test_a_dry_run_previews_beside_a_running_instance(write_config, tmp_path):
+    state = tmp_path / "state"
+    path = write_config(MINIMAL + f"accounting: {{state_dir: {state}}}\n")
+    with DaemonLock(Path(state) / "accounting.lock"):
+        result = subprocess.run([sys.executable, "-m", "fedcloud_site.cli", "--config", str(path),
+                                 "accounting", "once", "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "another instance is running" not in result.stderr
