@@ -65,12 +65,16 @@ class RevokedBroker:
 
     broker: ActiveMQBroker
     revoking_capath: Path  # its CRL lists the broker's certificate
-    capath: Path  # the same CA, CRL issued before the revocation
+    capath: Path  # the same CA, CRL issued before the revocation (as ``test_pki.capath``)
 
 
 @pytest.fixture(scope="session")
 def revoked_broker(tmp_path_factory, test_pki):
-    """Started on first use; its key store (PKCS#12) is made here and handed to the broker as is."""
+    """A second ActiveMQ, started on first use, with a key store (PKCS#12) made here and handed over as is.
+
+    Its certificate is revoked only in ``revoking_capath``: to senders trusting ``test_pki.capath`` it is an
+    ordinary broker, which the fault tests may kill, freeze and restart (they leave it running).
+    """
     missing = activemq_available()
     if missing:
         pytest.skip(f"ActiveMQ not installed: {missing}")
@@ -82,17 +86,18 @@ def revoked_broker(tmp_path_factory, test_pki):
     test_pki.ca.revoke(credential)
     revoking = pki.write_ca_directory(root / "certificates-revoking", [test_pki.ca])
     tls = BrokerTls(None, None, [test_pki.ca_file], keystore=keystore, keystore_password="revoked-store")
-    instance = ActiveMQBroker(root / "activemq", tls=tls, heap_mb=192).start()
+    instance = ActiveMQBroker(root / "activemq", tls=tls, heap_mb=384).start()
     yield RevokedBroker(broker=instance, revoking_capath=revoking, capath=before)
     instance.stop()
 
 
-@pytest.fixture(scope="module")
-def fault_broker(tmp_path_factory, test_pki):
-    """A second ActiveMQ that fault tests may kill, freeze and restart."""
-    instance = _start_broker(tmp_path_factory.mktemp("activemq-faults"), test_pki)
-    yield instance
-    instance.stop()
+@pytest.fixture
+def fault_broker(revoked_broker) -> ActiveMQBroker:
+    """The second broker, for tests that kill, freeze and restart it (the session's ``broker`` stays up)."""
+    broker = revoked_broker.broker
+    if not broker.running():
+        broker.start()
+    return broker
 
 
 @pytest.fixture

@@ -38,8 +38,8 @@ def ams_config(tmp_path, test_pki, queue, ams, token="s3cret", extra=""):
 
 
 def test_every_message_is_published_signed_with_its_empaid_and_leaves_the_queue(tmp_path, test_pki, ams, outgoing):
-    queued = fill_queue(outgoing, 120)
-    config = ams_config(tmp_path, test_pki, outgoing, ams, extra="    batch_size: 50\n")
+    queued = fill_queue(outgoing, 60)
+    config = ams_config(tmp_path, test_pki, outgoing, ams, extra="    batch_size: 25\n")
 
     assert main(["--config", str(config), "ssm", "once"]) == 0
 
@@ -49,7 +49,7 @@ def test_every_message_is_published_signed_with_its_empaid_and_leaves_the_queue(
         payload, signer = apel_receive(message.data, test_pki.capath)
         assert payload == queued[message.attributes["empaid"]]
         assert signer == test_pki.host_dn
-    assert ams.server.requests["publish"] == 3  # batches of 50, not one request per message
+    assert ams.server.requests["publish"] == 3  # batches of 25, not one request per message
     assert outgoing.count() == 0
 
 
