@@ -1,7 +1,8 @@
 """Pulling VO membership from the Perun RPC API (JSON over HTTPS).
 
 Calls are ``POST <url>/<auth>/rpc/json/<manager>/<method>`` with the parameters as a JSON object;
-``<auth>`` is ``cert`` (client certificate), ``ba`` (HTTP basic), ``krb`` or ``oauth``.  Perun answers
+``<auth>`` is ``cert`` (client certificate) or ``ba`` (HTTP basic); Perun's ``krb`` and ``oauth`` are
+not supported.  Perun answers
 errors with HTTP 400 and ``{"errorId": ..., "name": "<Exception>", "message": ...}``.
 
 Per configured VO: ``vosManager/getVoById`` (its short name must be the VO's local name), then

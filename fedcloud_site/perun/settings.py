@@ -64,7 +64,9 @@ class RPCSettings:
     """``perun.rpc``: the Perun RPC API (JSON over HTTPS), certificate or password login."""
 
     url: Optional[str] = None  # base URL, e.g. https://perun.example.org (``/<auth>/rpc/json/...`` is added)
-    auth: Optional[Literal["cert", "ba", "krb", "oauth"]] = None  # URL prefix; default cert or ba from the keys
+    # URL prefix: certificate or HTTP basic login (Perun's krb/oauth logins need credentials we do not
+    # handle, so they are refused here rather than failing at run time); default from the keys given
+    auth: Optional[Literal["cert", "ba"]] = None
     cert_file: Optional[Path] = None  # client certificate (PEM) for ``cert`` login
     key_file: Optional[Path] = None
     ca_file: Optional[Path] = None  # CA bundle or directory to verify Perun; default: system trust
