@@ -30,6 +30,10 @@ def refresh(ctx: JobContext) -> Dict[str, Any]:
         kept = status.get("last_success") or "never"
         raise JobIncomplete(f"cloud not readable, the cache rendered at {kept} stays published: {error}",
                             {"cache_kept_from": kept}) from None
+    except Exception as exc:  # e.g. settings missing: recorded, so that `status` and the probe show it
+        if not ctx.dry_run:
+            note_failure(settings, f"{type(exc).__name__}: {exc}", now)
+        raise
     summary: Dict[str, Any] = dict(model.counts())
     if ctx.dry_run:
         ctx.log.info("dry run: cache not written", cache_dir=str(settings.cache_dir))
