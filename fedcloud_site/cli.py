@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
@@ -116,7 +117,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_CONFIG
         configure_logging(config.logging, args.verbose)
     handler: Any = args.handler
-    return int(handler(args, config))
+    try:
+        return int(handler(args, config))
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def daemon_main(daemon: str) -> Callable[[], int]:

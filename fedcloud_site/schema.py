@@ -12,6 +12,7 @@ key path of the offending value.  Unknown keys are errors.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import typing
 from pathlib import Path
@@ -168,7 +169,7 @@ def _convert(tp: Any, value: Any, key: str, ctx: _Ctx) -> Any:
         if not path.is_absolute():
             origin_file = ctx.file_of(key)
             base = Path(origin_file).resolve().parent if origin_file else Path.cwd()
-            path = base / path
+            path = Path(os.path.normpath(base / path))  # "a/../b" -> "b", symlinks kept
         return path
     raise TypeError(f"unsupported configuration type {tp!r} at {key}")  # pragma: no cover - programming error
 

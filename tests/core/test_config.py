@@ -185,3 +185,16 @@ def test_check_config_cli_exit_codes_and_masking(write_config, tmp_path):
 def test_demo_configuration_is_valid():
     result = run_cli("--config", str(DEMO_CONFIG), "check-config")
     assert result.returncode == 0, result.stderr
+
+
+def test_relative_paths_are_normalised(write_config, tmp_path):
+    config = load_config(write_config(MINIMAL + "accounting: {queue_dir: ../x/../spool/out}\n"))
+    assert config.accounting.queue_dir == tmp_path.parent / "spool" / "out"
+
+
+def test_output_piped_into_a_closed_reader_is_not_an_error(write_config):
+    path = write_config(MINIMAL)
+    result = subprocess.run(f"{sys.executable} -m fedcloud_site.cli --config {path} check-config | head -1",
+                            shell=True, capture_output=True, text=True, timeout=60)
+    assert result.stdout.startswith("# configuration OK")
+    assert "Traceback" not in result.stderr
