@@ -21,6 +21,9 @@ In one run, against one broker (TLS with client certificates, as EGI's brokers):
                                         [--baseline 1000] [--rtt 20] [--connections 3] [--plain]
 
 Needs the Debian packages activemq and default-jre-headless.  Everything runs on 127.0.0.1.
+The stomp.py and cryptography versions in use are printed: to measure on the distributions'
+releases, run it with the interpreter of a virtual environment holding them (the one
+tests/ssm/test_old_libraries.py caches under ~/.cache/fedcloud-site-tests/ has Debian 12's).
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import argparse
 import os
 import queue as queue_module
 import socket
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
+import cryptography
 import stomp
 from dirq.QueueSimple import QueueSimple
 
@@ -262,6 +267,10 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging()
     log = get_logger("bench")
+    version = stomp.__version__  # a tuple before stomp.py 8.1.1
+    version = ".".join(map(str, version)) if isinstance(version, tuple) else version
+    print(f"stomp.py {version}, cryptography {cryptography.__version__}, "
+          f"Python {'.'.join(map(str, sys.version_info[:3]))}")
     with tempfile.TemporaryDirectory(prefix="ssm-bench-") as tmp:
         root = Path(tmp)
         ca = pki.CertificateAuthority("/DC=org/DC=example/CN=Bench CA")
@@ -271,7 +280,8 @@ def main() -> None:
         server = ca.server().write(root / "broker", "cert.pem", "key.pem")
         bundle = root / "broker-ca.pem"
         bundle.write_bytes(ca_bundle(capath))
-        tls = None if args.plain else TlsFiles(host.cert, host.key, bundle)
+        # with capath, as the daemon does: the broker's certificate is checked against the CRLs after the handshake
+        tls = None if args.plain else TlsFiles(host.cert, host.key, bundle, capath)
         phases = [("loopback", 0.0)] + ([("wan", args.rtt)] if args.rtt > 0 else [])
         for label, rtt in phases:
             # a fresh broker per phase: messages nobody consumes pile up in it
