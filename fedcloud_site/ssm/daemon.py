@@ -61,14 +61,18 @@ class TransportFactory:
         self.log = log
         self._brokers: Optional[List[Broker]] = None
         self._tls: Optional[TlsFiles] = None
+        self._error: Optional[str] = None
 
     def _prepare_stomp(self) -> None:
         settings = self.settings
         if self._brokers is not None:
             return
+        if self._error is not None:  # the BDII failed for an earlier queue of this pass: do not wait again
+            raise TransportError(self._error)
         try:
             brokers = resolve_brokers(settings, state_dir(settings), self.log)
         except DiscoveryError as exc:
+            self._error = str(exc)
             raise TransportError(str(exc)) from None
         if settings.use_ssl:
             bundle = state_dir(settings) / "broker-ca.pem"

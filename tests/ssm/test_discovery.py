@@ -102,3 +102,42 @@ def test_messages_reach_a_broker_discovered_in_the_bdii(tmp_path, test_pki, brok
 
     assert {m.headers["empa-id"] for m in consumer.wait_for(5)} == set(queued)
     assert (tmp_path / "ssm-state" / "brokers.json").exists()
+
+
+def test_a_bdii_that_does_not_answer_is_waited_for_once_per_run_not_once_per_queue(tmp_path, test_pki, outgoing,
+                                                                                    capsys):
+    import json
+    import socket
+    import threading
+
+    from fedcloud_site.queue import MessageQueue
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts LDAP connections, never answers
+    accepted = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    storage = MessageQueue(tmp_path / "outgoing-storage")
+    fill_queue(outgoing, 2)
+    fill_queue(storage, 2)
+    config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[], storage_queue_dir=storage.path,
+                      extra=f"  bdii: ldap://127.0.0.1:{listener.getsockname()[1]}\n  bdii_timeout: 1s\n")
+    try:
+        assert main(["--config", str(config), "ssm", "once"]) == 1
+    finally:
+        listener.close()
+        for connection in accepted:
+            connection.close()
+
+    assert len(accepted) == 1
+    capsys.readouterr()
+    assert main(["--config", str(config), "ssm", "status", "--json"]) == 0
+    queues = json.loads(capsys.readouterr().out)["queues"]
+    assert [q["messages"] for q in queues] == [2, 2]
+    assert all("BDII" in q["last_run"]["error"] for q in queues)
