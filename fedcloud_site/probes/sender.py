@@ -212,7 +212,8 @@ def _check_stomp(settings: Any, reachable: List[Endpoint], args: argparse.Namesp
         if settings.use_ssl:
             bundle = Path(scratch) / "ca.pem"
             bundle.write_text(_ca_data(settings), encoding="ascii")
-            tls = TlsFiles(cert_file=settings.certificate, key_file=settings.key, ca_file=bundle)
+            tls = TlsFiles(cert_file=settings.certificate, key_file=settings.key, ca_file=bundle,
+                           capath=settings.capath)  # broker certificate also checked against the CRLs
         for broker in reachable:
             transport = StompTransport([broker], settings.destination, tls=tls,
                                        connect_timeout=float(args.connect_timeout), heartbeat=0, reconnects=0,
