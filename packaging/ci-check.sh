@@ -84,7 +84,7 @@ rpm -qlp "$RPM" | $SYSPY "$SRC/packaging/check-package-files.py" "$SRC/packaging
 step "RPM: ownership and modes"
 rpm -qlvp "$RPM" | grep -E ' /(etc|var)/' | grep -v '/site-packages/'
 for path in /etc/fedcloud-site/fedcloud-site.yaml /var/lib/fedcloud-site /var/log/fedcloud-site \
-            /var/spool/apel/outgoing; do
+            /var/spool/apel/outgoing /var/spool/perun/fedcloud-site; do
     line=$(rpm -qlvp "$RPM" | awk -v p="$path" '$NF == p')
     case "$line" in
         *" fedcloud "*|*" root     fedcloud "*) ;;
@@ -148,7 +148,7 @@ tail -3 "$WORK/install.log"
 dpkg -s fedcloud-site | grep -E '^(Status|Version)'
 id fedcloud
 stat -c '%A %U:%G %n' /etc/fedcloud-site /etc/fedcloud-site/fedcloud-site.yaml /var/lib/fedcloud-site \
-    /var/cache/fedcloud-site /var/log/fedcloud-site /var/spool/apel/outgoing
+    /var/cache/fedcloud-site /var/log/fedcloud-site /var/spool/apel/outgoing /var/spool/perun/fedcloud-site
 [ "$(stat -c '%U:%G %a' /var/lib/fedcloud-site)" = "fedcloud:fedcloud 750" ] || fail "state dir ownership"
 [ "$(stat -c '%U:%G %a' /etc/fedcloud-site/fedcloud-site.yaml)" = "root:fedcloud 640" ] || fail "config mode"
 for unit in $DAEMONS; do
