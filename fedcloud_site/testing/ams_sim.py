@@ -39,11 +39,11 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Union
+from typing import Dict, List, Optional, Set, Union
 
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..x509 import X509Error, load_certificate, subject_dn
-from .http import Request, Response, SimServer, json_response
+from .http import Request, Response, SimServer, json_response, peer_dn, server_ssl_context
 
 DEFAULT_LIMIT = 1_000_000
 
@@ -73,31 +73,13 @@ def _error(code: int, status: str, message: str) -> Response:
     return json_response({"error": {"code": code, "message": message, "status": status}}, code)
 
 
-def _slash_dn(peer: Optional[Dict[str, Any]]) -> Optional[str]:
-    if not peer or "subject" not in peer:
-        return None
-    names = {"countryName": "C", "organizationName": "O", "organizationalUnitName": "OU", "commonName": "CN",
-             "domainComponent": "DC", "localityName": "L", "stateOrProvinceName": "ST", "emailAddress": "emailAddress"}
-    parts = []
-    for rdn in peer["subject"]:
-        for key, value in rdn:
-            parts.append(f"/{names.get(key, key)}={value}")
-    return "".join(parts)
-
-
 class AmsSimulator:
     """The simulator: ``start()`` it, point an AMS client at :attr:`url`, inspect :attr:`state`."""
 
     def __init__(self, cert_file: Optional[Union[str, Path]] = None, key_file: Optional[Union[str, Path]] = None,
                  client_ca_file: Optional[Union[str, Path]] = None, host: str = "127.0.0.1", port: int = 0,
                  store_dir: Optional[Union[str, Path]] = None) -> None:
-        context = None
-        if cert_file is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
-            if client_ca_file is not None:
-                context.load_verify_locations(str(client_ca_file))
-                context.verify_mode = ssl.CERT_OPTIONAL
+        context = server_ssl_context(cert_file, key_file, client_ca_file) if cert_file is not None else None
         self.state = AmsState()
         self.store_dir = Path(store_dir) if store_dir is not None else None
         self.server = SimServer(host=host, port=port, ssl_context=context)
@@ -144,7 +126,7 @@ class AmsSimulator:
 
     # -- handlers ----------------------------------------------------------------------------------
     def _authx509(self, request: Request) -> Response:
-        dn = _slash_dn(request.client_cert)
+        dn = peer_dn(request.client_cert)
         if dn is None:
             return _error(401, "UNAUTHORIZED", "Unauthorized")
         token = self.state.cert_tokens.get(dn)
