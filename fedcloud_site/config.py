@@ -64,7 +64,6 @@ class CloudSettings:
 
     backend: str = "static"
     vo_property: str = "egi.VO"  # project property naming the VO, used when ``vos`` does not map a project
-    options: Dict[str, Any] = field(default_factory=dict)  # ``cloud.<backend>`` as given, validated on load
 
 
 @dataclass
@@ -228,7 +227,7 @@ def load_config(path: Optional[Path] = None) -> Config:
         raise ConfigError(origins.get(f"cloud.{other}", main_file), f"cloud.{other}",
                           f"unknown key (expected backend, vo_property and {backend})")
     backend_settings: Any = build_section(settings_cls, backend_data, f"cloud.{backend}", origins, main_file)
-    cloud = CloudSettings(backend=backend, vo_property=str(vo_property), options=dict(backend_data or {}))
+    cloud = CloudSettings(backend=backend, vo_property=str(vo_property))
 
     vos_data = merged.get("vos") or {}
     if not isinstance(vos_data, dict):

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_CONFIG = REPO / "etc" / "fedcloud-site" / "demo.yaml"
-
 
 @pytest.fixture
 def write_config(tmp_path: Path):
