@@ -28,11 +28,13 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import requests
 
+from .errors import FedcloudSiteError
+
 DEFAULT_MAX_REQUEST_BYTES = 1_000_000
 _ENVELOPE = len('{"messages":[]}')
 
 
-class AmsError(Exception):
+class AmsError(FedcloudSiteError):
     """AMS refused a request; ``status`` is the HTTP status (0: no answer)."""
 
     def __init__(self, message: str, status: int = 0, code: str = "") -> None:

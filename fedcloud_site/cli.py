@@ -1,12 +1,8 @@
 """``fedcloud-site``: one command line for every daemon.
 
-Exit statuses (also documented in README.rst):
-
-* 0 - success
-* 1 - a job failed or left work undone (e.g. messages still unsent)
-* 2 - invalid configuration or command line
-* 3 - another instance of the daemon holds its lock
-* 4 - a safety check refused to apply changes
+A handler returns 0 on success or raises a :class:`~fedcloud_site.errors.FedcloudSiteError`, whose
+``exit_status`` the command ends with (the table is in :mod:`fedcloud_site.errors` and README.rst);
+``--verbose`` adds the chain of causes behind the error.
 """
 
 from __future__ import annotations
@@ -22,9 +18,9 @@ import yaml
 
 from . import __version__
 from .config import DAEMONS, DEFAULT_CONFIG, Config, available_daemons, load_config
+from .errors import ConfigError, FedcloudSiteError, describe
 from .log import configure_logging
-from .runner import EXIT_CONFIG, EXIT_OK, run_daemon
-from .schema import ConfigError
+from .runner import run_daemon
 
 Handler = Callable[[argparse.Namespace, Config], int]
 
@@ -34,7 +30,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
     parser.add_argument("-c", "--config", type=Path, default=default if not top else None,
                         help=f"configuration file (default {DEFAULT_CONFIG}; conf.d/*.yaml beside it is merged)")
     parser.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
-                        help="debug logging, tracebacks on errors")
+                        help="debug logging; errors show their chain of causes and tracebacks")
     parser.add_argument("-n", "--dry-run", action="store_true", default=False if top else argparse.SUPPRESS,
                         help="show what would be done, change nothing")
 
@@ -46,12 +42,12 @@ def _run_daemon(args: argparse.Namespace, config: Config) -> int:
 def _check_config(args: argparse.Namespace, config: Config) -> int:
     print(f"# configuration OK: {', '.join(str(f) for f in config.files)}")
     print(yaml.safe_dump(config.as_plain(), sort_keys=False, default_flow_style=False), end="")
-    return EXIT_OK
+    return 0
 
 
 def _version(args: argparse.Namespace, config: Optional[Config]) -> int:
     print(f"fedcloud-site {__version__}")
-    return EXIT_OK
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,15 +109,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             config = load_config(args.config)
         except ConfigError as exc:
-            print(f"fedcloud-site: invalid configuration: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            print(f"fedcloud-site: invalid configuration: {describe(exc, args.verbose)}", file=sys.stderr)
+            return exc.exit_status
         configure_logging(config.logging, args.verbose)
     handler: Any = args.handler
     try:
         return int(handler(args, config))
+    except FedcloudSiteError as exc:
+        print(f"{_command_name(args)}: {describe(exc, args.verbose)}", file=sys.stderr)
+        return exc.exit_status
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return 0
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """``fedcloud-site <command> [<action>]``, to start an error message with."""
+    words = ["fedcloud-site", getattr(args, "command", None), getattr(args, "action", None)]
+    return " ".join(word for word in words if word)
 
 
 def daemon_main(daemon: str) -> Callable[[], int]:

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
 
 import yaml
 
-from .schema import ConfigError, Duration, build_section, to_plain
+from .errors import ConfigError
+from .schema import Duration, build_section, to_plain
 
 DEFAULT_CONFIG = Path("/etc/fedcloud-site/fedcloud-site.yaml")
 
@@ -127,14 +128,14 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(str(path), "", f"cannot read configuration: {exc.strerror}") from None
+        raise ConfigError(str(path), "", f"cannot read configuration: {exc.strerror}") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), "", f"invalid YAML: {where}{problem}") from None
+        raise ConfigError(str(path), "", f"invalid YAML: {where}{problem}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

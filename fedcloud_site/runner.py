@@ -16,7 +16,6 @@ import fcntl
 import importlib
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,36 +34,16 @@ from . import systemd
 from .cloud import open_backend
 from .cloud.base import CloudBackend
 from .config import Config, load_config
+from .errors import (
+    AlreadyRunning,
+    ConfigError,
+    FedcloudSiteError,
+    LockUnavailable,
+    causes_field,
+    exit_status_of,
+)
 from .log import configure_logging, get_logger
-from .schema import ConfigError
 from .timeutil import utcnow
-
-EXIT_OK = 0
-EXIT_JOB_FAILED = 1  # a job failed or left work undone (e.g. messages still unsent)
-EXIT_CONFIG = 2  # invalid configuration or command line
-EXIT_LOCKED = 3  # another instance of this daemon is running
-EXIT_REFUSED = 4  # a safety check refused to apply changes (e.g. Perun mass change)
-
-
-class JobIncomplete(Exception):
-    """A job ran but could not finish everything (work is left for the next run)."""
-
-    def __init__(self, message: str, summary: Optional[Mapping[str, Any]] = None) -> None:
-        super().__init__(message)
-        self.summary = dict(summary or {})
-
-
-class JobRefused(Exception):
-    """A job refused to act because a safety check failed (exit status EXIT_REFUSED)."""
-
-
-class AlreadyRunning(Exception):
-    """The daemon's lock is held by another process."""
-
-
-class LockUnavailable(Exception):
-    """The daemon's lock file cannot be created (missing permissions, full disk...)."""
-
 
 JobFunc = Callable[["JobContext"], Optional[Mapping[str, Any]]]
 
@@ -142,13 +121,14 @@ class DaemonLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise LockUnavailable(f"cannot create lock file {self.path}: {exc.strerror}") from None
+            raise LockUnavailable(f"cannot create lock file {self.path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise AlreadyRunning(f"{self.path} is locked by process {holder}") from None
+            raise AlreadyRunning(f"another instance is running: {self.path} is locked by process {holder}") \
+                from exc
         try:  # the pid is informative only: a full disk must not stop the daemon here
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -176,15 +156,8 @@ def run_daemon(daemon: str, args: Any, config: Config, once: bool) -> int:
                     options=dict(vars(args), action="once" if once else "run"))
     if once and args.dry_run:  # a dry run changes nothing: it may preview beside the running daemon
         return runner.run_once()
-    try:
-        with runner.locked():
-            return runner.run_once() if once else runner.run_forever()
-    except AlreadyRunning as exc:
-        print(f"fedcloud-site {daemon}: another instance is running: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except LockUnavailable as exc:
-        print(f"fedcloud-site {daemon}: {exc}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+    with runner.locked():
+        return runner.run_once() if once else runner.run_forever()
 
 
 def lock_path(config: Config, daemon: str) -> Path:
@@ -219,11 +192,11 @@ class Runner:
         lock = self._job_locks.setdefault(job.name, threading.Lock())
         if not lock.acquire(blocking=False):
             self.log.warning("job still running, skipping this run", job=job.name)
-            return EXIT_OK
+            return 0
         ctx = JobContext(config=self.config, daemon=self.daemon, job=job.name, stop=self.stop,
                          dry_run=self.dry_run, options=self.options)
         started = time.monotonic()
-        status = EXIT_OK
+        status = 0
         try:
             summary = dict(job.func(ctx) or {})
             idle = bool(summary.pop(IDLE, False))
@@ -232,29 +205,32 @@ class Runner:
             log("run summary", status="ok", duration=round(time.monotonic() - started, 3), **summary)
             self._failures.pop(job.name, None)
             self._last_status[job.name] = "ok"
-        except JobIncomplete as exc:
-            status = EXIT_JOB_FAILED
-            ctx.log.warning("run summary", status="incomplete", reason=str(exc),
-                            duration=round(time.monotonic() - started, 3), **exc.summary)
-            self._last_status[job.name] = f"incomplete: {exc}"
-        except JobRefused as exc:
-            status = EXIT_REFUSED
-            ctx.log.error("run summary", status="refused", reason=str(exc),
-                          duration=round(time.monotonic() - started, 3))
-            self._last_status[job.name] = f"refused: {exc}"
-        except Exception as exc:  # noqa: BLE001 - isolate every job failure
-            status = EXIT_JOB_FAILED
-            failures = self._failures.get(job.name, 0) + 1
-            self._failures[job.name] = failures
-            ctx.log.error("run summary", status="failed", error=f"{type(exc).__name__}: {exc}",
-                          failures=failures, duration=round(time.monotonic() - started, 3),
-                          exc_info=self.verbose)
-            self._last_status[job.name] = f"failed: {exc}"
-            self._schedule_retry(job, failures)
+        except Exception as exc:  # noqa: BLE001 - isolate every job failure (a bug is a failed run too)
+            status = exit_status_of(exc)
+            self._report_failure(ctx, job, exc, time.monotonic() - started)
         finally:
             ctx.close()
             lock.release()
         return status
+
+    def _report_failure(self, ctx: JobContext, job: Job, exc: Exception, duration: float) -> None:
+        """Log the run summary of a run that ended with ``exc``; retry a failed job soon, with backoff."""
+        outcome = exc.outcome if isinstance(exc, FedcloudSiteError) else FedcloudSiteError.outcome
+        summary = exc.summary if isinstance(exc, FedcloudSiteError) else {}
+        causes = causes_field(exc, self.verbose)
+        self._last_status[job.name] = f"{outcome}: {exc}"
+        if outcome == "incomplete":
+            ctx.log.warning("run summary", status=outcome, reason=str(exc), duration=round(duration, 3),
+                            **causes, **summary)
+        elif outcome == "refused":
+            ctx.log.error("run summary", status=outcome, reason=str(exc), duration=round(duration, 3),
+                          **causes, **summary)
+        else:
+            failures = self._failures.get(job.name, 0) + 1
+            self._failures[job.name] = failures
+            ctx.log.error("run summary", status=outcome, error=f"{type(exc).__name__}: {exc}", failures=failures,
+                          duration=round(duration, 3), exc_info=self.verbose, **causes, **summary)
+            self._schedule_retry(job, failures)
 
     @staticmethod
     def _api_counts(ctx: JobContext) -> Mapping[str, Any]:
@@ -265,7 +241,7 @@ class Runner:
 
     def run_once(self) -> int:
         """Run every job once, in order; the worst exit status wins."""
-        status = EXIT_OK
+        status = 0
         for job in self.jobs_factory(self.config):
             if self.stop.is_set():
                 break
@@ -356,7 +332,7 @@ class Runner:
             scheduler.shutdown(wait=True)
             self._scheduler = None
             self.log.info("daemon stopped")
-        return EXIT_OK
+        return 0
 
     def locked(self) -> DaemonLock:
         return DaemonLock(lock_path(self.config, self.daemon))

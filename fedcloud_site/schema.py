@@ -18,18 +18,9 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Type, TypeVar, Union
 
+from .errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(Exception):
-    """An invalid configuration: ``file: key.path: problem``."""
-
-    def __init__(self, file: Optional[str], key: str, problem: str) -> None:
-        self.file = file
-        self.key = key
-        self.problem = problem
-        where = f"{file}: " if file else ""
-        super().__init__(f"{where}{key}: {problem}" if key else f"{where}{problem}")
 
 
 class Secret(str):

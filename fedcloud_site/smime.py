@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from .errors import FedcloudSiteError
 from .x509 import load_pem_certificates
 
 #: the private key types S/MIME signing supports
@@ -64,7 +65,7 @@ _TEXT_PART_HEADER = b"Content-Type: text/plain\n\n"
 _HEADER_LINE = re.compile(rb"^[A-Za-z0-9][A-Za-z0-9-]*:")
 
 
-class SmimeError(Exception):
+class SmimeError(FedcloudSiteError):
     """A message could not be signed, encrypted, decrypted or verified."""
 
 

@@ -40,12 +40,13 @@ try:
 except ImportError:  # cryptography < 40 (Debian 12: 38, RHEL 9: 36)
     from cryptography.hazmat.primitives.asymmetric.types import PRIVATE_KEY_TYPES as PrivateKeyTypes  # type: ignore
 
+from .errors import FedcloudSiteError
 from .timeutil import utcnow
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class X509Error(Exception):
+class X509Error(FedcloudSiteError):
     """A certificate, key, CRL or DN problem; the message names the file or certificate."""
 
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List
 
 from ..cloud import open_backend
+from ..errors import FedcloudSiteError, JobIncomplete, UsageError, causes_field
 from ..log import get_logger
 from ..queue import MessageQueue
-from ..runner import EXIT_CONFIG, EXIT_JOB_FAILED, EXIT_OK, JobIncomplete
 from ..timeutil import iso_utc, next_month, parse_month, utcnow
 from .daemon import DAEMON, run_republish
-from .messages import QueueWriteError
 from .state import StateError, StateStore
 
 
@@ -61,37 +59,34 @@ def _republish(args: argparse.Namespace, config: Any) -> int:
     start = args.month_from
     end = min(next_month(args.month_to) - timedelta(seconds=1), now)
     if args.month_to < args.month_from:
-        print("fedcloud-site accounting republish: --to is before --from", file=sys.stderr)
-        return EXIT_CONFIG
+        raise UsageError("--to is before --from")
     if start >= now:
-        print("fedcloud-site accounting republish: --from is in the future", file=sys.stderr)
-        return EXIT_CONFIG
+        raise UsageError("--from is in the future")
     log = get_logger(DAEMON, job="republish")
     try:
         cloud = open_backend(config)
     except Exception as exc:  # noqa: BLE001 - report any backend start-up failure
-        print(f"fedcloud-site accounting republish: cannot open the cloud backend: {exc}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+        raise FedcloudSiteError(f"cannot open the cloud backend: {exc}") from exc
     try:
         summary = run_republish(config, cloud, start, end, log, dry_run=args.dry_run, only=args.project,
                                 observed=now)
     except JobIncomplete as exc:
-        log.warning("republish summary", status="incomplete", reason=str(exc), **exc.summary)
-        return EXIT_JOB_FAILED
-    except QueueWriteError as exc:
-        log.error("republish summary", status="failed", error=str(exc))
-        return EXIT_JOB_FAILED
+        log.warning("republish summary", status=exc.outcome, reason=str(exc), **exc.summary)
+        return exc.exit_status
+    except FedcloudSiteError as exc:
+        log.error("republish summary", status=exc.outcome, error=str(exc), **causes_field(exc, args.verbose))
+        return exc.exit_status
     finally:
         cloud.close()
     log.info("republish summary", status="ok", period_start=iso_utc(start), period_end=iso_utc(end), **summary)
-    return EXIT_OK
+    return 0
 
 
 def _status(args: argparse.Namespace, config: Any) -> int:
     settings = config.accounting
     store = StateStore(settings.state_path(DAEMON))
     projects: List[Dict[str, Any]] = []
-    status = EXIT_OK
+    status = 0
     files = sorted(store.directory.glob("*.json")) if store.directory.is_dir() else []
     for path in files:
         try:
@@ -99,7 +94,7 @@ def _status(args: argparse.Namespace, config: Any) -> int:
             state = store.load(str(raw.get("project")))
         except (ValueError, OSError, StateError) as exc:
             projects.append({"file": str(path), "error": str(exc)})
-            status = EXIT_JOB_FAILED
+            status = StateError.exit_status
             continue
         if state is not None:
             projects.append({"project": state.project_id, "vo": state.vo,

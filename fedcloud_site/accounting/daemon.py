@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO
 
 from ..cloud.base import CloudBackend, CloudError
+from ..errors import JobIncomplete
 from ..queue import MessageQueue
-from ..runner import Job, JobContext, JobIncomplete
+from ..runner import Job, JobContext
 from ..timeutil import iso_utc, utcnow
 from .extractor import (
     Extractor,

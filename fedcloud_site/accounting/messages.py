@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
+from ..errors import FedcloudSiteError
 from ..queue import MessageQueue
 from .records import STAR_NAMESPACE, AcceleratorRecord, BadRecord, CloudRecord, IPRecord, StorageRecord
 
@@ -76,7 +77,7 @@ STORAGE_FORMAT = MessageFormat("storage", f'<sr:StorageUsageRecords xmlns:sr="{S
 FORMATS: Dict[str, MessageFormat] = {f.kind: f for f in (CLOUD_FORMAT, IP_FORMAT, ACCELERATOR_FORMAT, STORAGE_FORMAT)}
 
 
-class QueueWriteError(Exception):
+class QueueWriteError(FedcloudSiteError):
     """A message could not be written to the queue (disk full, read-only, ...); names the queue."""
 
 

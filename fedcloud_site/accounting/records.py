@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 from xml.sax.saxutils import escape, quoteattr
 
+from ..errors import FedcloudSiteError
 from ..timeutil import iso_utc, parse_time
 
 #: the only Status values we send (the APEL server does not check them; EGI's portal groups by them)
@@ -31,7 +32,7 @@ WIRE_STATUSES = ("started", "completed", "suspended")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-class BadRecord(ValueError):
+class BadRecord(FedcloudSiteError, ValueError):
     """A record the APEL server would reject or misread; the message names the record."""
 
 

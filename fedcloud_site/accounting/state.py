@@ -17,12 +17,13 @@ from typing import Any, Dict, Optional
 from urllib.parse import quote
 
 from ..atomic import atomic_write_text
+from ..errors import FedcloudSiteError
 from ..timeutil import iso_utc, parse_time, utcnow
 
 STATE_VERSION = 1
 
 
-class StateError(Exception):
+class StateError(FedcloudSiteError):
     """A state file cannot be read or written; the message names the file."""
 
 

@@ -29,10 +29,12 @@ from typing import (
     overload,
 )
 
+from ..errors import FedcloudSiteError
+
 T = TypeVar("T")
 
 
-class CloudError(Exception):
+class CloudError(FedcloudSiteError):
     """Any failure talking to the cloud."""
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from ..cloud import open_backend
 from ..cloud.base import CloudAuthError, CloudUnavailable
 from ..config import Config
-from ..runner import EXIT_CONFIG, EXIT_JOB_FAILED, EXIT_OK
+from ..errors import ConfigError, FedcloudSiteError
 from ..timeutil import utcnow
 from .cache import cache_age, read_status
 from .glue21json import write_json
@@ -31,11 +31,9 @@ def _render(args: argparse.Namespace, config: Config) -> int:
         finally:
             backend.close()
     except ModelError as exc:
-        print(f"fedcloud-site cloudinfo render: incomplete configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        raise ConfigError(None, "", f"incomplete configuration: {exc}") from exc
     except (CloudUnavailable, CloudAuthError) as exc:
-        print(f"fedcloud-site cloudinfo render: cloud not readable: {exc}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+        raise FedcloudSiteError(f"cloud not readable: {exc}") from exc
     out = sys.stdout.buffer
     try:
         if args.format == "ldif":
@@ -45,14 +43,14 @@ def _render(args: argparse.Namespace, config: Config) -> int:
         out.flush()
     except BrokenPipeError:  # e.g. piped into head: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_OK
+    return 0
 
 
 def _provider(args: argparse.Namespace, config: Config) -> int:
     """Print the cached LDIF if fresh (what the BDII provider hook prints)."""
     settings: Settings = config.section("cloudinfo")
     printed = print_cached_ldif(settings.cache_dir, sys.stdout.buffer, float(settings.max_cache_age))
-    return EXIT_OK if printed else EXIT_JOB_FAILED
+    return 0 if printed else FedcloudSiteError.exit_status  # the reason is on stderr
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
@@ -64,7 +62,8 @@ def _status(args: argparse.Namespace, config: Config) -> int:
     status["ldif_age_seconds"] = None if age is None else round(age)
     status["published_by_provider"] = age is not None and age <= float(settings.max_cache_age)
     print(json.dumps(status, indent=1, sort_keys=True))
-    return EXIT_OK if status["published_by_provider"] and not status.get("last_error") else EXIT_JOB_FAILED
+    healthy = status["published_by_provider"] and not status.get("last_error")
+    return 0 if healthy else FedcloudSiteError.exit_status
 
 
 def add_commands(actions: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:

@@ -6,7 +6,8 @@ from typing import Any, Dict, List
 
 from ..cloud.base import CloudAuthError, CloudUnavailable
 from ..config import Config
-from ..runner import Job, JobContext, JobIncomplete
+from ..errors import JobIncomplete
+from ..runner import Job, JobContext
 from ..timeutil import utcnow
 from .cache import note_failure, read_status, write_cache
 from .model import build_model

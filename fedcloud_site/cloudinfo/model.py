@@ -42,6 +42,7 @@ from ..cloud.base import (
     VMState,
 )
 from ..config import Config
+from ..errors import FedcloudSiteError
 from ..log import get_logger
 from .settings import Settings
 
@@ -62,7 +63,7 @@ APPLIANCE_ATTRIBUTES = "APPLIANCE_ATTRIBUTES"
 LOG_LIMIT = 20
 
 
-class ModelError(Exception):
+class ModelError(FedcloudSiteError):
     """The configuration lacks what the provider needs (the message names the settings)."""
 
 

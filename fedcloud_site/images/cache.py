@@ -13,8 +13,10 @@ import threading
 from pathlib import Path
 from typing import Iterable, List, Set, Tuple
 
+from ..errors import FedcloudSiteError
 
-class CacheFull(Exception):
+
+class CacheFull(FedcloudSiteError):
     """Not enough room (quota or free disk space) for a download; the message gives the figures."""
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any, Callable, List
 
 from ..config import Config
-from ..runner import EXIT_CONFIG, EXIT_OK, run_daemon
+from ..errors import UsageError
+from ..runner import run_daemon
 from .state import StateDB
 from .sync import state_db_path
 
@@ -41,7 +41,7 @@ def show_status(args: argparse.Namespace, config: Config) -> int:
     path = state_db_path(settings)
     if not path.exists():
         print("[]" if args.json else "no state yet (images have never been synced)")
-        return EXIT_OK
+        return 0
     with StateDB(path) as db:
         if args.lists:
             lists = [dict(vars(row)) for row in db.subscriptions()]
@@ -52,28 +52,27 @@ def show_status(args: argparse.Namespace, config: Config) -> int:
                 print(json.dumps(lists, indent=2))
             else:
                 _print_table(lists, ["name", "state", "list_version", "list_expires", "last_success", "reason"])
-            return EXIT_OK
+            return 0
         rows = db.status()
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         _print_table(rows, ["subscription", "identifier", "version", "state", "image_id", "reason"])
-    return EXIT_OK
+    return 0
 
 
 def approve_images(args: argparse.Namespace, config: Config) -> int:
     settings = config.section("images")
     names = {s.name: s for s in settings.subscriptions}
     if args.subscription not in names:
-        print(f"fedcloud-site images approve: no subscription {args.subscription!r} "
-              f"(configured: {', '.join(sorted(names)) or 'none'})", file=sys.stderr)
-        return EXIT_CONFIG
+        raise UsageError(f"no subscription {args.subscription!r} "
+                         f"(configured: {', '.join(sorted(names)) or 'none'})")
     settings.state_path("images").mkdir(parents=True, exist_ok=True)
     with StateDB(state_db_path(settings)) as db:
         for identifier in args.identifier:
             db.approve(args.subscription, identifier)
             print(f"approved {args.subscription} {identifier}: registered at the next sync")
-    return EXIT_OK
+    return 0
 
 
 def _print_table(rows: List[dict], columns: List[str]) -> None:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
+from ..errors import FedcloudSiteError
+
 _DISK_SUFFIXES = (".vmdk", ".qcow2", ".img", ".raw", ".vdi", ".vhd", ".vhdx")
 
 
-class ConvertError(Exception):
+class ConvertError(FedcloudSiteError):
     """The image cannot be brought into a format the cloud accepts; the message says why."""
 
 

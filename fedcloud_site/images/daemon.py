@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from ..config import Config
-from ..runner import Job, JobContext, JobIncomplete
+from ..errors import JobIncomplete
+from ..runner import Job, JobContext
 from .sync import Sync
 
 

@@ -28,13 +28,14 @@ from typing import BinaryIO, Callable, Iterator, Optional
 import requests
 import urllib3
 
+from ..errors import FedcloudSiteError
 from .fetch import local_path
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
-class DownloadError(Exception):
+class DownloadError(FedcloudSiteError):
     """The download failed; a partial file may be kept for resuming (``partial_kept``)."""
 
     def __init__(self, message: str, partial_kept: bool = False) -> None:

@@ -18,12 +18,13 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .. import __version__
+from ..errors import FedcloudSiteError
 
 USER_AGENT = f"fedcloud-site-images/{__version__}"
 CHUNK = 1 << 20
 
 
-class FetchError(Exception):
+class FetchError(FedcloudSiteError):
     """A list or image could not be fetched; the message says why (status, timeout, size...)."""
 
 

@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
+from ..errors import FedcloudSiteError
 from ..timeutil import parse_time
 
 _SHA512 = re.compile(r"^[0-9a-fA-F]{128}$")
 
 
-class ImageListError(ValueError):
+class ImageListError(FedcloudSiteError, ValueError):
     """The list cannot be used; the message names the offending key or entry."""
 
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Optional
 
 from .. import smime
+from ..errors import FedcloudSiteError
 from ..x509 import X509Error, dn_equal, issuer_dn, subject_dn, verify_chain
 from .imagelist import ImageList, ImageListError, parse_image_list, version_lower
 from .settings import Subscription
 
 
-class ListRejected(Exception):
+class ListRejected(FedcloudSiteError):
     """The list was not accepted; nothing of the subscription is changed."""
 
     def __init__(self, stage: str, message: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..config import Config
-from ..runner import EXIT_OK, run_daemon
+from ..runner import run_daemon
 from .report import format_status
 from .settings import Settings
 from .state import Journal, StateError, SyncState
@@ -42,7 +42,7 @@ def _status(args: argparse.Namespace, config: Config) -> int:
         return 1
     pending = [str(p) for p in iter_pending_inputs(settings)]
     sys.stdout.write(format_status(state.data, journal_info, pending))
-    return EXIT_OK
+    return 0
 
 
 def add_commands(actions: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:

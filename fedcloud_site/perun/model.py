@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import FrozenSet, Optional, Tuple
 
+from ..errors import FedcloudSiteError
 
-class BadInput(Exception):
+
+class BadInput(FedcloudSiteError):
     """The membership input cannot be used; the message names the file and the line or record."""
 
 
-class SourceUnavailable(Exception):
+class SourceUnavailable(FedcloudSiteError):
     """The membership source (Perun RPC) could not be reached or answered with a server error."""
 
 

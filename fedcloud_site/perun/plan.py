@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..cloud.base import Quota, User, UserSpec
+from ..errors import FedcloudSiteError
 from .model import MemberStatus, PerunUser, Snapshot
 
 MANAGED_VALUE = "yes"
@@ -44,7 +45,7 @@ def is_managed(properties: Mapping[str, Any], marker: str) -> bool:
                for key, value in properties.items())
 
 
-class PlanError(Exception):
+class PlanError(FedcloudSiteError):
     """The input cannot be mapped onto local users (e.g. two Perun users give one local name)."""
 
 

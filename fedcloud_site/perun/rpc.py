@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .. import __version__
+from ..errors import FedcloudSiteError
 from ..timeutil import utcnow
 from ..x509 import X509Error, normalize_dn
 from .model import BadInput, Membership, MemberStatus, PerunUser, Snapshot, SourceUnavailable
@@ -38,7 +39,7 @@ _STATUS_RANK = {MemberStatus.DISABLED: 0, MemberStatus.INVALID: 1, MemberStatus.
                 MemberStatus.EXPIRED: 3, MemberStatus.VALID: 4}
 
 
-class PerunRPCError(Exception):
+class PerunRPCError(FedcloudSiteError):
     """Perun refused a call (bad id, no privilege, bad credentials): retrying will not help."""
 
 

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from ..atomic import atomic_write_text, fsync_dir
 from ..cloud.base import Quota, UserSpec
+from ..errors import FedcloudSiteError
 from ..timeutil import iso_utc, parse_time
 from .plan import Action
 
@@ -37,7 +38,7 @@ PROGRESS_FILE = "journal.progress"
 STATE_VERSION = 1
 
 
-class StateError(Exception):
+class StateError(FedcloudSiteError):
     """The state file or journal is unreadable; the message names the file."""
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, TextIO, Tuple
 
 from ..cloud.base import CloudBackend, Quota, User, VMState
-from ..runner import IDLE, JobIncomplete, JobRefused
+from ..errors import JobIncomplete, JobRefused
+from ..runner import IDLE
 from ..timeutil import iso_utc, parse_time, utcnow
 from .apply import Applier, commit
 from .audit import AuditLog

@@ -16,7 +16,8 @@ from types import FrameType, ModuleType
 from typing import Any, Callable, Optional
 
 from ..config import Config, load_config
-from ..schema import ConfigError, parse_duration
+from ..errors import ConfigError
+from ..schema import parse_duration
 from .report import Report, Status
 
 #: probe modules of this package, in the order ``check --help`` lists them

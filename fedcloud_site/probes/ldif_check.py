@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, List, Tuple
 
+from ..errors import FedcloudSiteError
+
 _ATTRIBUTE = re.compile(rb"^([A-Za-z][A-Za-z0-9-]*(?:;[A-Za-z0-9-]+)*|[0-9]+(?:\.[0-9]+)+)(::?|:<)(.*)$")
 MAX_PROBLEMS = 20
 
 
-class LdifSyntaxError(ValueError):
+class LdifSyntaxError(FedcloudSiteError, ValueError):
     pass
 
 

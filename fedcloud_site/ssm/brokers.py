@@ -33,6 +33,7 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
 from ..atomic import atomic_write_text
+from ..errors import FedcloudSiteError
 from .settings import parse_broker
 
 Broker = Tuple[str, int]
@@ -44,7 +45,7 @@ _ENDPOINT_ATTRS = ["GLUE2EndpointID", "GLUE2EndpointURL", "GLUE2EndpointInterfac
                    "GLUE2EndpointHealthState"]
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(FedcloudSiteError):
     """No broker list: the BDII failed and nothing is cached."""
 
 

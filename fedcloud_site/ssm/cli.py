@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from ..errors import ConfigError
 from ..queue import MessageQueue
-from ..runner import EXIT_CONFIG, EXIT_OK
 
 
 def add_commands(actions: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -76,12 +76,11 @@ def _run_line(run: Optional[Dict[str, Any]], finished: Optional[str]) -> str:
 def _status(args: argparse.Namespace, config: Any) -> int:
     settings = config.ssm
     if not settings.queues:
-        print("fedcloud-site ssm status: no queue configured")
-        return EXIT_CONFIG
+        raise ConfigError(None, "ssm.queues", "no queue configured")
     data = queue_status(settings)
     if args.json:
         print(json.dumps(data, indent=1))
-        return EXIT_OK
+        return 0
     last = data["last_run"]
     finished = last.get("finished") if last else None
     for queue in data["queues"]:
@@ -92,4 +91,4 @@ def _status(args: argparse.Namespace, config: Any) -> int:
         # a last-run.json of a version that drained one queue has no per-queue part: it was the first queue
         run = queue["last_run"] if last and "queues" in last else (last if queue is data["queues"][0] else None)
         print(f"  last run:  {_run_line(run, finished)}")
-    return EXIT_OK
+    return 0

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..atomic import atomic_write_text
+from ..errors import JobIncomplete
 from ..queue import MessageQueue
-from ..runner import Job, JobContext, JobIncomplete
+from ..runner import Job, JobContext
 from ..timeutil import iso_utc, utcnow
 from .brokers import Broker, DiscoveryError, resolve_brokers
 from .pool import PooledTransport

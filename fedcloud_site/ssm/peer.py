@@ -21,12 +21,13 @@ from typing import Any, List
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from ..errors import FedcloudSiteError
 from ..x509 import X509Error, trust_store
 
 _ENCODING_DER = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)
 
 
-class BrokerCertificateError(Exception):
+class BrokerCertificateError(FedcloudSiteError):
     """The broker's certificate must not be trusted (the message says why)."""
 
 

@@ -17,10 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .. import smime
+from ..errors import FedcloudSiteError
 from ..x509 import X509Error, check_validity, load_certificate, load_key_pair, subject_dn, trust_store, verify_chain
 
 
-class CredentialError(Exception):
+class CredentialError(FedcloudSiteError):
     """The host certificate, key, CA directory or server certificate cannot be used."""
 
 

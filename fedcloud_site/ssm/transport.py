@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import List, Protocol
 
+from ..errors import FedcloudSiteError
 
-class TransportError(Exception):
+
+class TransportError(FedcloudSiteError):
     """The transport cannot deliver now (connection, authentication, broker error); messages stay queued."""
 
 
-class MessageRejected(Exception):
+class MessageRejected(FedcloudSiteError):
     """The transport can never deliver this one message (e.g. over the service size limit)."""
 
     def __init__(self, msgid: str, reason: str) -> None:

@@ -17,8 +17,8 @@ from structlog.testing import capture_logs
 
 from fedcloud_site.accounting.daemon import run_extraction
 from fedcloud_site.cloud import open_backend
+from fedcloud_site.errors import JobIncomplete
 from fedcloud_site.log import get_logger
-from fedcloud_site.runner import JobIncomplete
 from fedcloud_site.timeutil import parse_time
 
 PROJECT_A = "0f5d2c1a8b9e4d7c6a5b4c3d2e1f0a9b"
@@ -34,7 +34,7 @@ from fedcloud_site.accounting.daemon import run_extraction
 from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
 from fedcloud_site.log import get_logger
-from fedcloud_site.runner import JobIncomplete
+from fedcloud_site.errors import JobIncomplete
 from fedcloud_site.timeutil import parse_time
 config = load_config(sys.argv[1])
 try:

@@ -10,7 +10,7 @@ import pytest
 from accounting_support import two_project_site
 from apel_loader import CloudDB, parse_message
 
-from fedcloud_site.runner import JobIncomplete
+from fedcloud_site.errors import JobIncomplete
 from fedcloud_site.testing.opennebula import generate as generate_one
 from fedcloud_site.testing.openstack import from_site
 from fedcloud_site.timeutil import parse_time, to_epoch

@@ -6,7 +6,7 @@ import pytest
 
 from fedcloud_site.accounting.daemon import jobs
 from fedcloud_site.config import load_config
-from fedcloud_site.schema import ConfigError
+from fedcloud_site.errors import ConfigError
 from fedcloud_site.timeutil import parse_time
 
 SITE = "site: {name: S}\n"

@@ -9,7 +9,7 @@ import pytest
 from accounting_support import GOLDEN_DIR, GOLDEN_SITE, two_project_site
 from apel_loader import CloudDB, parse_message
 
-from fedcloud_site.runner import JobIncomplete
+from fedcloud_site.errors import JobIncomplete
 from fedcloud_site.testing.opennebula import OneFault, from_static
 from fedcloud_site.testing.openstack import from_site, generate
 from fedcloud_site.timeutil import parse_time, to_epoch

@@ -36,7 +36,7 @@ from fedcloud_site.cloud.opennebula import (
 )
 from fedcloud_site.cloud.static import StaticBackend, StaticSettings
 from fedcloud_site.config import load_config
-from fedcloud_site.schema import ConfigError
+from fedcloud_site.errors import ConfigError
 from fedcloud_site.testing.opennebula import (
     OneFault,
     OpenNebulaSimulator,

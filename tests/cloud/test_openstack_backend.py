@@ -24,7 +24,8 @@ from fedcloud_site.cloud.base import (
 )
 from fedcloud_site.cloud.openstack import MANAGED_ATTRIBUTE, NOVA_STATES, OpenStackBackend, OpenStackSettings
 from fedcloud_site.config import load_config
-from fedcloud_site.schema import ConfigError, Duration, Secret
+from fedcloud_site.errors import ConfigError
+from fedcloud_site.schema import Duration, Secret
 from fedcloud_site.testing.http import server_ssl_context
 from fedcloud_site.testing.openstack import (
     ADMIN_PASSWORD,

@@ -9,7 +9,8 @@ import pytest
 from cloudinfo_helpers import write_site_config
 
 from fedcloud_site.config import ConfigError, load_config
-from fedcloud_site.runner import EXIT_JOB_FAILED, EXIT_OK, Runner
+from fedcloud_site.errors import FedcloudSiteError
+from fedcloud_site.runner import Runner
 from fedcloud_site.testing.ams_sim import AmsSimulator
 from fedcloud_site.testing.pki import CertificateAuthority
 
@@ -40,7 +41,7 @@ def ams_config(tmp_path: Path, ams: dict, auth: str) -> Path:
 
 def test_each_refresh_publishes_the_json_document_to_the_site_topic(tmp_path, ams):
     config = ams_config(tmp_path, ams, "    token: site-token\n")
-    assert Runner("cloudinfo", config).run_once() == EXIT_OK
+    assert Runner("cloudinfo", config).run_once() == 0
     [message] = ams["sim"].messages(PROJECT, TOPIC)
     assert message.data == (tmp_path / "cache" / "cloudinfo.json").read_bytes()
     assert message.attributes == {}
@@ -50,14 +51,14 @@ def test_the_host_certificate_is_exchanged_for_a_token(tmp_path, ams):
     sim = ams["sim"]
     auth = (f"    certificate: {ams['host'].cert}\n    key: {ams['host'].key}\n"
             f"    auth_url: {sim.url}/v1/service-types/ams/hosts/127.0.0.1:authx509\n")
-    assert Runner("cloudinfo", ams_config(tmp_path, ams, auth)).run_once() == EXIT_OK
+    assert Runner("cloudinfo", ams_config(tmp_path, ams, auth)).run_once() == 0
     assert len(sim.messages(PROJECT, TOPIC)) == 1
 
 
 def test_a_refused_publication_leaves_the_bdii_cache_written_and_the_run_incomplete(tmp_path, ams):
     ams["sim"].state.max_request_bytes = 2000  # the document is larger than this service accepts
     config = ams_config(tmp_path, ams, "    token: site-token\n")
-    assert Runner("cloudinfo", config).run_once() == EXIT_JOB_FAILED
+    assert Runner("cloudinfo", config).run_once() == FedcloudSiteError.exit_status
     assert (tmp_path / "cache" / "cloudinfo.ldif").exists()
     assert ams["sim"].messages(PROJECT, TOPIC) == []
 

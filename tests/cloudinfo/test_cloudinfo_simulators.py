@@ -17,7 +17,8 @@ from cloudinfo_helpers import SITE_FILE, build, json_of, ldif_of, write_site_con
 
 from fedcloud_site.cloudinfo.cache import read_status
 from fedcloud_site.config import load_config
-from fedcloud_site.runner import EXIT_JOB_FAILED, EXIT_OK, Runner
+from fedcloud_site.errors import FedcloudSiteError
+from fedcloud_site.runner import Runner
 from fedcloud_site.testing.opennebula import OpenNebulaSimulator, from_static
 from fedcloud_site.testing.openstack import OpenStackSim, from_site
 
@@ -108,12 +109,12 @@ def test_the_opennebula_simulator_gives_the_same_entries_as_the_static_backend(t
 def test_an_unreachable_cloud_keeps_the_last_good_cache_and_records_the_error(tmp_path):
     with OpenStackSim(from_site(SITE_FILE)) as sim:
         config_path = write_site_config(tmp_path, backend="openstack", backend_settings=openstack_settings(sim))
-        assert Runner("cloudinfo", config_path).run_once() == EXIT_OK
+        assert Runner("cloudinfo", config_path).run_once() == 0
     cache = tmp_path / "cache"
     good_ldif, good_json = (cache / "cloudinfo.ldif").read_bytes(), (cache / "cloudinfo.json").read_bytes()
     good_status = read_status(cache)
     # the simulator is gone: its port refuses connections
-    assert Runner("cloudinfo", config_path).run_once() == EXIT_JOB_FAILED
+    assert Runner("cloudinfo", config_path).run_once() == FedcloudSiteError.exit_status
     assert (cache / "cloudinfo.ldif").read_bytes() == good_ldif
     assert (cache / "cloudinfo.json").read_bytes() == good_json
     status = read_status(cache)

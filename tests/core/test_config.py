@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from fedcloud_site.config import load_config
-from fedcloud_site.schema import ConfigError, Secret, parse_duration
+from fedcloud_site.errors import ConfigError
+from fedcloud_site.schema import Secret, parse_duration
 
 MINIMAL = "site: {name: TEST-SITE}\n"
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "etc" / "fedcloud-site" / "demo.yaml"

@@ -41,7 +41,8 @@ from fedcloud_site.config import (
     daemon_settings_class,
     load_config,
 )
-from fedcloud_site.schema import ConfigError, Secret
+from fedcloud_site.errors import ConfigError
+from fedcloud_site.schema import Secret
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "fedcloud-site" / "fedcloud-site.yaml"
 #: where the examples keep secrets; the tests move this directory under tmp_path

@@ -16,17 +16,8 @@ from pathlib import Path
 import pytest
 
 from fedcloud_site.config import load_config
-from fedcloud_site.runner import (
-    EXIT_JOB_FAILED,
-    EXIT_OK,
-    EXIT_REFUSED,
-    AlreadyRunning,
-    DaemonLock,
-    Job,
-    JobIncomplete,
-    JobRefused,
-    Runner,
-)
+from fedcloud_site.errors import AlreadyRunning, FedcloudSiteError, JobIncomplete, JobRefused
+from fedcloud_site.runner import DaemonLock, Job, Runner
 
 MINIMAL = "site: {name: TEST-SITE}\n"
 
@@ -44,7 +35,7 @@ def test_once_runs_every_job_and_reports_success(config):
     ran = []
     jobs = [Job("a", lambda ctx: ran.append("a") or {"records": 3}, 60),
             Job("b", lambda ctx: ran.append("b"), 60)]
-    assert make_runner(config, jobs).run_once() == EXIT_OK
+    assert make_runner(config, jobs).run_once() == 0
     assert ran == ["a", "b"]
 
 
@@ -55,7 +46,7 @@ def test_a_failing_job_does_not_stop_the_others(config):
         raise RuntimeError("cloud exploded")
 
     jobs = [Job("broken", broken, 60), Job("fine", lambda ctx: ran.append("fine"), 60)]
-    assert make_runner(config, jobs).run_once() == EXIT_JOB_FAILED
+    assert make_runner(config, jobs).run_once() == FedcloudSiteError.exit_status
     assert ran == ["fine"]
 
 
@@ -66,8 +57,8 @@ def test_incomplete_and_refused_jobs_have_their_exit_status(config):
     def refused(ctx):
         raise JobRefused("input empty")
 
-    assert make_runner(config, [Job("i", incomplete, 60)]).run_once() == EXIT_JOB_FAILED
-    assert make_runner(config, [Job("r", refused, 60)]).run_once() == EXIT_REFUSED
+    assert make_runner(config, [Job("i", incomplete, 60)]).run_once() == FedcloudSiteError.exit_status
+    assert make_runner(config, [Job("r", refused, 60)]).run_once() == JobRefused.exit_status
 
 
 def test_job_context_gives_settings_options_and_cloud(config):
@@ -98,7 +89,7 @@ def test_overlapping_runs_of_one_job_are_skipped(config):
     first = threading.Thread(target=runner.run_job, args=[job])
     first.start()
     assert started.wait(5)
-    assert runner.run_job(job) == EXIT_OK  # skipped, not run twice
+    assert runner.run_job(job) == 0  # skipped, not run twice
     release.set()
     first.join(5)
     assert calls == [1]
@@ -110,13 +101,14 @@ def test_lock_prevents_a_second_instance(tmp_path):
         probe = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(f"""
                 from pathlib import Path
-                from fedcloud_site.runner import DaemonLock, AlreadyRunning
+                from fedcloud_site.errors import AlreadyRunning
+                from fedcloud_site.runner import DaemonLock
                 try:
                     DaemonLock(Path({str(path)!r})).acquire()
                 except AlreadyRunning as exc:
                     print("locked:", exc)
             """)], capture_output=True, text=True, timeout=30)
-        assert f"locked: {path} is locked by process {os.getpid()}" in probe.stdout
+        assert f"locked: another instance is running: {path} is locked by process {os.getpid()}" in probe.stdout
     DaemonLock(path).acquire()  # free again once released
 
 
@@ -273,7 +265,7 @@ def test_idle_runs_log_their_summary_at_debug_level(config, tmp_path):
     try:
         runner = make_runner(config, [Job("poll", lambda ctx: {IDLE: True, "sent": 0}, 60),
                                       Job("work", lambda ctx: {"sent": 5}, 60)])
-        assert runner.run_once() == EXIT_OK
+        assert runner.run_once() == 0
     finally:
         configure_logging(LoggingSettings())
     text = log_file.read_text()
@@ -287,7 +279,7 @@ def test_unusable_lock_directory_is_a_clear_error(write_config, tmp_path):
     path = write_config(MINIMAL + f"accounting: {{state_dir: {blocker / 'state'}}}\n")
     result = subprocess.run([sys.executable, "-m", "fedcloud_site.cli", "--config", str(path), "accounting", "once"],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == EXIT_JOB_FAILED
+    assert result.returncode == FedcloudSiteError.exit_status
     assert f"cannot create lock file {blocker / 'state' / 'accounting.lock'}" in result.stderr
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from fedcloud_site.config import load_config
+from fedcloud_site.errors import ConfigError
 from fedcloud_site.images.imagelist import ImageListError, parse_image_list, version_lower
 from fedcloud_site.images.settings import parse_size
-from fedcloud_site.schema import ConfigError
 
 SHA = "ab" * 64
 

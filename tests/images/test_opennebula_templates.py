@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 import pytest
 
 from fedcloud_site.config import load_config
-from fedcloud_site.schema import ConfigError
+from fedcloud_site.errors import ConfigError
 from fedcloud_site.testing.opennebula.model import SimDatastore, SimTemplate
 
 VO_DATASTORE = 100

@@ -12,9 +12,9 @@ from perun_helpers import ALPHA, BETA, GAMMA, REPO, T0
 
 from fedcloud_site.cloud.base import Quota, User
 from fedcloud_site.config import load_config
+from fedcloud_site.errors import ConfigError
 from fedcloud_site.perun.model import Membership, MemberStatus, PerunUser, Snapshot
 from fedcloud_site.perun.plan import PlanError, Planner, VOTarget
-from fedcloud_site.schema import ConfigError
 
 TARGETS = {ALPHA: VOTarget(ALPHA, "100", Quota(instances=2, cores=4)),
            BETA: VOTarget(BETA, "101", Quota(instances=5, ram_mb=1024)),

@@ -6,7 +6,7 @@ import pytest
 import requests
 from perun_helpers import ALPHA, BETA
 
-from fedcloud_site.runner import EXIT_JOB_FAILED, EXIT_OK, EXIT_REFUSED
+from fedcloud_site.errors import FedcloudSiteError, JobRefused
 from fedcloud_site.testing.http import Fault
 from fedcloud_site.testing.perun_sim import LOGIN_EGI, PREFERRED_MAIL
 
@@ -40,7 +40,7 @@ def _rpc_site(site, pki, sim, **rpc):
 
 def test_pull_with_client_certificate_mirrors_valid_members_of_vos_and_groups(site, pki, perun):
     _rpc_site(site, pki, perun)
-    assert site.run("once") == EXIT_OK
+    assert site.run("once") == 0
     users = site.users()
     jane = users["jane@egi.eu"]
     assert set(jane.groups) == {"100", "101"} and jane.enabled
@@ -55,7 +55,7 @@ def test_pull_with_client_certificate_mirrors_valid_members_of_vos_and_groups(si
 
 def test_pull_with_password_login(site, pki, perun):
     _rpc_site(site, pki, perun, cert_file=None, key_file=None, username=perun.username, password=perun.password)
-    assert site.run("once") == EXIT_OK
+    assert site.run("once") == 0
     assert "jane@egi.eu" in site.users()
 
 
@@ -65,11 +65,11 @@ def test_member_suspended_in_perun_is_disabled(site, pki, perun):
     site.run("once")
     perun.set_status(perun.jane_alpha, "SUSPENDED")
     perun.server.reset_counts()
-    assert site.run("once") == EXIT_OK
+    assert site.run("once") == 0
     jane = site.users()["jane@egi.eu"]
     assert jane.enabled and jane.groups == ("101",)  # still VALID in beta's cloud group
     perun.set_status(perun.jane_beta, "EXPIRED")
-    assert site.run("sync", "--force") == EXIT_OK  # beta drops to 0 valid members: forced
+    assert site.run("sync", "--force") == 0  # beta drops to 0 valid members: forced
     assert not site.users()["jane@egi.eu"].enabled
 
 
@@ -78,27 +78,27 @@ def test_attribute_changes_in_perun_reach_the_cloud(site, pki, perun):
     site.run("once")
     jane = next(uid for uid, u in perun.users.items() if u.attributes.get(LOGIN_EGI) == "jane@egi.eu")
     perun.set_attribute(jane, PREFERRED_MAIL, "jane@new.example.org")
-    assert site.run("once") == EXIT_OK
+    assert site.run("once") == 0
     assert site.users()["jane@egi.eu"].email == "jane@new.example.org"
 
 
 def test_wrong_password_is_reported_and_changes_nothing(site, pki, perun):
     _rpc_site(site, pki, perun, cert_file=None, key_file=None, username="perun-site", password="wrong")
-    assert site.run("once") == EXIT_JOB_FAILED
+    assert site.run("once") == FedcloudSiteError.exit_status
     assert "HTTP 401: credentials rejected" in site.output()
     assert "jane@egi.eu" not in site.users()
 
 
 def test_client_certificate_from_an_untrusted_ca_is_rejected_in_the_tls_handshake(site, pki, perun):
     _rpc_site(site, pki, perun, cert_file=str(pki.untrusted.cert), key_file=str(pki.untrusted.key))
-    assert site.run("once") == EXIT_JOB_FAILED
+    assert site.run("once") == FedcloudSiteError.exit_status
     assert "TLS failure" in site.output() or "unreachable" in site.output()
 
 
 def test_perun_answering_503_is_retried_then_reported_and_nothing_changes(site, pki, perun):
     _rpc_site(site, pki, perun, retries=1)
     perun.server.inject(Fault("status", route="membersManager/getCompleteRichMembers", count=5, status=503))
-    assert site.run("once") == EXIT_JOB_FAILED
+    assert site.run("once") == FedcloudSiteError.exit_status
     assert "HTTP 503" in site.output()
     assert perun.server.requests["membersManager/getCompleteRichMembers"] == 2  # first try + one retry
     assert "jane@egi.eu" not in site.users()
@@ -108,14 +108,14 @@ def test_perun_answering_503_is_retried_then_reported_and_nothing_changes(site, 
 def test_one_transient_503_is_retried_transparently(site, pki, perun):
     _rpc_site(site, pki, perun, retries=2)
     perun.server.inject(Fault("status", route="vosManager/getVoById", count=1, status=502))
-    assert site.run("once") == EXIT_OK
+    assert site.run("once") == 0
     assert "jane@egi.eu" in site.users()
 
 
 def test_perun_timing_out_is_reported_as_unreachable(site, pki, perun):
     _rpc_site(site, pki, perun, timeout=0.5)
     perun.server.inject(Fault("delay", route="membersManager/getCompleteRichMembers", count=1, delay=2.0))
-    assert site.run("once") == EXIT_JOB_FAILED
+    assert site.run("once") == FedcloudSiteError.exit_status
     out = site.output()
     assert "unreachable" in out and "timed out" in out
     assert "jane@egi.eu" not in site.users()
@@ -124,14 +124,14 @@ def test_perun_timing_out_is_reported_as_unreachable(site, pki, perun):
 def test_perun_down_is_reported_as_unreachable(site, pki, perun):
     _rpc_site(site, pki, perun)
     perun.stop()
-    assert site.run("once") == EXIT_JOB_FAILED
+    assert site.run("once") == FedcloudSiteError.exit_status
     assert "unreachable" in site.output()
 
 
 def test_perun_error_names_the_exception_and_the_call(site, pki, perun):
     _rpc_site(site, pki, perun)
     site.configure(vos={ALPHA: {"vo_id": 99}})
-    assert site.run("once") == EXIT_JOB_FAILED
+    assert site.run("once") == FedcloudSiteError.exit_status
     out = site.output()
     assert "vosManager/getVoById {'id': 99}: HTTP 400: VoNotExistsException: Vo with id 99 does not exist" in out
 
@@ -139,7 +139,7 @@ def test_perun_error_names_the_exception_and_the_call(site, pki, perun):
 def test_vo_id_of_another_vo_is_refused(site, pki, perun):
     _rpc_site(site, pki, perun)
     site.configure(vos={ALPHA: {"vo_id": 12}})
-    assert site.run("once") == EXIT_JOB_FAILED
+    assert site.run("once") == FedcloudSiteError.exit_status
     assert "perun.vos.vo.alpha.eu.vo_id 12 is Perun VO 'vo.beta.eu', not 'vo.alpha.eu'" in site.output()
 
 
@@ -147,7 +147,7 @@ def test_member_without_login_refuses_the_whole_pull_naming_the_member(site, pki
     _rpc_site(site, pki, perun)
     nobody = perun.add_user(None, "No", "Login")
     member_id = perun.add_member(perun.alpha, nobody)
-    assert site.run("once") == EXIT_REFUSED
+    assert site.run("once") == JobRefused.exit_status
     assert f"member {member_id} (user {nobody}): no {LOGIN_EGI}" in site.output()
     assert "jane@egi.eu" not in site.users()
 

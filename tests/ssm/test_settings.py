@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fedcloud_site.config import load_config
-from fedcloud_site.schema import ConfigError
+from fedcloud_site.errors import ConfigError
 
 BASE = """site:
   name: TEST
