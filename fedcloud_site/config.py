@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
 import yaml
 
 from .errors import ConfigError
-from .schema import Duration, build_section, to_plain
+from .schema import Duration, build_section, describe_value, to_plain
 
 DEFAULT_CONFIG = Path("/etc/fedcloud-site/fedcloud-site.yaml")
 
@@ -129,6 +129,8 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot read configuration: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "", f"not UTF-8 text: invalid byte at offset {exc.start}") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -136,6 +138,10 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(str(path), "", f"invalid YAML: {where}{problem}") from exc
+    except RecursionError as exc:
+        raise ConfigError(str(path), "", "invalid YAML: nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
+        raise ConfigError(str(path), "", f"invalid YAML value: {exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -191,6 +197,17 @@ def available_daemons() -> List[str]:
     return found
 
 
+def _mapping(merged: Mapping[str, Any], section: str, origins: Mapping[str, str], main_file: str,
+             expected: str = "a mapping") -> Mapping[str, Any]:
+    """A section that must be a mapping (absent or empty: ``{}``); anything else is a named error."""
+    data = merged.get(section)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(origins.get(section, main_file), section, f"expected {expected}, got {describe_value(data)}")
+    return data
+
+
 def load_config(path: Optional[Path] = None) -> Config:
     """Read, merge and validate the configuration; raises :class:`ConfigError`."""
     from .cloud import backend_settings_class  # late: the cloud package imports config types
@@ -212,13 +229,15 @@ def load_config(path: Optional[Path] = None) -> Config:
         raise ConfigError(main_file, "site", "required section missing (needs at least site.name)")
     site = build_section(SiteSettings, merged.get("site"), "site", origins, main_file)
 
-    cloud_data = dict(merged.get("cloud") or {})
-    if not isinstance(merged.get("cloud", {}), (dict, type(None))):
-        raise ConfigError(origins.get("cloud", main_file), "cloud", "expected a mapping")
+    cloud_data = dict(_mapping(merged, "cloud", origins, main_file))
     backend = cloud_data.pop("backend", "static")
     vo_property = cloud_data.pop("vo_property", "egi.VO")
     if not isinstance(backend, str):
-        raise ConfigError(origins.get("cloud.backend", main_file), "cloud.backend", "expected a backend name")
+        raise ConfigError(origins.get("cloud.backend", main_file), "cloud.backend",
+                          f"expected a backend name, got {describe_value(backend)}")
+    if not isinstance(vo_property, str) or not vo_property:
+        raise ConfigError(origins.get("cloud.vo_property", main_file), "cloud.vo_property",
+                          f"expected a project property name, got {describe_value(vo_property)}")
     try:
         settings_cls = backend_settings_class(backend)
     except LookupError as exc:
@@ -228,11 +247,9 @@ def load_config(path: Optional[Path] = None) -> Config:
         raise ConfigError(origins.get(f"cloud.{other}", main_file), f"cloud.{other}",
                           f"unknown key (expected backend, vo_property and {backend})")
     backend_settings: Any = build_section(settings_cls, backend_data, f"cloud.{backend}", origins, main_file)
-    cloud = CloudSettings(backend=backend, vo_property=str(vo_property))
+    cloud = CloudSettings(backend=backend, vo_property=vo_property)
 
-    vos_data = merged.get("vos") or {}
-    if not isinstance(vos_data, dict):
-        raise ConfigError(origins.get("vos", main_file), "vos", "expected a mapping of VO name to its settings")
+    vos_data = _mapping(merged, "vos", origins, main_file, "a mapping of VO name to its settings")
     vos = {str(vo): build_section(VOSettings, data, f"vos.{vo}", origins, main_file) for vo, data in vos_data.items()}
     logging_settings = build_section(LoggingSettings, merged.get("logging"), "logging", origins, main_file)
     sections: Dict[str, Any] = {

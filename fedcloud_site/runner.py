@@ -33,7 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from . import systemd
 from .cloud import open_backend
 from .cloud.base import CloudBackend
-from .config import Config, load_config
+from .config import DEFAULT_CONFIG, Config, load_config
 from .errors import (
     AlreadyRunning,
     ConfigError,
@@ -275,12 +275,14 @@ class Runner:
         self.log.info("retry scheduled", job=job.name, in_seconds=round(delay, 1))
 
     def reload(self) -> bool:
-        """Re-read the configuration; keep the old one if the new one is invalid."""
+        """Re-read the configuration; keep the old one if the new one is invalid or cannot be loaded at all."""
         try:
             config = load_config(self.config_path)
-        except ConfigError as exc:
-            self.log.error("configuration reload failed, keeping the previous configuration", error=str(exc))
-            systemd.notify(f"STATUS=reload failed, running with previous configuration: {exc}")
+        except Exception as exc:  # noqa: BLE001 - whatever the new files hold, the daemon keeps running
+            error = str(exc) if isinstance(exc, ConfigError) else \
+                f"{self.config_path or DEFAULT_CONFIG}: {type(exc).__name__}: {exc}"
+            self.log.error("configuration reload failed, keeping the previous configuration", error=error)
+            systemd.notify(f"STATUS=reload failed, running with previous configuration: {error}"[:1000])
             return False
         self.config = config
         configure_logging(config.logging, self.verbose)

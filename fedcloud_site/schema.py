@@ -12,6 +12,7 @@ key path of the offending value.  Unknown keys are errors.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import typing
@@ -35,6 +36,8 @@ class Duration(float):
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+#: the longest duration accepted (ten years): longer ones overflow the scheduler's date arithmetic
+MAX_DURATION = 10 * 366 * 86400
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 #: key path ("accounting.queue_dir") -> the file that set it
@@ -62,15 +65,30 @@ def parse_duration(value: Any) -> Duration:
     """Seconds from 30, "30s", "15m", "6h", "2d" or "1w"."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30, '15m', '6h' or '2d'")
+    seconds: Optional[float] = None
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return Duration(value)
-    if isinstance(value, str):
+        seconds = _finite(value)
+    elif isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return Duration(float(match.group(1)) * _UNITS[match.group(2)])
-    raise ValueError(f"expected a duration such as 30, '15m', '6h' or '2d', got {value!r}")
+            seconds = _finite(float(match.group(1)) * _UNITS[match.group(2)])
+    if seconds is None:
+        got = repr(value)[:80] if isinstance(value, str) else describe_value(value)
+        raise ValueError(f"expected a duration such as 30, '15m', '6h' or '2d', got {got}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration cannot exceed {MAX_DURATION // 86400} days")
+    return Duration(seconds)
+
+
+def _finite(value: float) -> Optional[float]:
+    """``value`` as a finite float, or None (NaN, infinity, an integer too large for a float)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _type_name(tp: Any) -> str:
@@ -94,14 +112,18 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """A short description of a configuration value for error messages ("a list", "int 3")."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
+        return "int with more than 30 digits"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
 
 
 def _convert(tp: Any, value: Any, key: str, ctx: _Ctx) -> Any:
@@ -116,7 +138,7 @@ def _convert(tp: Any, value: Any, key: str, ctx: _Ctx) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ctx.error(key, f"expected {_type_name(tp)}, got {_describe(value)}")
+            raise ctx.error(key, f"expected {_type_name(tp)}, got {describe_value(value)}")
         return _build(tp, value, key, ctx)  # type: ignore[arg-type]
     if origin is Literal:
         if value not in args:
@@ -124,11 +146,11 @@ def _convert(tp: Any, value: Any, key: str, ctx: _Ctx) -> Any:
         return value
     if origin in (list, List):
         if not isinstance(value, list):
-            raise ctx.error(key, f"expected {_type_name(tp)}, got {_describe(value)}")
+            raise ctx.error(key, f"expected {_type_name(tp)}, got {describe_value(value)}")
         return [_convert(args[0], item, f"{key}[{i}]", ctx) for i, item in enumerate(value)]
     if origin in (dict, Dict):
         if not isinstance(value, dict):
-            raise ctx.error(key, f"expected {_type_name(tp)}, got {_describe(value)}")
+            raise ctx.error(key, f"expected {_type_name(tp)}, got {describe_value(value)}")
         return {str(k): _convert(args[1], v, f"{key}.{k}", ctx) for k, v in value.items()}
     if tp is Duration:
         try:
@@ -137,26 +159,32 @@ def _convert(tp: Any, value: Any, key: str, ctx: _Ctx) -> Any:
             raise ctx.error(key, str(exc)) from None
     if tp is bool:
         if not isinstance(value, bool):
-            raise ctx.error(key, f"expected true or false, got {_describe(value)}")
+            raise ctx.error(key, f"expected true or false, got {describe_value(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ctx.error(key, f"expected an integer, got {_describe(value)}")
+            raise ctx.error(key, f"expected an integer, got {describe_value(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ctx.error(key, f"expected a number, got {_describe(value)}")
-        return float(value)
+            raise ctx.error(key, f"expected a number, got {describe_value(value)}")
+        number = _finite(value)
+        if number is None:
+            raise ctx.error(key, f"expected a finite number, got {describe_value(value)}")
+        return number
     if tp in (str, Secret):
         if isinstance(value, (int, float)) and not isinstance(value, bool) and tp is str:
             return str(value)
         if not isinstance(value, str):
-            raise ctx.error(key, f"expected {_type_name(tp)}, got {_describe(value)}")
+            raise ctx.error(key, f"expected {_type_name(tp)}, got {describe_value(value)}")
         return tp(value)
     if tp is Path:
-        if not isinstance(value, str) or not value:
-            raise ctx.error(key, f"expected a path, got {_describe(value)}")
-        path = Path(value).expanduser()
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise ctx.error(key, f"expected a path, got {describe_value(value)}")
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError as exc:  # "~nosuchuser/..."
+            raise ctx.error(key, f"cannot expand {value!r}: {exc}") from None
         if not path.is_absolute():
             origin_file = ctx.file_of(key)
             base = Path(origin_file).resolve().parent if origin_file else Path.cwd()
@@ -221,7 +249,7 @@ def build_section(cls: Type[T], data: Optional[Mapping[str, Any]], prefix: str, 
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ctx.error(prefix, f"expected a mapping, got {_describe(data)}")
+        raise ctx.error(prefix, f"expected a mapping, got {describe_value(data)}")
     return _build(cls, data, prefix, ctx)
 
 

@@ -199,3 +199,46 @@ def test_output_piped_into_a_closed_reader_is_not_an_error(write_config):
                             shell=True, capture_output=True, text=True, timeout=60)
     assert result.stdout.startswith("# configuration OK")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["true", "0.1", "[[backend, static]]", "[static]", "'static'", "0", "[]"])
+def test_a_cloud_section_that_is_not_a_mapping_is_a_named_error(write_config, value):
+    path = write_config(MINIMAL + f"cloud: {value}\n")
+    err = error_of(path)
+    assert (err.file, err.key) == (str(path), "cloud")
+    assert err.problem.startswith("expected a mapping, got ")
+
+
+@pytest.mark.parametrize("section", ["site", "vos", "logging", "accounting", "ssm", "cloudinfo", "images", "perun"])
+@pytest.mark.parametrize("value", ["true", "0.1", "[[a, b]]", "'text'"])
+def test_every_section_that_is_not_a_mapping_is_a_named_error(write_config, section, value):
+    text = f"{section}: {value}\n" + ("" if section == "site" else MINIMAL)
+    path = write_config(text)
+    err = error_of(path)
+    assert (err.file, err.key) == (str(path), section)
+    assert "expected a mapping" in err.problem
+
+
+@pytest.mark.parametrize("text, key", [
+    ("cloud: {vo_property: [egi.VO]}\n", "cloud.vo_property"),
+    ("cloud: {backend: [static]}\n", "cloud.backend"),
+    ("accounting: {interval: .nan}\n", "accounting.interval"),
+    ("accounting: {interval: .inf}\n", "accounting.interval"),
+    (f"accounting: {{interval: {10 ** 400}}}\n", "accounting.interval"),
+    ("accounting: {interval: 99999999999999999999999999d}\n", "accounting.interval"),
+    ("perun: {max_change_fraction: .nan}\n", "perun.max_change_fraction"),
+    ("accounting: {queue_dir: ~no-such-user-here/queue}\n", "accounting.queue_dir"),
+    ("accounting: {queue_dir: \"/var/spool/a\\0b\"}\n", "accounting.queue_dir"),
+])
+def test_values_of_the_wrong_shape_are_named_errors(write_config, text, key):
+    path = write_config(MINIMAL + text)
+    err = error_of(path)
+    assert (err.file, err.key) == (str(path), key)
+
+
+def test_check_config_names_a_malformed_cloud_section(write_config):
+    path = write_config(MINIMAL + "cloud: true\n")
+    result = run_cli("--config", str(path), "check-config")
+    assert result.returncode == 2, result.stderr
+    assert f"{path}: cloud: expected a mapping, got bool True" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -204,6 +204,29 @@ def test_sighup_with_bad_config_keeps_old_config_then_good_config_applies(write_
     assert "daemon stopped" in output
 
 
+@pytest.mark.parametrize("cloud", ["true", "0.1", "[[backend, static]]", "[[1, [2]]]"])
+def test_sighup_with_a_malformed_section_keeps_the_daemon_and_its_config(write_config, tmp_path, cloud):
+    path = write_config(MINIMAL + "accounting: {interval: 1}\n")
+    messages = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify.sock"))
+        sock.settimeout(0.2)
+        with running_daemon(tmp_path, path, {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}) as (proc, marker):
+            assert wait_for(lambda: marker.exists() and marker.read_text().strip() == "1.0")
+            path.write_text(MINIMAL + f"accounting: {{interval: 2}}\ncloud: {cloud}\n")
+            proc.send_signal(signal.SIGHUP)
+            _receive_until(sock, messages, "reload failed")
+            assert any("reload failed" in m for m in messages), messages
+            marker.unlink()
+            assert wait_for(marker.exists), "the daemon keeps running its jobs after a failed reload"
+            assert proc.poll() is None, "a malformed reload must not stop the daemon"
+            assert marker.read_text().strip() == "1.0", "the previous configuration stays in force"
+            output = stop_daemon(proc)
+    assert proc.returncode == 0
+    assert "configuration reload failed, keeping the previous configuration" in output
+    assert f"{path}: cloud: expected a mapping" in output
+
+
 def test_sigterm_lets_the_running_unit_of_work_stop_safely(write_config, tmp_path):
     path = write_config(MINIMAL + "accounting: {interval: 1}\n")
     with running_daemon(tmp_path, path) as (proc, marker):
