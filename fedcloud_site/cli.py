@@ -17,7 +17,7 @@ from typing import Any, Callable, List, Optional, Sequence
 import yaml
 
 from . import __version__
-from .config import DAEMONS, DEFAULT_CONFIG, Config, available_daemons, load_config
+from .config import DAEMONS, DEFAULT_CONFIG, Config, available_daemons, check_capabilities, load_config
 from .errors import ConfigError, FedcloudSiteError, describe
 from .log import configure_logging
 from .runner import run_daemon
@@ -36,6 +36,7 @@ def _add_common(parser: argparse.ArgumentParser, top: bool) -> None:
 
 
 def _run_daemon(args: argparse.Namespace, config: Config) -> int:
+    check_capabilities(config, args.daemon)  # also when the daemon runs on defaults, without a section
     return run_daemon(args.daemon, args, config, once=args.action == "once")
 
 

@@ -264,7 +264,24 @@ def load_config(path: Optional[Path] = None) -> Config:
                 finish(config)
             except ValueError as exc:
                 raise ConfigError(origins.get(name, main_file), name, str(exc)) from None
+    for name in sections:
+        if name in merged:  # a section the site configures: its daemon must be able to run on this backend
+            check_capabilities(config, name)
     return config
+
+
+def check_capabilities(config: Config, daemon: str) -> None:
+    """Refuse (ConfigError naming the key and the capability) a section the backend cannot serve."""
+    from .cloud import backend_declaration
+
+    declaration = backend_declaration(config.cloud.backend)
+    needed = config.daemons[daemon].needed_capabilities()
+    for capability in declaration.lacks(needed):
+        key = needed[capability]
+        path = f"{daemon}.{key}" if key else daemon
+        raise ConfigError(config.origins.get(path, config.origins.get(daemon, str(config.files[0]))), path,
+                          f"the {config.cloud.backend} backend has no {capability.noun} "
+                          f"(it does not declare the {capability.value!r} capability)")
 
 
 __all__ = ["Config", "ConfigError", "Duration", "load_config", "DAEMONS", "SiteSettings", "VOSettings",

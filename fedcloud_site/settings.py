@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
+from .cloud.base import Capability
 from .schema import Duration
 
 STATE_ROOT = Path("/var/lib/fedcloud-site")
@@ -23,6 +24,14 @@ class DaemonSettings:
     def state_path(self, daemon: str) -> Path:
         """The daemon's state directory."""
         return self.state_dir if self.state_dir is not None else STATE_ROOT / daemon
+
+    def needed_capabilities(self) -> Dict[Capability, str]:
+        """The backend capabilities this section needs, each with the key that needs it ("" for the daemon).
+
+        ``check-config`` refuses a configured section that needs a capability the backend does not declare,
+        and so does the runner before it starts the daemon.
+        """
+        return {}
 
     def validate(self) -> None:
         if self.cron is not None:

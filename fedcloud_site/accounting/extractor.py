@@ -49,6 +49,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .. import __version__
+from ..cloud import backend_declaration
 from ..cloud.base import (
     VM,
     BadCloudData,
@@ -65,7 +66,6 @@ from .messages import FORMATS, Batcher, BufferBudget, MessageSink, QueueWriteErr
 from .records import AcceleratorRecord, BadRecord, CloudRecord, IPRecord, StorageRecord
 from .usage import Lifetime, seconds_in_month, usage_at
 
-BACKEND_LABELS = {"openstack": "OpenStack", "opennebula": "OpenNebula", "static": "static"}
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
@@ -146,8 +146,7 @@ def cloud_type_of(config: Any) -> str:
     configured = config.accounting.cloud_type
     if configured:
         return str(configured)
-    backend = config.cloud.backend
-    return f"fedcloud-site/{__version__} ({BACKEND_LABELS.get(backend, backend)})"
+    return f"fedcloud-site/{__version__} ({backend_declaration(config.cloud.backend).label})"
 
 
 def select_targets(config: Any, projects: Iterable[Project], only: Optional[str] = None

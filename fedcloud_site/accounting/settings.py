@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
+from ..cloud.base import Capability
 from ..schema import Duration
 from ..settings import DaemonSettings
 from ..timeutil import parse_time
@@ -69,6 +70,10 @@ class Settings(DaemonSettings):
             raise ValueError("storage_queue_dir: must differ from queue_dir")
         if self.first_run_start is not None:
             self.first_start()
+
+    def needed_capabilities(self) -> Dict[Capability, str]:
+        """Usage history; a backend without volumes or floating IPs just yields no storage or IP records."""
+        return {Capability.USAGE: ""}
 
     def first_start(self) -> Optional[datetime]:
         """``first_run_start`` as an aware UTC time (None: start of the previous month)."""

@@ -1,72 +1,69 @@
 """Cloud backend plugin layer.
 
-Backends are classes registered under the entry-point group
-``fedcloud_site.cloud_backends``.  Each has a ``Settings`` dataclass (the schema
-of ``cloud.<name>`` in the configuration) and is built as ``Backend(settings, config)``.
+Backends are classes registered under the entry-point group ``fedcloud_site.cloud_backends`` (ours in
+setup.cfg, a site's own in its package).  Each has a ``Settings`` dataclass (the schema of
+``cloud.<name>`` in the configuration), a :class:`~.base.BackendDeclaration` (label, GLUE facts,
+capabilities, protected users) and is built as ``Backend(settings, config)``.  This package does not
+import the configuration module: :func:`open_backend` takes anything shaped like it.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from typing import TYPE_CHECKING, Dict, List, Type
+from typing import Any, List, Protocol, Type
 
-from .base import CloudBackend
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..config import Config
+from .. import plugins
+from .base import BackendDeclaration, Capability, CloudBackend, MiddlewareFacts
 
 ENTRY_POINT_GROUP = "fedcloud_site.cloud_backends"
 
-#: used when the package is run from a source tree without installed entry points
-BUILTIN_BACKENDS: Dict[str, str] = {
-    "static": "fedcloud_site.cloud.static:StaticBackend",
-    "openstack": "fedcloud_site.cloud.openstack:OpenStackBackend",
-    "opennebula": "fedcloud_site.cloud.opennebula:OpenNebulaBackend",
-}
+
+class CloudChoice(Protocol):
+    """The ``cloud`` section as :func:`open_backend` reads it."""
+
+    @property
+    def backend(self) -> str: ...
 
 
-def _entry_points() -> Dict[str, str]:
-    from importlib.metadata import entry_points
+class BackendConfig(Protocol):
+    """What :func:`open_backend` needs of a configuration (``fedcloud_site.config.Config`` is one)."""
 
-    found: Dict[str, str] = dict(BUILTIN_BACKENDS)
-    if sys.version_info >= (3, 10):
-        eps = entry_points(group=ENTRY_POINT_GROUP)
-    else:  # pragma: no cover - Python 3.9
-        eps = entry_points().get(ENTRY_POINT_GROUP, [])
-    for ep in eps:
-        found[ep.name] = ep.value
-    return found
+    @property
+    def cloud(self) -> CloudChoice: ...
+
+    @property
+    def cloud_backend_settings(self) -> Any: ...
 
 
 def backend_names() -> List[str]:
     """Names of all installed backends."""
-    return sorted(_entry_points())
+    return plugins.names(ENTRY_POINT_GROUP)
 
 
 def backend_class(name: str) -> Type[CloudBackend]:
-    """The backend class registered under ``name``; LookupError if there is none."""
-    targets = _entry_points()
-    if name not in targets:
-        raise LookupError(f"unknown cloud backend {name!r} (installed: {', '.join(sorted(targets))})")
-    module_name, _, attr = targets[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise LookupError(f"cloud backend {name!r} cannot be loaded: {exc}") from None
-    cls = getattr(module, attr)
-    return cls  # type: ignore[no-any-return]
+    """The backend class registered under ``name``; LookupError if there is none or it cannot be loaded."""
+    cls = plugins.load(ENTRY_POINT_GROUP, name, "cloud backend")
+    if not (isinstance(cls, type) and issubclass(cls, CloudBackend)):
+        raise LookupError(f"cloud backend {name!r} is not a CloudBackend class")
+    return cls
 
 
 def backend_settings_class(name: str) -> type:
     """The ``Settings`` dataclass of backend ``name``."""
-    return backend_class(name).Settings  # type: ignore[attr-defined,no-any-return]
+    settings: type = getattr(backend_class(name), "Settings")  # noqa: B009 - each backend class sets its own
+    return settings
 
 
-def open_backend(config: Config) -> CloudBackend:
+def backend_declaration(name: str) -> BackendDeclaration:
+    """What backend ``name`` declares about itself."""
+    return backend_class(name).declaration
+
+
+def open_backend(config: BackendConfig) -> CloudBackend:
     """Build the configured backend."""
-    cls = backend_class(config.cloud.backend)
-    return cls(config.cloud_backend_settings, config)  # type: ignore[call-arg]
+    cls: Any = backend_class(config.cloud.backend)
+    backend: CloudBackend = cls(config.cloud_backend_settings, config)
+    return backend
 
 
-__all__ = ["CloudBackend", "backend_class", "backend_names", "backend_settings_class", "open_backend"]
+__all__ = ["BackendDeclaration", "Capability", "CloudBackend", "MiddlewareFacts", "backend_class",
+           "backend_declaration", "backend_names", "backend_settings_class", "open_backend"]

@@ -18,8 +18,11 @@ from typing import (
     Any,
     BinaryIO,
     Callable,
+    ClassVar,
+    FrozenSet,
     Iterable,
     Iterator,
+    List,
     Mapping,
     Optional,
     Sequence,
@@ -69,6 +72,66 @@ class VMState(str, enum.Enum):
     ERROR = "error"
     DELETED = "deleted"  # gone for good (terminated, done)
     UNKNOWN = "unknown"
+
+
+class Capability(str, enum.Enum):
+    """Something a backend can do beyond the basics (projects, flavours, current VMs, images).
+
+    Daemons name the capabilities their configuration needs (``DaemonSettings.needed_capabilities``);
+    ``check-config`` refuses a configuration that needs one the configured backend does not declare.
+    """
+
+    USAGE = "usage"  # list_vms(active_since=...) includes VMs deleted since then, with their end times
+    VOLUMES = "volumes"  # list_volumes: block storage (StAR storage records)
+    FLOATING_IPS = "floating_ips"  # list_floating_ips: public IPs allocated to projects
+    IMAGE_WRITE = "image_write"  # create/update/deactivate/delete images
+    TEMPLATES = "templates"  # VM templates beside images (create/list/delete_template)
+    DATASTORES = "datastores"  # ImageSpec.datastore chooses where image bytes go
+    USERS = "users"  # list/create/update/disable/delete users and list groups
+
+    @property
+    def noun(self) -> str:
+        """What a backend without this capability has not, for error messages."""
+        return _CAPABILITY_NOUNS[self]
+
+
+_CAPABILITY_NOUNS = {
+    Capability.USAGE: "usage history (VMs deleted since a time)",
+    Capability.VOLUMES: "volumes",
+    Capability.FLOATING_IPS: "floating IPs",
+    Capability.IMAGE_WRITE: "image writing",
+    Capability.TEMPLATES: "VM templates",
+    Capability.DATASTORES: "datastores to choose",
+    Capability.USERS: "user directory",
+}
+
+
+@dataclass(frozen=True)
+class MiddlewareFacts:
+    """What a cloud middleware is, as GLUE 2 names it (facts about the software, not about the site)."""
+
+    api_type: str  # e.g. OpenStack; part of the default endpoint id
+    api_version: str  # default endpoint API version in the endpoint id, e.g. v3
+    interface_name: str  # e.g. org.openstack.nova
+    implementor: str
+    implementation_name: str
+    semantics: str  # URL of the API documentation
+    product_name: str  # cloud manager product name
+
+
+@dataclass(frozen=True)
+class BackendDeclaration:
+    """What a backend is and can do, read by the daemons instead of tables keyed by backend name."""
+
+    label: str  # how the middleware is spelled for people and in the accounting CloudType
+    middleware: Optional[MiddlewareFacts] = None  # None: the information provider needs cloudinfo.middleware
+    capabilities: FrozenSet[Capability] = frozenset()
+    protected_users: FrozenSet[str] = frozenset()  # local accounts user synchronisation never touches
+
+    def lacks(self, needed: Iterable[Capability]) -> List[Capability]:
+        """The capabilities of ``needed`` this backend does not declare, in declaration order."""
+        wanted = set(needed)
+        return [c for c in Capability if c in wanted and c not in self.capabilities]
 
 
 @dataclass(frozen=True)
@@ -399,6 +462,9 @@ class CloudBackend(abc.ABC):
 
     #: entry-point name of the backend ("openstack", "opennebula", "static")
     name: str = "abstract"
+
+    #: label, GLUE facts, capabilities and protected users (every backend declares its own)
+    declaration: ClassVar[BackendDeclaration] = BackendDeclaration(label="abstract")
 
     #: how ``list_vms(project_id)`` finds one project's VMs: True when the cloud filters them (the cost
     #: follows that project's VMs), False when the backend reads every VM and filters itself (listing all

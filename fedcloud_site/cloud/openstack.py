@@ -72,7 +72,9 @@ from ..schema import Duration, Secret
 from ..timeutil import iso_utc, parse_time
 from .base import (
     VM,
+    BackendDeclaration,
     BadCloudData,
+    Capability,
     Capacity,
     CloudAuthError,
     CloudBackend,
@@ -85,6 +87,7 @@ from .base import (
     ImageSpec,
     IPAddress,
     LazyMembers,
+    MiddlewareFacts,
     NotFound,
     NotSupported,
     Project,
@@ -240,6 +243,15 @@ class OpenStackBackend(CloudBackend):
 
     name = "openstack"
     Settings = OpenStackSettings
+    declaration = BackendDeclaration(
+        label="OpenStack",
+        middleware=MiddlewareFacts(
+            api_type="OpenStack", api_version="v3", interface_name="org.openstack.nova",
+            implementor="OpenStack Foundation", implementation_name="OpenStack Nova",
+            semantics="https://developer.openstack.org/api-ref/compute", product_name="OpenStack"),
+        capabilities=frozenset({Capability.USAGE, Capability.VOLUMES, Capability.FLOATING_IPS,
+                                Capability.IMAGE_WRITE, Capability.USERS}),
+        protected_users=frozenset({"admin"}))
     filters_vms_by_project = True  # Nova's project_id query parameter
 
     def __init__(self, settings: OpenStackSettings, config: Any = None) -> None:

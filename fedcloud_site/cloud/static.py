@@ -44,7 +44,9 @@ from ..atomic import atomic_write_text
 from ..timeutil import parse_time, utcnow
 from .base import (
     VM,
+    BackendDeclaration,
     BadCloudData,
+    Capability,
     Capacity,
     CloudBackend,
     Flavor,
@@ -124,6 +126,13 @@ class StaticBackend(CloudBackend):
 
     name = "static"
     Settings = StaticSettings
+    #: a file can describe any cloud: no GLUE facts of its own (cloudinfo.middleware says which cloud it is);
+    #: both clouds' administrator accounts are protected, as on the sites it stands in for
+    declaration = BackendDeclaration(
+        label="static",
+        capabilities=frozenset({Capability.USAGE, Capability.VOLUMES, Capability.FLOATING_IPS,
+                                Capability.IMAGE_WRITE, Capability.USERS}),
+        protected_users=frozenset({"oneadmin", "serveradmin", "admin"}))
 
     def __init__(self, settings: StaticSettings, config: Any = None) -> None:
         self.settings = settings

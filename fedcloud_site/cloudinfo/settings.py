@@ -8,7 +8,7 @@ certificate, ...) is set here; nothing is made up.  Example::
       interval: 30m
       cache_dir: /var/cache/fedcloud-site/cloudinfo
       max_cache_age: 2h          # the BDII provider prints nothing once the cache is older
-      middleware: openstack      # default: the cloud backend (required for the static backend)
+      middleware: openstack      # whose GLUE facts; default: the cloud backend (required for the static backend)
       endpoint:
         authentication: oidc
         interface_version: "2.1"
@@ -28,23 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Literal, Optional
 
+from ..cloud import backend_declaration, backend_names
+from ..cloud.base import MiddlewareFacts
 from ..schema import Duration, Secret
 from ..settings import DaemonSettings
 
-Middleware = Literal["openstack", "opennebula"]
 ServingState = Literal["production", "draining", "queueing", "closed"]
 ExtendedBool = Literal["true", "false", "unknown"]
 
-#: what each middleware is, as GLUE names it (facts about the software, not about the site)
-MIDDLEWARE_FACTS = {
-    "openstack": {"api_type": "OpenStack", "api_version": "v3", "interface_name": "org.openstack.nova",
-                  "implementor": "OpenStack Foundation", "implementation_name": "OpenStack Nova",
-                  "semantics": "https://developer.openstack.org/api-ref/compute", "product_name": "OpenStack"},
-    "opennebula": {"api_type": "OpenNebula", "api_version": "xmlrpc", "interface_name": "org.opennebula.compute",
-                   "implementor": "OpenNebula Systems", "implementation_name": "OpenNebula",
-                   "semantics": "https://docs.opennebula.io/stable/integration_and_development/system_interfaces/api.html",
-                   "product_name": "OpenNebula"},
-}
+
+def middleware_facts(backend: str) -> Optional[MiddlewareFacts]:
+    """The GLUE facts backend ``backend`` declares (None: it declares none); LookupError if not installed."""
+    return backend_declaration(backend).middleware
 
 
 @dataclass
@@ -115,7 +110,7 @@ class Settings(DaemonSettings):
     cache_dir: Path = Path("/var/cache/fedcloud-site/cloudinfo")
     max_cache_age: Duration = Duration(7200)  # the BDII provider stops publishing an older cache
     validity: Duration = Duration(43200)  # GLUE2EntityValidity / Validity
-    middleware: Optional[Middleware] = None  # default: the cloud backend's name
+    middleware: Optional[str] = None  # a backend whose GLUE facts are published; default: the cloud backend
     ldif_base: str = "GLUE2GroupID=cloud,o=glue"
     json_file: Optional[Path] = None  # an extra copy of the JSON (e.g. served by a web server)
     service_id: Optional[str] = None  # default <endpoint url>_cloud.compute
@@ -144,8 +139,17 @@ class Settings(DaemonSettings):
 
     def finish(self, config: Any) -> None:
         """Fill defaults that depend on other sections (what is still missing is reported by :meth:`missing`)."""
-        if self.middleware is None and config.cloud.backend in MIDDLEWARE_FACTS:
+        if self.middleware is None and middleware_facts(config.cloud.backend) is not None:
             self.middleware = config.cloud.backend
+        elif self.middleware is not None:
+            try:
+                facts = middleware_facts(self.middleware)
+            except LookupError:
+                facts = None
+            if facts is None:
+                described = [b for b in backend_names() if _describes(b)]
+                raise ValueError(f"middleware: {self.middleware!r} is not a backend with GLUE facts "
+                                 f"(installed: {', '.join(described) or 'none'})")
         if self.endpoint.url is None:
             self.endpoint.url = config.site.endpoint
         if self.ams.enabled and not self.ams.topic:
@@ -158,15 +162,20 @@ class Settings(DaemonSettings):
         """Settings the provider needs that are neither configured nor derivable (key: reason)."""
         problems = []
         if self.middleware is None:
-            problems.append("cloudinfo.middleware: required with this cloud backend (openstack or opennebula)")
+            problems.append("cloudinfo.middleware: required with this cloud backend (a backend with GLUE facts, "
+                            "e.g. openstack or opennebula)")
         if not self.endpoint.url:
             problems.append("cloudinfo.endpoint.url: required (or site.endpoint): the public URL of the cloud API")
         return problems
 
     # -- derived values --------------------------------------------------------------------
     def fact(self, name: str) -> str:
-        """A property of the configured middleware (see :data:`MIDDLEWARE_FACTS`)."""
-        return MIDDLEWARE_FACTS[self.middleware or "openstack"][name]
+        """A property of the configured middleware (:class:`~fedcloud_site.cloud.base.MiddlewareFacts`)."""
+        facts = middleware_facts(self.middleware) if self.middleware is not None else None
+        if facts is None:
+            raise LookupError("cloudinfo.middleware: no backend with GLUE facts is configured")
+        value: str = getattr(facts, name)
+        return value
 
     @property
     def endpoint_url(self) -> str:
@@ -194,3 +203,11 @@ class Settings(DaemonSettings):
     @property
     def status_path(self) -> Path:
         return self.cache_dir / "cloudinfo.status.json"
+
+
+def _describes(backend: str) -> bool:
+    """Can backend ``backend`` be loaded and does it declare GLUE facts?"""
+    try:
+        return middleware_facts(backend) is not None
+    except LookupError:
+        return False

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
+from ..cloud.base import Capability
 from ..schema import Duration, Secret
 from ..settings import DaemonSettings
 
@@ -82,8 +83,6 @@ class Hook:
 #: template attributes the backend sets itself (not in ``template.attributes``/``vectors``)
 _OWN_TEMPLATE_ATTRIBUTES = ("NAME", "CPU", "VCPU", "MEMORY", "DISK")
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9_]+$")
-#: built-in backends that have neither datastores to choose nor VM templates
-_NO_TEMPLATES = ("openstack", "static")
 
 
 @dataclass
@@ -215,20 +214,23 @@ class Settings(DaemonSettings):
             raise ValueError(f"subscriptions: duplicate name(s) {duplicates}")
 
     def finish(self, config: Any) -> None:
-        backend = config.cloud.backend
         for index, sub in enumerate(self.subscriptions):
             if sub.vo is not None and sub.vo not in config.vos:
                 known = ", ".join(sorted(config.vos)) or "none"
                 raise ValueError(f"subscriptions[{index}].vo: VO {sub.vo!r} is not in the vos section "
                                  f"(known: {known})")
-            if backend in _NO_TEMPLATES and sub.datastore_id is not None:
-                raise ValueError(f"subscriptions[{index}].datastore_id: the {backend} backend has no datastores "
-                                 f"to choose (OpenNebula only)")
-            if backend in _NO_TEMPLATES and sub.opennebula_template:
-                raise ValueError(f"subscriptions[{index}].opennebula_template: the {backend} backend has no VM "
-                                 f"templates (OpenNebula only)")
-        if backend in _NO_TEMPLATES and self.opennebula_template:
-            raise ValueError(f"opennebula_template: the {backend} backend has no VM templates (OpenNebula only)")
+
+    def needed_capabilities(self) -> Dict[Capability, str]:
+        """Image writing always; VM templates and datastores where a subscription asks for them."""
+        needed = {Capability.IMAGE_WRITE: ""}
+        if self.opennebula_template:
+            needed[Capability.TEMPLATES] = "opennebula_template"
+        for index, sub in enumerate(self.subscriptions):
+            if sub.datastore_id is not None:
+                needed.setdefault(Capability.DATASTORES, f"subscriptions[{index}].datastore_id")
+            if sub.opennebula_template:
+                needed.setdefault(Capability.TEMPLATES, f"subscriptions[{index}].opennebula_template")
+        return needed
 
     def wants_template(self, sub: Subscription) -> bool:
         """Does ``sub`` want a VM template beside each of its images?"""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional
 
+from ..cloud.base import Capability
 from ..schema import Duration, Secret
 from ..settings import DaemonSettings
 
@@ -99,7 +100,7 @@ class Settings(DaemonSettings):
     delete_policy: Literal["never", "no_vms", "always"] = "no_vms"
     user_name: str = "{id}"  # local user name; placeholders {id} (Perun user id) and {vo}
     managed_property: str = "FEDCLOUD_SITE_MANAGED"  # marker: users with value "yes" are ours
-    protected_users: List[str] = field(default_factory=lambda: ["oneadmin", "serveradmin", "admin"])
+    protected_users: List[str] = field(default_factory=list)  # besides the backend's own (oneadmin, admin...)
     audit_log: Optional[Path] = None  # default <state_dir>/audit.jsonl
     keep_inputs: int = 10  # accepted/superseded drop-dir files kept in <state_dir>/inputs
 
@@ -132,6 +133,9 @@ class Settings(DaemonSettings):
                 raise ValueError(f"rpc.statuses: {status!r} is not one of {', '.join(known)}")
         if self.keep_inputs < 0:
             raise ValueError("keep_inputs: cannot be negative")
+
+    def needed_capabilities(self) -> Dict[Capability, str]:
+        return {Capability.USERS: ""}
 
     def finish(self, config: Config) -> None:
         """Default the mirrored VOs to the top-level ``vos``; check the rpc source has Perun ids."""

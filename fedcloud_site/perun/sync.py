@@ -192,7 +192,8 @@ class Synchroniser:
         covered = self._covered(snapshot, targets, state, users, skipped)
         planner = Planner(targets=targets, template=self.settings.user_name,
                           managed_property=self.settings.managed_property,
-                          protected_users=frozenset(self.settings.protected_users),
+                          protected_users=self.cloud.declaration.protected_users
+                          | frozenset(self.settings.protected_users),
                           grace_period=timedelta(seconds=float(self.settings.grace_period)),
                           delete_policy=self.settings.delete_policy)
         vms = _VMCounter(self.cloud)

@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from fedcloud_site import cli
-from fedcloud_site.cloud import BUILTIN_BACKENDS, backend_class
+from fedcloud_site.cloud import backend_class, backend_names
 from fedcloud_site.config import (
     CloudSettings,
     LoggingSettings,
@@ -268,7 +268,7 @@ def expected_keys() -> List[Expected]:
     keys += dataclass_keys(LoggingSettings, ("logging",))
     cloud_keys = {f.name for f in dataclasses.fields(CloudSettings)} - {"options"}  # options = cloud.<backend>
     keys += [Expected(("cloud", name)) for name in sorted(cloud_keys)]
-    for backend in BUILTIN_BACKENDS:
+    for backend in [b for b in backend_names() if backend_class(b).__module__.startswith("fedcloud_site.")]:
         keys += dataclass_keys(backend_class(backend).Settings, ("cloud", backend))  # type: ignore[attr-defined]
     for daemon in available_daemons():
         keys += dataclass_keys(daemon_settings_class(daemon), (daemon,))

@@ -71,7 +71,9 @@ from ...schema import Duration, Secret
 from ...timeutil import parse_time, to_epoch
 from ..base import (
     VM,
+    BackendDeclaration,
     BadCloudData,
+    Capability,
     Capacity,
     CloudAuthError,
     CloudBackend,
@@ -82,6 +84,7 @@ from ..base import (
     Image,
     ImageSpec,
     IPAddress,
+    MiddlewareFacts,
     NotFound,
     NotSupported,
     Project,
@@ -221,6 +224,16 @@ class OpenNebulaBackend(CloudBackend):
 
     name = "opennebula"
     Settings = OpenNebulaSettings
+    declaration = BackendDeclaration(
+        label="OpenNebula",
+        middleware=MiddlewareFacts(
+            api_type="OpenNebula", api_version="xmlrpc", interface_name="org.opennebula.compute",
+            implementor="OpenNebula Systems", implementation_name="OpenNebula",
+            semantics="https://docs.opennebula.io/stable/integration_and_development/system_interfaces/api.html",
+            product_name="OpenNebula"),
+        capabilities=frozenset({Capability.USAGE, Capability.IMAGE_WRITE, Capability.TEMPLATES,
+                                Capability.DATASTORES, Capability.USERS}),
+        protected_users=frozenset({"oneadmin", "serveradmin"}))
     filters_vms_by_project = False  # oned cannot filter the VM pool by group: every listing pages the pool
 
     def __init__(self, settings: OpenNebulaSettings, config: Any = None) -> None:
