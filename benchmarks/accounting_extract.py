@@ -88,8 +88,10 @@ def ours(sim: OpenStackSim, work: Path, previous: datetime, now: datetime, recor
     cloud = {"backend": "openstack", "openstack": {"auth_url": sim.auth_url, "username": ADMIN_USER,
                                                    "password": ADMIN_PASSWORD, "project_name": ADMIN_PROJECT,
                                                    "page_size": 1000}}
+    json_queues = {kind: {"queue_dir": str(work / f"outgoing-{kind}"), "destination": f"{kind}-records"}
+                   for kind in ("ip", "accelerator")}
     path = write_config(work, cloud, {"record_types": record_types, "first_run_start": previous.isoformat(),
-                                      "vm_listing": listing})
+                                      "vm_listing": listing, **json_queues})
     config = load_config(path)
     log = get_logger("accounting")
     # the previous run, 6 h ago, so that this one is a steady-state run

@@ -17,7 +17,8 @@ AMS_STORE=$OUT/ams-received
 python3 -m fedcloud_site.testing.ams_sim --port "$AMS_PORT" \
   --cert "$OUT/pki/ams/servercert.pem" --key "$OUT/pki/ams/serverkey.pem" \
   --token "$(cat "$OUT/pki/ams/token")" --project accounting \
-  --topic eu-egi-cloud-accounting --topic eu-egi-storage-accounting --store "$AMS_STORE" \
+  --topic eu-egi-cloud-accounting --topic eu-egi-storage-accounting \
+  --topic demo-ip-records --topic demo-accelerator-records --store "$AMS_STORE" \
   --client-ca "$OUT/pki/ca.pem" --bind-cert "$OUT/pki/host/hostcert.pem" >"$OUT/ams-sim.log" 2>&1 &
 AMS_PID=$!
 stop_ams() { kill "$AMS_PID" 2>/dev/null && wait "$AMS_PID" 2>/dev/null; return 0; }

@@ -101,8 +101,9 @@ def _status(args: argparse.Namespace, config: Any) -> int:
                              "extracted_to": iso_utc(state.extracted_to),
                              "lag_seconds": int((utcnow() - state.extracted_to).total_seconds())})
     queues: Dict[str, Dict[str, Any]] = {}
-    for name, path in (("queue", settings.queue_dir), ("storage_queue", settings.storage_queue_dir)):
-        if path is not None and path.is_dir():
+    for kind, path in settings.queue_dirs().items():
+        name = "queue" if kind == "cloud" else f"{kind}_queue"
+        if path.is_dir():
             stats = MessageQueue(path).stats()
             queues[name] = {"path": str(path), "messages": stats.count, "bytes": stats.bytes,
                             "oldest_age_seconds": None if stats.oldest_age is None else int(stats.oldest_age)}

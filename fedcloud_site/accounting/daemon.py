@@ -42,18 +42,17 @@ def jobs(config: Any) -> List[Job]:
 
 
 def open_sinks(settings: Any, dry_run: bool, stream: Optional[TextIO] = None) -> Dict[str, MessageSink]:
-    """Record type -> where its messages go: the queues, or stdout for a dry run."""
+    """Record type -> where its messages go: each enabled type's own queue, or stdout for a dry run."""
     if dry_run:
         printer = PrintSink(stream)
         return {kind: printer for kind in FORMATS}
-    try:
-        main: MessageSink = QueueSink(MessageQueue(settings.queue_dir))
-        sinks = {kind: main for kind in FORMATS}
-        if settings.storage_queue_dir is not None:
-            sinks["storage"] = QueueSink(MessageQueue(settings.storage_queue_dir))
-    except OSError as exc:
-        raise QueueWriteError(f"{exc.filename or settings.queue_dir}: cannot open the outgoing queue: "
-                              f"{exc.strerror or exc}") from None
+    sinks: Dict[str, MessageSink] = {}
+    for kind, path in settings.queue_dirs().items():
+        try:
+            sinks[kind] = QueueSink(MessageQueue(path))
+        except OSError as exc:
+            raise QueueWriteError(f"{exc.filename or path}: cannot open the outgoing queue of {kind} records: "
+                                  f"{exc.strerror or exc}") from None
     return sinks
 
 

@@ -90,8 +90,7 @@ def run(args: argparse.Namespace, config: Any, report: Report) -> None:
     ssm = config.daemons.get("ssm")
     reject_dir = getattr(ssm, "reject_dir", None) if ssm is not None else None
     queues = [("queue", settings.queue_dir, reject_dir)]
-    if settings.storage_queue_dir is not None:
-        queues.append(("storage_queue", settings.storage_queue_dir, None))
+    queues += [(f"{kind}_queue", path, None) for kind, path in settings.queue_dirs().items() if kind != "cloud"]
     for label, queue_dir, rejects in queues:
         _check_queue(report, label, Path(queue_dir), rejects, args)
 

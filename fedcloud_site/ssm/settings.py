@@ -20,7 +20,10 @@ Example (AMS)::
 
 Queues: by default the daemon drains ``queue_dir`` (default ``accounting.queue_dir``)
 to ``destination`` and, when the accounting section has a ``storage_queue_dir``,
-that queue to ``storage_destination`` (EGI's storage accounting queue/topic).
+that queue to ``storage_destination`` (EGI's storage accounting queue/topic), and the
+queue of each JSON record type the accounting section enables (``accounting.ip``,
+``accounting.accelerator``) to the destination named there.  Each queue is drained on
+its own: a destination that refuses messages never holds up the others.
 ``queues`` replaces both with an explicit list::
 
     ssm:
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
+from ..accounting.settings import JSON_RECORD_TYPES
 from ..schema import Duration, Secret
 from ..settings import DaemonSettings
 
@@ -218,6 +222,10 @@ class Settings(DaemonSettings):
         if storage_dir is not None and storage_dir != queue_dir:
             destination = self.storage_destination or DEFAULT_STORAGE_DESTINATIONS[self.transport]
             queues.append(QueueSettings(queue_dir=storage_dir, destination=destination, name="storage"))
+        for kind in JSON_RECORD_TYPES:  # each enabled JSON record type: its own queue and destination
+            if accounting is not None and kind in accounting.record_types:
+                queues.append(QueueSettings(queue_dir=accounting.queue_dir_of(kind),
+                                            destination=getattr(accounting, kind).destination, name=kind))
         self._check_queues(queues, "queues")
         return queues
 

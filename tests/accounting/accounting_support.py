@@ -41,13 +41,18 @@ class AccountingSite:
         self.config_file = self.dir / "fedcloud-site.yaml"
         self.queue_dir = self.dir / "outgoing"
         self.storage_queue_dir = self.dir / "outgoing-storage"
+        self.ip_queue_dir = self.dir / "outgoing-ip"
+        self.accelerator_queue_dir = self.dir / "outgoing-accelerator"
         self.state_dir = self.dir / "state"
         self.write_site(site)
         config: Dict[str, Any] = {key: dict(value) for key, value in BASE_CONFIG.items()}
         config["cloud"] = {"backend": "static", "static": {"site_file": str(self.site_file),
                                                            "state_file": str(self.dir / "static-state.json")}}
         config["accounting"].update({"queue_dir": str(self.queue_dir), "state_dir": str(self.state_dir),
-                                     "storage_queue_dir": str(self.storage_queue_dir)})
+                                     "storage_queue_dir": str(self.storage_queue_dir),
+                                     "ip": {"queue_dir": str(self.ip_queue_dir), "destination": "ip-records"},
+                                     "accelerator": {"queue_dir": str(self.accelerator_queue_dir),
+                                                     "destination": "gpu-records"}})
         for key, value in (overrides or {}).items():
             if isinstance(value, dict) and isinstance(config.get(key), dict) and key != "cloud":
                 config[key].update(value)
@@ -79,10 +84,13 @@ class AccountingSite:
                        stream=stream)
         return stream.getvalue()
 
-    def messages(self, storage: bool = False) -> List[bytes]:
+    def messages(self, storage: bool = False, kind: str = "cloud") -> List[bytes]:
+        """The queued messages of one record type (cloud by default; ``storage=True``: storage)."""
         from apel_loader import read_queue
 
-        path = self.storage_queue_dir if storage else self.queue_dir
+        kind = "storage" if storage else kind
+        path = {"cloud": self.queue_dir, "storage": self.storage_queue_dir, "ip": self.ip_queue_dir,
+                "accelerator": self.accelerator_queue_dir}[kind]
         return read_queue(path) if path.exists() else []
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from ssm_helpers import apel_receive, fill_queue, ssm_yaml
 
 from fedcloud_site.cli import main
+from fedcloud_site.queue import MessageQueue
 from fedcloud_site.testing.ams_sim import AmsSimulator
 from fedcloud_site.testing.http import Fault
 
@@ -142,3 +145,55 @@ def test_storage_records_are_published_to_the_storage_topic(tmp_path, test_pki, 
     for message in published:
         assert apel_receive(message.data, test_pki.capath)[0] == storage_queued[message.attributes["empaid"]]
     assert len(ams.messages("accounting", TOPIC)) == 3 and storage.count() == 0
+
+
+def read_unlocked(queue: MessageQueue, name: str) -> bytes:
+    assert queue.lock(name)
+    try:
+        return queue.get(name)
+    finally:
+        queue.unlock(name)
+
+
+def message_type(body: bytes) -> str:
+    """The APEL message type: the header's name, or a JSON message's Type."""
+    if body.startswith(b"{"):
+        return str(json.loads(body)["Type"])
+    return body.decode("ascii").split(":", 1)[0]
+
+
+def test_a_json_record_destination_that_refuses_never_holds_up_the_cloud_records(tmp_path, test_pki, ams, outgoing,
+                                                                                capsys):
+    """IP and accelerator records are extracted into queues of their own and each is delivered to its own
+    topic: the IP topic does not exist (the AMS answers 404), yet every cloud and accelerator message goes."""
+    ams.add_topic("accounting", "gpu-records")
+    ip_queue, gpu_queue = tmp_path / "outgoing-ip", tmp_path / "outgoing-gpu"
+    text = ams_config(tmp_path, test_pki, outgoing, ams).read_text()
+    config = tmp_path / "json-queues.yaml"
+    config.write_text(text.replace("accounting:\n", f"""vos:
+  biomed: {{projects: [biomed-cloud]}}
+accounting:
+  ignore_projects: [admin]
+  first_run_start: 2026-11-01
+  record_types: [cloud, ip, accelerator]
+  ip: {{queue_dir: {ip_queue}, destination: ip-records}}
+  accelerator: {{queue_dir: {gpu_queue}, destination: gpu-records}}
+""", 1))
+    assert main(["--config", str(config), "accounting", "once"]) == 0
+    queues = {name: MessageQueue(path) for name, path in
+              (("cloud", outgoing.path), ("ip", ip_queue), ("accelerator", gpu_queue))}
+    queued = {name: {n: read_unlocked(q, n) for n in q.names()} for name, q in queues.items()}
+    kinds = {name: {message_type(body) for body in bodies.values()} for name, bodies in queued.items()}
+    assert kinds == {"cloud": {"APEL-cloud-message"}, "ip": {"APEL Public IP message"},
+                     "accelerator": {"APEL-accelerator-message"}}
+
+    assert main(["--config", str(config), "ssm", "once"]) == 1  # the IP queue could not be delivered
+
+    assert "ip: " in capsys.readouterr().err
+    for name, topic in (("cloud", TOPIC), ("accelerator", "gpu-records")):
+        published = ams.messages("accounting", topic)
+        assert {m.attributes["empaid"] for m in published} == set(queued[name]), name
+        for message in published:
+            assert apel_receive(message.data, test_pki.capath)[0] == queued[name][message.attributes["empaid"]]
+        assert queues[name].count() == 0
+    assert set(queues["ip"].names()) == set(queued["ip"])  # kept for when a server takes them
