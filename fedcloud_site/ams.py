@@ -116,15 +116,15 @@ class AmsClient:
         try:
             response = self.session.get(self.auth_url, cert=self.cert, verify=self.verify, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise AmsUnavailable(f"AMS authentication at {self.auth_url} failed: {_reason(exc)}") from None
+            raise AmsUnavailable(f"AMS authentication at {self.auth_url} failed: {_reason(exc)}") from exc
         if response.status_code != 200:
             error = _error(response)
             cls = AmsAuthError if response.status_code in (401, 403, 404) else AmsUnavailable
             raise cls(f"AMS authentication with the certificate refused: {error}", response.status_code)
         try:
             token = response.json()["token"]
-        except (ValueError, KeyError, TypeError):
-            raise AmsError("AMS authentication answered without a token", response.status_code) from None
+        except (ValueError, KeyError, TypeError) as cause:
+            raise AmsError("AMS authentication answered without a token", response.status_code) from cause
         self.token = str(token)
         return self.token
 
@@ -192,7 +192,7 @@ class AmsClient:
             if len(parts) == 1:
                 size = _ENVELOPE + len(parts[0])
                 attributes = json.loads(parts[0]).get("attributes", {})
-                raise MessageTooLarge(0, size, self.max_request_bytes, attributes, refused_by_service=True) from None
+                raise MessageTooLarge(0, size, self.max_request_bytes, attributes, refused_by_service=True) from exc
             half = len(parts) // 2
             self._publish_parts(topic, parts[:half], done)
             self._publish_parts(topic, parts[half:], done)
@@ -227,8 +227,8 @@ class AmsClient:
     def _message_ids(response: requests.Response, expected: int) -> List[str]:
         try:
             ids = [str(i) for i in response.json()["messageIds"]]
-        except (ValueError, KeyError, TypeError):
-            raise AmsError("AMS answered the publish without messageIds", response.status_code) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AmsError("AMS answered the publish without messageIds", response.status_code) from exc
         if len(ids) != expected:
             raise AmsError(f"AMS returned {len(ids)} message ids for {expected} messages", response.status_code)
         return ids

@@ -241,7 +241,7 @@ def load_config(path: Optional[Path] = None) -> Config:
     try:
         settings_cls = backend_settings_class(backend)
     except LookupError as exc:
-        raise ConfigError(origins.get("cloud.backend", main_file), "cloud.backend", str(exc)) from None
+        raise ConfigError(origins.get("cloud.backend", main_file), "cloud.backend", str(exc)) from exc
     backend_data = cloud_data.pop(backend, None)
     for other in cloud_data:
         raise ConfigError(origins.get(f"cloud.{other}", main_file), f"cloud.{other}",
@@ -263,7 +263,7 @@ def load_config(path: Optional[Path] = None) -> Config:
             try:
                 finish(config)
             except ValueError as exc:
-                raise ConfigError(origins.get(name, main_file), name, str(exc)) from None
+                raise ConfigError(origins.get(name, main_file), name, str(exc)) from exc
     for name in sections:
         if name in merged:  # a section the site configures: its daemon must be able to run on this backend
             check_capabilities(config, name)

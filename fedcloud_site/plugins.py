@@ -36,11 +36,11 @@ def load(group: str, name: str, what: str) -> object:
     try:
         module = importlib.import_module(module_name.strip())
     except ImportError as exc:
-        raise LookupError(f"{what} {name!r} cannot be loaded: {exc}") from None
+        raise LookupError(f"{what} {name!r} cannot be loaded: {exc}") from exc
     target: object = module
     for part in attr.strip().split(".") if attr else ():
         try:
             target = getattr(target, part)
-        except AttributeError:
-            raise LookupError(f"{what} {name!r}: {eps[name].value} does not exist") from None
+        except AttributeError as cause:
+            raise LookupError(f"{what} {name!r}: {eps[name].value} does not exist") from cause
     return target

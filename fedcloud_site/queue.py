@@ -89,8 +89,7 @@ class MessageQueue:
 
     def reject(self, name: str, reason: str, reject_dir: Optional[Path] = None) -> Path:
         """Move a locked element aside (``<queue>.reject/``) with a ``.reason`` file; never delete it."""
-        target_root = reject_dir or self.path.with_name(self.path.name + ".reject")
-        target = target_root / name.replace("/", "-")
+        target = reject_dir_of(self.path, reject_dir) / name.replace("/", "-")
         target.parent.mkdir(parents=True, exist_ok=True)
         source = self.path / name
         lock = self.path / f"{name}.lck"
@@ -123,3 +122,15 @@ class MessageQueue:
 
     def count(self) -> int:
         return int(self._dirq.count())
+
+
+def reject_dir_of(queue_dir: Path, reject_dir: Optional[Path] = None) -> Path:
+    """Where a queue's rejected messages go: ``reject_dir`` if configured, else ``<queue_dir>.reject`` beside it."""
+    return reject_dir or queue_dir.with_name(queue_dir.name + ".reject")
+
+
+def count_rejected(reject_dir: Path) -> int:
+    """The messages in a reject directory (their ``.reason`` files not counted); 0 if it does not exist."""
+    if not reject_dir.is_dir():
+        return 0
+    return sum(1 for p in reject_dir.rglob("*") if p.is_file() and not p.name.endswith(".reason"))

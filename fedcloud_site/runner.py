@@ -12,7 +12,6 @@ holds a lock so that two instances of one daemon cannot run at once.
 
 from __future__ import annotations
 
-import fcntl
 import importlib
 import os
 import signal
@@ -35,13 +34,12 @@ from .cloud import open_backend
 from .cloud.base import CloudBackend
 from .config import DEFAULT_CONFIG, Config, load_config
 from .errors import (
-    AlreadyRunning,
     ConfigError,
     FedcloudSiteError,
-    LockUnavailable,
     causes_field,
     exit_status_of,
 )
+from .filelock import FileLock
 from .log import configure_logging, get_logger
 from .timeutil import utcnow
 
@@ -107,47 +105,6 @@ def daemon_jobs(daemon: str, config: Config) -> List[Job]:
     """The jobs of a daemon package (``fedcloud_site.<daemon>.daemon.jobs``)."""
     module = importlib.import_module(f"fedcloud_site.{daemon}.daemon")
     return list(module.jobs(config))
-
-
-class DaemonLock:
-    """An exclusive ``flock`` on ``<state_dir>/<daemon>.lock``, released when the process ends."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: Optional[int] = None
-
-    def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise LockUnavailable(f"cannot create lock file {self.path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise AlreadyRunning(f"another instance is running: {self.path} is locked by process {holder}") \
-                from exc
-        try:  # the pid is informative only: a full disk must not stop the daemon here
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError:
-            pass
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> DaemonLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
 
 
 def run_daemon(daemon: str, args: Any, config: Config, once: bool) -> int:
@@ -336,6 +293,7 @@ class Runner:
             self.log.info("daemon stopped")
         return 0
 
-    def locked(self) -> DaemonLock:
-        return DaemonLock(lock_path(self.config, self.daemon))
+    def locked(self) -> FileLock:
+        """The lock that keeps a second instance of this daemon from running."""
+        return FileLock(lock_path(self.config, self.daemon))
 

@@ -156,7 +156,7 @@ def _convert(tp: Any, value: Any, key: str, ctx: _Ctx) -> Any:
         try:
             return parse_duration(value)
         except ValueError as exc:
-            raise ctx.error(key, str(exc)) from None
+            raise ctx.error(key, str(exc)) from exc
     if tp is bool:
         if not isinstance(value, bool):
             raise ctx.error(key, f"expected true or false, got {describe_value(value)}")
@@ -184,7 +184,7 @@ def _convert(tp: Any, value: Any, key: str, ctx: _Ctx) -> Any:
         try:
             path = Path(value).expanduser()
         except RuntimeError as exc:  # "~nosuchuser/..."
-            raise ctx.error(key, f"cannot expand {value!r}: {exc}") from None
+            raise ctx.error(key, f"cannot expand {value!r}: {exc}") from exc
         if not path.is_absolute():
             origin_file = ctx.file_of(key)
             base = Path(origin_file).resolve().parent if origin_file else Path.cwd()
@@ -213,7 +213,7 @@ def _build(cls: Type[T], data: Mapping[str, Any], prefix: str, ctx: _Ctx) -> T:
             try:
                 kwargs[target] = Secret(file_path.read_text(encoding="utf-8").strip())
             except OSError as exc:
-                raise ctx.error(path, f"cannot read secret file {file_path}: {exc.strerror}") from None
+                raise ctx.error(path, f"cannot read secret file {file_path}: {exc.strerror}") from exc
             continue
         if key not in fields:
             known = ", ".join(sorted(list(fields) + list(secret_files)))
@@ -226,13 +226,13 @@ def _build(cls: Type[T], data: Mapping[str, Any], prefix: str, ctx: _Ctx) -> T:
     try:
         instance = cls(**kwargs)
     except ValueError as exc:
-        raise ctx.error(prefix, str(exc)) from None
+        raise ctx.error(prefix, str(exc)) from exc
     validate = getattr(instance, "validate", None)
     if callable(validate):
         try:
             validate()
         except ValueError as exc:
-            raise ctx.error(prefix, str(exc)) from None
+            raise ctx.error(prefix, str(exc)) from exc
     return instance
 
 

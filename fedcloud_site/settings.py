@@ -40,4 +40,4 @@ class DaemonSettings:
             try:
                 CronTrigger.from_crontab(self.cron)
             except ValueError as exc:
-                raise ValueError(f"cron: {exc}") from None
+                raise ValueError(f"cron: {exc}") from exc

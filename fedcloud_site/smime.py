@@ -100,7 +100,7 @@ def sign(payload: bytes, cert: x509.Certificate, key: SigningKey) -> bytes:
             .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary])
         )
     except (ValueError, TypeError) as exc:
-        raise SmimeError(f"cannot sign message: {exc}") from None
+        raise SmimeError(f"cannot sign message: {exc}") from exc
     boundary = b"----" + os.urandom(16).hex().upper().encode("ascii")
     return b"".join((
         b"MIME-Version: 1.0\n"
@@ -146,7 +146,7 @@ def encrypt(signed: bytes, server_cert: x509.Certificate) -> bytes:
         # (43 and 44 always encrypt with AES-128-CBC, what apel/ssm uses too)
         der = builder.encrypt(serialization.Encoding.DER, [])
     except (ValueError, TypeError) as exc:
-        raise SmimeError(f"cannot encrypt message: {exc}") from None
+        raise SmimeError(f"cannot encrypt message: {exc}") from exc
     body = _base64_lines(der)
     headers = (
         b"MIME-Version: 1.0\n"
@@ -172,7 +172,7 @@ def decrypt(message: bytes, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> b
     try:
         return decrypt_smime(message, cert, key, [])
     except (ValueError, TypeError) as exc:
-        raise SmimeError(f"cannot decrypt message: {exc}") from None
+        raise SmimeError(f"cannot decrypt message: {exc}") from exc
 
 
 def verify(smime_bytes: bytes, *, text: bool = True, strip_headers: bool = True,
@@ -195,10 +195,10 @@ def verify(smime_bytes: bytes, *, text: bool = True, strip_headers: bool = True,
             proc = subprocess.run(
                 [OPENSSL, "smime", "-verify", "-noverify", "-signer", signer_file],
                 input=smime_bytes, capture_output=True, timeout=timeout, check=False)
-        except FileNotFoundError:
-            raise SmimeError(f"cannot verify signature: {OPENSSL} not found") from None
-        except subprocess.TimeoutExpired:
-            raise SmimeError(f"signature verification timed out after {timeout:g} s") from None
+        except FileNotFoundError as exc:
+            raise SmimeError(f"cannot verify signature: {OPENSSL} not found") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise SmimeError(f"signature verification timed out after {timeout:g} s") from exc
         if proc.returncode != 0:
             detail = _openssl_error(proc.stderr)
             raise SmimeError(f"signature verification failed: {detail}")
@@ -206,8 +206,8 @@ def verify(smime_bytes: bytes, *, text: bool = True, strip_headers: bool = True,
             with open(signer_file, "rb") as handle:
                 signer_pem = handle.read()
             signer = load_pem_certificates(signer_pem)[0]
-        except (OSError, ValueError, IndexError):
-            raise SmimeError("signature verified but openssl gave no signer certificate") from None
+        except (OSError, ValueError, IndexError) as exc:
+            raise SmimeError("signature verified but openssl gave no signer certificate") from exc
     content = proc.stdout
     if text:
         content = content.replace(b"\r\n", b"\n")
@@ -246,8 +246,8 @@ def strip_mime_headers(content: bytes) -> bytes:
     if encoding == b"base64":
         try:
             return base64.b64decode(body)
-        except (binascii.Error, ValueError):
-            raise SmimeError("signed content says base64 but is not valid base64") from None
+        except (binascii.Error, ValueError) as exc:
+            raise SmimeError("signed content says base64 but is not valid base64") from exc
     if encoding == b"quoted-printable":
         return quopri.decodestring(body)
     return body

@@ -31,8 +31,8 @@ def parse_time(value: Any) -> datetime:
             text = text[:-1] + "+00:00"
         try:
             parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"not an ISO 8601 time: {value!r}") from None
+        except ValueError as exc:
+            raise ValueError(f"not an ISO 8601 time: {value!r}") from exc
     else:
         raise ValueError(f"not a time: {value!r}")
     if parsed.tzinfo is None:
@@ -68,8 +68,8 @@ def parse_month(text: str) -> Tuple[int, int]:
     """``2026-01`` -> (2026, 1)."""
     try:
         year, month = (int(part) for part in text.split("-"))
-    except ValueError:
-        raise ValueError(f"expected a month as YYYY-MM, got {text!r}") from None
+    except ValueError as exc:
+        raise ValueError(f"expected a month as YYYY-MM, got {text!r}") from exc
     if not 1 <= month <= 12:
         raise ValueError(f"expected a month as YYYY-MM, got {text!r}")
     return year, month

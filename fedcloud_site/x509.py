@@ -62,7 +62,7 @@ def load_certificates(source: Union[PathLike, bytes]) -> List[x509.Certificate]:
     try:
         certs = load_pem_certificates(data)
     except ValueError as exc:
-        raise X509Error(f"{label}: no readable PEM certificate ({exc})") from None
+        raise X509Error(f"{label}: no readable PEM certificate ({exc})") from exc
     return certs
 
 
@@ -77,7 +77,7 @@ def load_private_key(source: Union[PathLike, bytes], password: Optional[bytes] =
     try:
         return serialization.load_pem_private_key(data, password=password)
     except (ValueError, TypeError) as exc:
-        raise X509Error(f"{label}: not a readable PEM private key ({exc})") from None
+        raise X509Error(f"{label}: not a readable PEM private key ({exc})") from exc
 
 
 def load_crl(source: Union[PathLike, bytes]) -> x509.CertificateRevocationList:
@@ -88,7 +88,7 @@ def load_crl(source: Union[PathLike, bytes]) -> x509.CertificateRevocationList:
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)
     except ValueError as exc:
-        raise X509Error(f"{label}: not a readable CRL ({exc})") from None
+        raise X509Error(f"{label}: not a readable CRL ({exc})") from exc
 
 
 def _read(source: Union[PathLike, bytes]) -> Tuple[bytes, str]:
@@ -98,7 +98,7 @@ def _read(source: Union[PathLike, bytes]) -> Tuple[bytes, str]:
     try:
         return path.read_bytes(), str(path)
     except OSError as exc:
-        raise X509Error(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise X509Error(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def key_matches_certificate(key: PrivateKeyTypes, cert: x509.Certificate) -> bool:
@@ -219,7 +219,7 @@ def slash_to_name(dn: str) -> x509.Name:
         try:
             result.append(x509.RelativeDistinguishedName([x509.NameAttribute(oid, value)]))
         except ValueError as exc:
-            raise X509Error(f"DN {dn!r}: {key}={value!r}: {exc}") from None
+            raise X509Error(f"DN {dn!r}: {key}={value!r}: {exc}") from exc
     return x509.Name(result)
 
 

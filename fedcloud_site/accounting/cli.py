@@ -26,7 +26,7 @@ def _month(text: str) -> datetime:
     try:
         year, month = parse_month(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     return datetime(year, month, 1, tzinfo=timezone.utc)
 
 

@@ -52,7 +52,7 @@ def open_sinks(settings: Any, dry_run: bool, stream: Optional[TextIO] = None) ->
             sinks[kind] = QueueSink(MessageQueue(path))
         except OSError as exc:
             raise QueueWriteError(f"{exc.filename or path}: cannot open the outgoing queue of {kind} records: "
-                                  f"{exc.strerror or exc}") from None
+                                  f"{exc.strerror or exc}") from exc
     return sinks
 
 
@@ -86,7 +86,7 @@ def run_extraction(config: Any, cloud: CloudBackend, now: datetime, log: Any, dr
     try:
         targets, errors = select_targets(config, cloud.list_projects(), only)
     except CloudError as exc:
-        raise JobIncomplete(f"cannot list projects: {exc}", finish()) from None
+        raise JobIncomplete(f"cannot list projects: {exc}", finish()) from exc
     for error in errors:
         log.error("project not accounted", error=error)
         problems.append(error)
@@ -205,7 +205,7 @@ def run_republish(config: Any, cloud: CloudBackend, start: datetime, end: dateti
     try:
         targets, errors = select_targets(config, cloud.list_projects(), only)
     except CloudError as exc:
-        raise JobIncomplete(f"cannot list projects: {exc}", summary) from None
+        raise JobIncomplete(f"cannot list projects: {exc}", summary) from exc
     for error in errors:
         log.error("project not republished", error=error)
         problems.append(error)

@@ -42,7 +42,6 @@ Bad data
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -367,7 +366,7 @@ class Extractor:
         if not run.instants:
             return run.result
         run.open()
-        with self.bad_records(run.bad):
+        with self.cloud.skipping_bad_records(run.bad):
             for vm in self.cloud.list_vms(target.project.id, active_since=start):
                 if self.stop():
                     raise Stopped(f"stopped while extracting project {target.project.id}")
@@ -426,7 +425,7 @@ class Extractor:
         since = min(run.start for run in runs.values())
         self.shared_listings += 1
         try:
-            with self.bad_records(self._unattributed):
+            with self.cloud.skipping_bad_records(self._unattributed):
                 for vm in self.cloud.list_vms(None, active_since=since):
                     if self.stop():
                         raise Stopped("stopped while extracting projects " + ", ".join(runs))
@@ -454,15 +453,6 @@ class Extractor:
         self.log.error("record skipped: bad cloud data (project unknown: the backend could not read the VM)",
                        error=str(error))
 
-    @contextlib.contextmanager
-    def bad_records(self, handler: Callable[[BadCloudData], None]) -> Iterator[None]:
-        """Within the block, records the backend cannot read go to ``handler`` and the listing goes on."""
-        previous = self.cloud.on_bad_record
-        self.cloud.on_bad_record = handler
-        try:
-            yield
-        finally:
-            self.cloud.on_bad_record = previous
 
 
 class ProjectRun:
@@ -517,7 +507,7 @@ class ProjectRun:
     def close(self) -> ProjectResult:
         """IP and storage records, then the last messages; the result once everything is in the sinks."""
         extractor, project = self.extractor, self.target.project
-        with extractor.bad_records(self.bad):
+        with extractor.cloud.skipping_bad_records(self.bad):
             if self.ips is not None:
                 for record in self.ips.records(extractor, self.target):
                     self.send([("ip", FORMATS["ip"].fragment(record))])

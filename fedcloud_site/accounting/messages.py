@@ -99,7 +99,7 @@ class QueueSink(MessageSink):
         try:
             self.names.append(self.queue.add(message))
         except OSError as exc:
-            raise QueueWriteError(f"{self.queue.path}: cannot add a message: {exc.strerror or exc}") from None
+            raise QueueWriteError(f"{self.queue.path}: cannot add a message: {exc.strerror or exc}") from exc
 
 
 class PrintSink(MessageSink):

@@ -142,4 +142,4 @@ class Settings(DaemonSettings):
         try:
             return parse_time(self.first_run_start)
         except ValueError as exc:
-            raise ValueError(f"first_run_start: {exc}") from None
+            raise ValueError(f"first_run_start: {exc}") from exc

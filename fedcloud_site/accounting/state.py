@@ -52,7 +52,7 @@ class StateStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StateError(f"{path}: cannot read accounting state: {exc.strerror}") from None
+            raise StateError(f"{path}: cannot read accounting state: {exc.strerror}") from exc
         try:
             data = json.loads(text)
             if not isinstance(data, dict):
@@ -66,7 +66,7 @@ class StateStore:
         except (ValueError, KeyError, TypeError) as exc:
             detail = f"missing {exc.args[0]}" if isinstance(exc, KeyError) else str(exc)
             raise StateError(f"{path}: invalid accounting state ({detail}); fix it, or delete it to extract "
-                             f"again from accounting.first_run_start") from None
+                             f"again from accounting.first_run_start") from exc
 
     def save(self, project_id: str, extracted_to: datetime, vo: Optional[str] = None,
              summary: Optional[Dict[str, Any]] = None) -> None:
@@ -78,4 +78,4 @@ class StateStore:
         try:
             atomic_write_text(self.path(project_id), json.dumps(data, indent=1, sort_keys=True) + "\n")
         except OSError as exc:
-            raise StateError(f"{self.path(project_id)}: cannot write accounting state: {exc.strerror}") from None
+            raise StateError(f"{self.path(project_id)}: cannot write accounting state: {exc.strerror}") from exc

@@ -10,6 +10,7 @@ explicit table in their module.
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 import threading
 from dataclasses import dataclass, field
@@ -480,6 +481,16 @@ class CloudBackend(abc.ABC):
         if self.on_bad_record is None:
             raise error
         self.on_bad_record(error)
+
+    @contextlib.contextmanager
+    def skipping_bad_records(self, handler: Callable[[BadCloudData], None]) -> Iterator[None]:
+        """Within the block, records this backend cannot read go to ``handler`` and listings go on."""
+        previous = self.on_bad_record
+        self.on_bad_record = handler
+        try:
+            yield
+        finally:
+            self.on_bad_record = previous
 
     def _checked(self, convert: Callable[..., T], *args: Any) -> Optional[T]:
         """``convert(*args)``, or None when it is bad data that ``on_bad_record`` takes (else it raises)."""

@@ -20,8 +20,8 @@ def decode_accelerator(specs: Mapping[str, str]) -> Optional[Accelerator]:
         kind, vendor, model, number = (str(v) for v in values)
         try:
             count = int(number)
-        except ValueError:
-            raise ValueError(f"extra spec Accelerator:Number must be an integer, got {number!r}") from None
+        except ValueError as exc:
+            raise ValueError(f"extra spec Accelerator:Number must be an integer, got {number!r}") from exc
         return Accelerator(type=kind, vendor=vendor, model=model, count=count)
     return None
 
@@ -34,8 +34,8 @@ def decode_benchmark(specs: Mapping[str, str]) -> Tuple[Optional[str], Optional[
         return None, None
     try:
         return str(kind), float(str(value))
-    except ValueError:
-        raise ValueError(f"extra spec {BENCHMARK_VALUE_KEY} must be a number, got {value!r}") from None
+    except ValueError as exc:
+        raise ValueError(f"extra spec {BENCHMARK_VALUE_KEY} must be a number, got {value!r}") from exc
 
 
 def decode_flavor_specs(specs: Mapping[str, str]) -> Tuple[Optional[Accelerator], Optional[str], Optional[float]]:

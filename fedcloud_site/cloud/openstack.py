@@ -314,7 +314,7 @@ class OpenStackBackend(CloudBackend):
                         auth["project_name"] = s.project_name
             return openstack.connection.Connection(auth=auth, **common)
         except Exception as exc:  # noqa: BLE001 - openstack.config raises many kinds for a bad clouds.yaml
-            raise CloudError(f"cannot set up the OpenStack connection: {exc}") from None
+            raise CloudError(f"cannot set up the OpenStack connection: {exc}") from exc
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -346,33 +346,33 @@ class OpenStackBackend(CloudBackend):
                     break
                 _ = response.content  # read the whole body now: a cut body fails here
                 break
-            except ksa.EndpointNotFound:
+            except ksa.EndpointNotFound as cause:
                 raise NotSupported(f"{what}: the cloud has no {service} service in region "
-                                   f"{self.settings.region or 'default'}") from None
+                                   f"{self.settings.region or 'default'}") from cause
             except ksa.Unauthorized as exc:
-                raise CloudAuthError(f"{what}: Keystone rejected the credentials: {exc}") from None
+                raise CloudAuthError(f"{what}: Keystone rejected the credentials: {exc}") from exc
             except ksa.Forbidden as exc:
-                raise CloudAuthError(f"{what}: forbidden: {exc}") from None
+                raise CloudAuthError(f"{what}: forbidden: {exc}") from exc
             except ksa.HttpError as exc:
                 if exc.http_status and exc.http_status >= 500:
-                    raise CloudUnavailable(f"{what}: Keystone answered {exc.http_status}: {exc}") from None
-                raise CloudAuthError(f"{what}: authentication failed: {exc}") from None
+                    raise CloudUnavailable(f"{what}: Keystone answered {exc.http_status}: {exc}") from exc
+                raise CloudAuthError(f"{what}: authentication failed: {exc}") from exc
             except (ksa.ConnectionError, ksa.DiscoveryFailure) as exc:
                 if attempt + 1 < attempts:
                     log.warning("openstack_retry", what=what, attempt=attempt + 1, error=str(exc)[:200])
                     time.sleep(float(self.settings.retry_delay))
                     continue
                 if isinstance(exc, ksa.UnknownConnectionError):  # e.g. a body cut short
-                    raise CloudUnavailable(f"{what}: broken answer from the cloud: {exc}") from None
-                raise CloudUnavailable(f"{what}: cannot reach the cloud: {exc}") from None
+                    raise CloudUnavailable(f"{what}: broken answer from the cloud: {exc}") from exc
+                raise CloudUnavailable(f"{what}: cannot reach the cloud: {exc}") from exc
             except ksa.ClientException as exc:
-                raise CloudError(f"{what}: {exc}") from None
+                raise CloudError(f"{what}: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - requests/urllib3 errors while reading a body
                 if attempt + 1 < attempts:
                     log.warning("openstack_retry", what=what, attempt=attempt + 1, error=str(exc)[:200])
                     time.sleep(float(self.settings.retry_delay))
                     continue
-                raise CloudUnavailable(f"{what}: broken answer from the cloud: {exc}") from None
+                raise CloudUnavailable(f"{what}: broken answer from the cloud: {exc}") from exc
         status = response.status_code
         if status in ok:
             return response
@@ -390,8 +390,8 @@ class OpenStackBackend(CloudBackend):
     def _json(self, response: Any, what: str) -> Any:
         try:
             return response.json()
-        except ValueError:
-            raise CloudUnavailable(f"{what}: the answer is not JSON (cut short?)") from None
+        except ValueError as exc:
+            raise CloudUnavailable(f"{what}: the answer is not JSON (cut short?)") from exc
 
     def _pages(self, service: str, path: str, params: Mapping[str, Any], key: str, what: str,
                headers: Optional[Mapping[str, str]] = None, microversion: Optional[str] = None,
@@ -453,11 +453,11 @@ class OpenStackBackend(CloudBackend):
             try:
                 data = self._conn.compute.get_endpoint_data()
             except ksa.Unauthorized as exc:
-                raise CloudAuthError(f"compute discovery: Keystone rejected the credentials: {exc}") from None
+                raise CloudAuthError(f"compute discovery: Keystone rejected the credentials: {exc}") from exc
             except (ksa.ConnectionError, ksa.DiscoveryFailure) as exc:
-                raise CloudUnavailable(f"compute discovery: cannot reach the cloud: {exc}") from None
+                raise CloudUnavailable(f"compute discovery: cannot reach the cloud: {exc}") from exc
             except ksa.ClientException as exc:
-                raise CloudError(f"compute discovery: {exc}") from None
+                raise CloudError(f"compute discovery: {exc}") from exc
             if data is None:
                 raise NotSupported("the cloud has no compute service")
             maximum = data.max_microversion
@@ -569,9 +569,9 @@ class OpenStackBackend(CloudBackend):
                           public=bool(raw.get("os-flavor-access:is_public", True)), extra_specs=str_specs,
                           accelerator=accelerator, benchmark_type=bench_type, benchmark_value=bench_value)
         except KeyError as exc:
-            raise BadCloudData(f"{where}: missing {exc.args[0]}") from None
+            raise BadCloudData(f"{where}: missing {exc.args[0]}") from exc
         except (TypeError, ValueError) as exc:
-            raise BadCloudData(f"{where}: {exc}") from None
+            raise BadCloudData(f"{where}: {exc}") from exc
 
     def _access_of(self, flavor: Flavor) -> Tuple[str, ...]:
         """Project ids of a private flavour's access list (``GET /flavors/{id}/os-flavor-access``)."""
@@ -701,14 +701,14 @@ class OpenStackBackend(CloudBackend):
                                    microversion=self._compute_microversion()):
                 yielded = True
                 yield raw
-        except CloudAuthError:
+        except CloudAuthError as exc:
             if yielded or "all_tenants" not in params:
                 raise
             own = self._own_project()
             wanted = params.get("project_id")
             if own is None or (wanted is not None and wanted != own):
                 raise CloudAuthError(f"{what}: these credentials may not list other projects' servers (needs the "
-                                     f"admin role or a system-scoped reader)") from None
+                                     f"admin role or a system-scoped reader)") from exc
             log.warning("openstack_own_project_only", project=own,
                         reason="credentials may not list all projects' servers")
             self._all_tenants = False
@@ -760,8 +760,8 @@ class OpenStackBackend(CloudBackend):
                 return None
             try:
                 return parse_time(value)
-            except ValueError:
-                raise BadCloudData(f"{where}: {key} is not a time: {value!r}") from None
+            except ValueError as exc:
+                raise BadCloudData(f"{where}: {key} is not a time: {value!r}") from exc
 
         status = str(raw.get("status") or "UNKNOWN").upper()
         state = NOVA_STATES.get(status, VMState.UNKNOWN)
@@ -792,7 +792,7 @@ class OpenStackBackend(CloudBackend):
                 ram = known.ram_mb if known else 0
                 disk = (known.disk_gb + known.ephemeral_gb) if known else 0
         except (KeyError, TypeError, ValueError) as exc:
-            raise BadCloudData(f"{where}: bad flavor {flavor_raw!r}: {exc}") from None
+            raise BadCloudData(f"{where}: bad flavor {flavor_raw!r}: {exc}") from exc
         image = raw.get("image")
         image_id = str(image["id"]) if isinstance(image, dict) and image.get("id") else None
         addresses: List[IPAddress] = []
@@ -800,8 +800,8 @@ class OpenStackBackend(CloudBackend):
             for entry in entries or []:
                 try:
                     address = ipaddress.ip_address(str(entry["addr"]))
-                except (KeyError, TypeError, ValueError):
-                    raise BadCloudData(f"{where}: bad address {entry!r} on network {network}") from None
+                except (KeyError, TypeError, ValueError) as cause:
+                    raise BadCloudData(f"{where}: bad address {entry!r} on network {network}") from cause
                 floating = entry.get("OS-EXT-IPS:type") == "floating"
                 public = floating or network in public_nets or address.is_global
                 addresses.append(IPAddress(address=str(address), version=address.version, floating=floating,
@@ -842,7 +842,7 @@ class OpenStackBackend(CloudBackend):
             address = ipaddress.ip_address(str(raw["floating_ip_address"]))
             created = parse_time(raw["created_at"]) if raw.get("created_at") else None
         except (KeyError, ValueError) as exc:
-            raise BadCloudData(f"{where}: {exc}") from None
+            raise BadCloudData(f"{where}: {exc}") from exc
         return FloatingIP(id=str(raw["id"]), address=str(address), version=address.version,
                           project_id=str(raw.get("project_id") or raw.get("tenant_id") or ""), user_id=None,
                           created_at=created, attached=raw.get("port_id") is not None)
@@ -883,9 +883,9 @@ class OpenStackBackend(CloudBackend):
                           user_id=raw.get("user_id"), size_gb=int(raw["size"]), status=status, created_at=created,
                           deleted_at=updated if status == "deleted" else None, updated_at=updated)
         except KeyError as exc:
-            raise BadCloudData(f"{where}: missing {exc.args[0]}") from None
+            raise BadCloudData(f"{where}: missing {exc.args[0]}") from exc
         except (TypeError, ValueError) as exc:
-            raise BadCloudData(f"{where}: {exc}") from None
+            raise BadCloudData(f"{where}: {exc}") from exc
 
     # -- images -------------------------------------------------------------------------------------------
     def _image(self, raw: Mapping[str, Any], members: Sequence[str] = ()) -> Image:
@@ -902,9 +902,9 @@ class OpenStackBackend(CloudBackend):
                 properties={str(k): str(v) for k, v in raw.items() if k not in IMAGE_CORE and v is not None},
                 members=members)
         except KeyError as exc:
-            raise BadCloudData(f"{where}: missing {exc.args[0]}") from None
+            raise BadCloudData(f"{where}: missing {exc.args[0]}") from exc
         except (TypeError, ValueError) as exc:
-            raise BadCloudData(f"{where}: {exc}") from None
+            raise BadCloudData(f"{where}: {exc}") from exc
 
     def _members(self, raw: Mapping[str, Any]) -> Sequence[str]:
         """A shared image's accepted members, read when first used (:class:`LazyMembers`)."""
@@ -1038,7 +1038,7 @@ class OpenStackBackend(CloudBackend):
         try:
             self._call("image", "DELETE", f"/images/{image_id}", f"delete image {image_id}", ok=(204,))
         except CloudAuthError as exc:
-            raise CloudError(f"image {image_id} cannot be deleted (protected or not ours): {exc}") from None
+            raise CloudError(f"image {image_id} cannot be deleted (protected or not ours): {exc}") from exc
 
     # -- users ------------------------------------------------------------------------------------------
     def _list_keystone_users(self) -> List[Dict[str, Any]]:

@@ -83,11 +83,11 @@ def _load_description(path: Optional[Path]) -> Dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise BadCloudData(f"{path}: cannot read static site description: {exc.strerror}") from None
+        raise BadCloudData(f"{path}: cannot read static site description: {exc.strerror}") from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise BadCloudData(f"{path}: invalid site description: {exc}") from None
+        raise BadCloudData(f"{path}: invalid site description: {exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -101,7 +101,7 @@ def _time(value: Any, where: str) -> Optional[datetime]:
     try:
         return parse_time(value)
     except ValueError as exc:
-        raise BadCloudData(f"{where}: {exc}") from None
+        raise BadCloudData(f"{where}: {exc}") from exc
 
 
 def _required_time(value: Any, where: str) -> datetime:
@@ -155,7 +155,7 @@ class StaticBackend(CloudBackend):
         try:
             state = json.loads(self.state_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise BadCloudData(f"{self.state_file}: unreadable static backend state: {exc}") from None
+            raise BadCloudData(f"{self.state_file}: unreadable static backend state: {exc}") from exc
         for key, value in empty.items():
             state.setdefault(key, value)
         return state  # type: ignore[no-any-return]
@@ -231,9 +231,9 @@ class StaticBackend(CloudBackend):
         where = f"{self.site_file}: vms[{i}] ({v.get('id', '?')})"
         try:
             state = VMState(str(v.get("status", "running")).lower())
-        except ValueError:
+        except ValueError as cause:
             raise BadCloudData(f"{where}: status {v.get('status')!r} is not one of "
-                               f"{', '.join(s.value for s in VMState)}") from None
+                               f"{', '.join(s.value for s in VMState)}") from cause
         for key in ("id", "project", "user", "created"):
             if key not in v:
                 raise BadCloudData(f"{where}: missing {key}")
@@ -265,7 +265,7 @@ class StaticBackend(CloudBackend):
                 benchmark_value=flavor.benchmark_value if flavor else None,
             )
         except (TypeError, ValueError) as exc:
-            raise BadCloudData(f"{where}: {exc}") from None
+            raise BadCloudData(f"{where}: {exc}") from exc
 
     def list_vms(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[VM]:
         self._count("vms")

@@ -30,7 +30,7 @@ def refresh(ctx: JobContext) -> Dict[str, Any]:
             status = read_status(settings.cache_dir)
         kept = status.get("last_success") or "never"
         raise JobIncomplete(f"cloud not readable, the cache rendered at {kept} stays published: {error}",
-                            {"cache_kept_from": kept}) from None
+                            {"cache_kept_from": kept}) from exc
     except Exception as exc:  # e.g. settings missing: recorded, so that `status` and the probe show it
         if not ctx.dry_run:
             note_failure(settings, f"{type(exc).__name__}: {exc}", now)
@@ -48,7 +48,7 @@ def refresh(ctx: JobContext) -> Dict[str, Any]:
             message_id = publish_json(settings, settings.json_path)
         except AmsError as exc:
             raise JobIncomplete(f"the cache is written, but publishing to AMS topic {settings.ams.topic} failed: "
-                                f"{exc}", {**summary, "ams_published": 0}) from None
+                                f"{exc}", {**summary, "ams_published": 0}) from exc
         summary.update(ams_published=1, ams_message_id=message_id)
     return summary
 

@@ -350,12 +350,11 @@ def build_model(config: Config, backend: CloudBackend, now: datetime, log: Any =
         raise ModelError("; ".join(missing))
     log = log or get_logger("cloudinfo")
     problems = _Problems(log)
-    previous_handler = backend.on_bad_record
-    backend.on_bad_record = lambda exc: problems.report("bad_record", f"left out: {exc}", level="error")
     try:
-        return _build(config, settings, backend, now, problems)
+        with backend.skipping_bad_records(
+                lambda exc: problems.report("bad_record", f"left out: {exc}", level="error")):
+            return _build(config, settings, backend, now, problems)
     finally:
-        backend.on_bad_record = previous_handler
         problems.summarise()
 
 
@@ -450,9 +449,9 @@ def _accelerator(flavor: Flavor) -> Optional[Accelerator]:
         return None
     try:
         count = int(number)
-    except ValueError:
+    except ValueError as exc:
         raise BadCloudData(f"flavour {flavor.id} ({flavor.name}): extra spec Accelerator:Number must be an "
-                           f"integer, got {number!r}") from None
+                           f"integer, got {number!r}") from exc
     if count <= 0:
         return None
     return Accelerator(id=f"{flavor.id}_gpu", name=f"{flavor.name}_gpu", type=specs.get("Accelerator:Type") or "GPU",

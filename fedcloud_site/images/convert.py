@@ -78,7 +78,7 @@ def extract_ova(path: Path, target: Path) -> Path:
             os.replace(tmp, target)
             return target
     except (tarfile.TarError, OSError) as exc:
-        raise ConvertError(f"cannot unpack OVA {path.name}: {exc}") from None
+        raise ConvertError(f"cannot unpack OVA {path.name}: {exc}") from exc
 
 
 def virtual_size(path: Path, fmt: str, qemu_img: str = "qemu-img", timeout: float = 120) -> Optional[int]:
@@ -100,11 +100,11 @@ def convert(source: Path, source_format: str, target: Path, target_format: str, 
     command = [qemu_img, "convert", "-q", "-f", source_format, "-O", target_format, str(source), str(tmp)]
     try:
         result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise ConvertError(f"{qemu_img} not found (install qemu-utils or set images.convert: false)") from None
-    except subprocess.TimeoutExpired:
+    except FileNotFoundError as exc:
+        raise ConvertError(f"{qemu_img} not found (install qemu-utils or set images.convert: false)") from exc
+    except subprocess.TimeoutExpired as exc:
         tmp.unlink(missing_ok=True)
-        raise ConvertError(f"qemu-img convert {source_format} -> {target_format} timed out") from None
+        raise ConvertError(f"qemu-img convert {source_format} -> {target_format} timed out") from exc
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
         detail = result.stderr.decode("utf-8", "replace").strip().splitlines()

@@ -128,7 +128,7 @@ class _Writer(_Stage):
         try:
             self.handle.write(chunk)
         except OSError as exc:
-            raise _WriteFailed(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise _WriteFailed(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
 
 def _hash_existing(handle: BinaryIO, hasher: _Hasher, length: int) -> None:
@@ -165,7 +165,7 @@ def download(url: str, dest: Path, size: int, sha512: str, session: requests.Ses
             handle.flush()
             actual = transfer.hasher.hexdigest()
         except _WriteFailed as exc:
-            raise DownloadError(str(exc), partial_kept=True) from None
+            raise DownloadError(str(exc), partial_kept=True) from exc
         finally:
             transfer.close()
     if actual != sha512.lower():

@@ -96,7 +96,7 @@ def fetch_list(session: requests.Session, url: str, max_bytes: int, timeout: flo
             return ListResponse(False, bytes(body), response.headers.get("ETag"),
                                 response.headers.get("Last-Modified"))
     except requests.RequestException as exc:
-        raise FetchError(f"GET {url}: {type(exc).__name__}: {exc}") from None
+        raise FetchError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
 
 
 def local_path(url: str) -> Path:
@@ -122,4 +122,4 @@ def _fetch_file(url: str, max_bytes: int, etag: Optional[str], last_modified: Op
             raise FetchError(f"{path}: list is {stat.st_size} bytes, more than max_list_size ({max_bytes})")
         return ListResponse(False, path.read_bytes(), tag, modified)
     except OSError as exc:
-        raise FetchError(f"{path}: cannot read list: {exc.strerror or exc}") from None
+        raise FetchError(f"{path}: cannot read list: {exc.strerror or exc}") from exc

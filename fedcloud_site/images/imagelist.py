@@ -124,8 +124,8 @@ def _time(data: Mapping[str, Any], key: str, where: str, required: bool) -> Opti
         return None
     try:
         return parse_time(text)
-    except ValueError:
-        raise ImageListError(f"{where}: {key} is not an ISO 8601 time: {text!r}") from None
+    except ValueError as exc:
+        raise ImageListError(f"{where}: {key} is not an ISO 8601 time: {text!r}") from exc
 
 
 def _int(data: Mapping[str, Any], key: str, where: str, required: bool) -> int:
@@ -178,9 +178,9 @@ def parse_image_list(data: bytes) -> ImageList:
     try:
         document = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except UnicodeDecodeError as exc:
-        raise ImageListError(f"list is not UTF-8 text (byte {exc.start})") from None
+        raise ImageListError(f"list is not UTF-8 text (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
-        raise ImageListError(f"list is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ImageListError(f"list is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     if not isinstance(document, dict) or set(document) != {"hv:imagelist"} or not isinstance(
             document["hv:imagelist"], dict):
         raise ImageListError("expected one top-level object {\"hv:imagelist\": {...}}")

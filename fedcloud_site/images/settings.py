@@ -63,7 +63,7 @@ class ImageFilter:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"titles: bad regular expression {pattern!r}: {exc}") from None
+                raise ValueError(f"titles: bad regular expression {pattern!r}: {exc}") from exc
 
 
 @dataclass
@@ -202,7 +202,7 @@ class Settings(DaemonSettings):
             try:
                 parse_size(getattr(self, key))
             except ValueError as exc:
-                raise ValueError(f"{key}: {exc}") from None
+                raise ValueError(f"{key}: {exc}") from exc
         if self.max_parallel_downloads < 1:
             raise ValueError("max_parallel_downloads: must be at least 1")
         bad = [f for f in self.formats if f not in DISK_FORMATS]

@@ -47,13 +47,13 @@ def verify_list(signed: bytes, subscription: Subscription, capath: Path, now: da
     try:
         message = smime.verify(signed)
     except smime.SmimeError as exc:
-        raise ListRejected("signature", str(exc)) from None
+        raise ListRejected("signature", str(exc)) from exc
     signer = message.signer
     try:
         verify_chain(signer, capath, untrusted=[c for c in message.certificates if c != signer], now=now,
                      allow_stale_crls=allow_stale_crls)
     except X509Error as exc:
-        raise ListRejected("certificate", str(exc)) from None
+        raise ListRejected("certificate", str(exc)) from exc
     signer_subject, signer_issuer = subject_dn(signer), issuer_dn(signer)
     if not dn_equal(signer_subject, subscription.endorser_dn):
         raise ListRejected("endorser", f"signed by {signer_subject}, but the subscription trusts only "
@@ -64,7 +64,7 @@ def verify_list(signed: bytes, subscription: Subscription, capath: Path, now: da
     try:
         image_list = parse_image_list(message.content)
     except ImageListError as exc:
-        raise ListRejected("content", str(exc)) from None
+        raise ListRejected("content", str(exc)) from exc
     if not dn_equal(image_list.endorser.dn, signer_subject):
         raise ListRejected("endorser", f"list names endorser hv:dn {image_list.endorser.dn} but was signed by "
                                        f"{signer_subject}")

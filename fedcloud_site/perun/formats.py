@@ -50,7 +50,7 @@ def read_snapshot(path: Path) -> Snapshot:
         data = path.read_bytes()
         mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
     except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from exc
     return parse_snapshot(data, str(path), mtime)
 
 
@@ -61,7 +61,7 @@ def parse_snapshot(data: bytes, source: str, mtime: Optional[datetime] = None) -
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise BadInput(f"{source}: line {line}: not UTF-8 text") from None
+        raise BadInput(f"{source}: line {line}: not UTF-8 text") from exc
     stripped = text.lstrip("\ufeff \t\r\n")
     if not stripped:
         raise BadInput(f"{source}: empty input (no users at all): refusing to act on it")
@@ -78,7 +78,7 @@ def _parse_json(text: str, source: str, digest: str, mtime: Optional[datetime]) 
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadInput(f"{source}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
+        raise BadInput(f"{source}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from exc
     if not isinstance(doc, dict):
         raise BadInput(f"{source}: expected a JSON object at the top level")
     version = doc.get("version")
@@ -112,7 +112,7 @@ def _time(value: Any, where: str) -> datetime:
     try:
         return parse_time(value)
     except ValueError as exc:
-        raise BadInput(f"{where}: {exc}") from None
+        raise BadInput(f"{where}: {exc}") from exc
 
 
 def _json_user(raw: Any, where: str, covered: FrozenSet[str]) -> PerunUser:
@@ -149,8 +149,8 @@ def _json_membership(raw: Any, where: str, covered: FrozenSet[str]) -> Membershi
     status_raw = raw.get("status")
     try:
         status = MemberStatus(str(status_raw).upper())
-    except ValueError:
-        raise BadInput(f"{where}.status: {status_raw!r} is not one of {_STATUSES}") from None
+    except ValueError as exc:
+        raise BadInput(f"{where}.status: {status_raw!r} is not one of {_STATUSES}") from exc
     return Membership(vo=vo, status=status, group=_opt_str(raw.get("group"), f"{where}.group"),
                       roles=_str_list(raw.get("roles"), f"{where}.roles"))
 
@@ -178,7 +178,7 @@ def _dns(values: Tuple[str, ...], where: str) -> Tuple[str, ...]:
         try:
             canonical = normalize_dn(dn)
         except X509Error as exc:
-            raise BadInput(f"{where}[{i}]: {exc}") from None
+            raise BadInput(f"{where}[{i}]: {exc}") from exc
         if canonical not in result:
             result.append(canonical)
     return tuple(result)

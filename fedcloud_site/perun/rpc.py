@@ -77,9 +77,9 @@ class PerunRPC:
         try:
             response = self.session.post(url, json=params, timeout=(min(timeout, 15.0), timeout), verify=self.verify)
         except requests.exceptions.SSLError as exc:
-            raise SourceUnavailable(f"Perun RPC {url}: TLS failure: {_short(exc)}") from None
+            raise SourceUnavailable(f"Perun RPC {url}: TLS failure: {_short(exc)}") from exc
         except requests.RequestException as exc:
-            raise SourceUnavailable(f"Perun RPC {url}: unreachable: {_short(exc)}") from None
+            raise SourceUnavailable(f"Perun RPC {url}: unreachable: {_short(exc)}") from exc
         if response.status_code in (401, 403):
             raise PerunRPCError(f"Perun RPC {url}: HTTP {response.status_code}: credentials rejected "
                                 f"(perun.rpc auth {self.settings.auth_path})")
@@ -91,8 +91,8 @@ class PerunRPC:
                                 f"{error or ''}")
         try:
             return response.json()
-        except ValueError:
-            raise SourceUnavailable(f"Perun RPC {url}: answer is not JSON (truncated?)") from None
+        except ValueError as cause:
+            raise SourceUnavailable(f"Perun RPC {url}: answer is not JSON (truncated?)") from cause
 
     # -- membership --------------------------------------------------------------------------------------
     def attribute_names(self) -> List[str]:
@@ -177,7 +177,7 @@ class _Person:
             try:
                 dn = normalize_dn(str(value))
             except X509Error as exc:
-                raise BadInput(f"{label}: {DNS_ATTRIBUTE}: {exc}") from None
+                raise BadInput(f"{label}: {DNS_ATTRIBUTE}: {exc}") from exc
             if dn not in dns:
                 dns.append(dn)
         self.dns = tuple(dns)
@@ -210,8 +210,8 @@ def _attributes(member: Mapping[str, Any], label: str) -> Dict[str, Any]:
 def _status(value: Any, where: str) -> MemberStatus:
     try:
         return MemberStatus(str(value).upper())
-    except ValueError:
-        raise BadInput(f"{where}: {value!r} is not a Perun member status") from None
+    except ValueError as exc:
+        raise BadInput(f"{where}: {value!r} is not a Perun member status") from exc
 
 
 def _perun_error(response: requests.Response) -> Optional[str]:

@@ -113,7 +113,7 @@ class Settings(DaemonSettings):
         try:
             fields = {name for _, name, _, _ in string.Formatter().parse(self.user_name) if name is not None}
         except ValueError as exc:
-            raise ValueError(f"user_name: {exc}") from None
+            raise ValueError(f"user_name: {exc}") from exc
         unknown = fields - set(NAME_FIELDS)
         if unknown or "id" not in fields:
             raise ValueError(f"user_name: {self.user_name!r} must use {{id}} and may use {{vo}} "

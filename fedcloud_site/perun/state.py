@@ -58,7 +58,7 @@ class SyncState:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise StateError(f"{self.path}: unreadable state ({exc}); move it aside to start afresh") from None
+            raise StateError(f"{self.path}: unreadable state ({exc}); move it aside to start afresh") from exc
         if not isinstance(data, dict):
             raise StateError(f"{self.path}: unreadable state (not an object); move it aside to start afresh")
         for key, value in empty.items():
@@ -155,7 +155,7 @@ class Journal:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
             actions = [action_from_json(a) for a in doc["actions"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StateError(f"{self.path}: unreadable journal ({exc}); move it aside to start afresh") from None
+            raise StateError(f"{self.path}: unreadable journal ({exc}); move it aside to start afresh") from exc
         phases: Dict[int, str] = {}
         if self.progress_path.exists():
             for line in self.progress_path.read_text(encoding="utf-8").splitlines():

@@ -13,9 +13,8 @@ Order of a run (under ``<state_dir>/sync.lock``):
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, TextIO, Tuple
 
 from ..cloud.base import CloudBackend, Quota, User, VMState
-from ..errors import JobIncomplete, JobRefused
+from ..errors import AlreadyRunning, JobIncomplete, JobRefused
+from ..filelock import FileLock
 from ..runner import IDLE
 from ..timeutil import iso_utc, parse_time, utcnow
 from .apply import Applier, commit
@@ -50,29 +50,18 @@ class _NotDue(Exception):
     """In the daemon: no new file and the periodic full sync is not due yet."""
 
 
-class _SyncLock:
+@contextlib.contextmanager
+def _sync_lock(path: Path) -> Iterator[None]:
     """``flock`` on ``<state_dir>/sync.lock``: one sync at a time, whatever started it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: Optional[int] = None
-
-    def __enter__(self) -> _SyncLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise JobIncomplete(f"another Perun sync holds {self.path}") from None
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+    lock = FileLock(path, mode=0o600)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        raise JobIncomplete(f"another Perun sync holds {path}") from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class _VMCounter:
@@ -136,7 +125,7 @@ class Synchroniser:
     def run(self) -> Dict[str, Any]:
         """One sync; returns the run summary, raises JobRefused / JobIncomplete / errors."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with _SyncLock(self.state_dir / "sync.lock"):
+        with _sync_lock(self.state_dir / "sync.lock"):
             state = SyncState(self.state_dir)
             try:
                 summary = self._run(state)
@@ -201,7 +190,7 @@ class Synchroniser:
             plan = planner.plan(snapshot, covered, users, now, state.disabled_since, state.adoptable, vms.of_user,
                                 state.data.get("quotas") or {})
         except PlanError as exc:
-            raise JobRefused(f"{snapshot.source}: {exc}") from None
+            raise JobRefused(f"{snapshot.source}: {exc}") from exc
         refusals = self._checks(snapshot, covered, targets, users, plan, state)
         summary.update(plan.counts, pending_deletions=len(plan.pending), conflicts=len(plan.conflicts),
                        managed=plan.managed, unchanged=plan.unchanged)
@@ -241,7 +230,7 @@ class Synchroniser:
             try:
                 snapshot = client.fetch(self.settings.vos)
             except BadInput as exc:
-                raise JobRefused(str(exc)) from None
+                raise JobRefused(str(exc)) from exc
             finally:
                 client.close()
             return _Input(snapshot)
@@ -284,7 +273,7 @@ class Synchroniser:
         try:
             return read_snapshot(path)
         except BadInput as exc:
-            raise JobRefused(str(exc)) from None
+            raise JobRefused(str(exc)) from exc
 
     def _due(self, state: SyncState, waiting: Optional[Path]) -> bool:
         """In the daemon: a full sync when a new file arrived or ``interval`` passed since the last run."""

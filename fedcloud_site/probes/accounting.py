@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
+from ..queue import MessageQueue, count_rejected, reject_dir_of
 from ..timeutil import utcnow
 from .cli import duration
 from .report import Report
@@ -55,13 +56,6 @@ def _project_states(state_dir: Path) -> Tuple[List[Any], List[str]]:
     return states, problems
 
 
-def _rejected(queue_dir: Path, reject_dir: Optional[Path]) -> int:
-    directory = reject_dir or queue_dir.with_name(queue_dir.name + ".reject")
-    if not directory.is_dir():
-        return 0
-    return sum(1 for p in directory.rglob("*") if p.is_file() and not p.name.endswith(".reason"))
-
-
 def run(args: argparse.Namespace, config: Any, report: Report) -> None:
     settings = config.accounting
     interval = float(settings.interval)
@@ -101,8 +95,6 @@ def _check_queue(report: Report, label: str, queue_dir: Path, reject_dir: Option
         report.ok(f"{label} {queue_dir} not created yet (nothing queued)")
         report.perf(f"{label}_messages", 0, minimum=0)
     else:
-        from ..queue import MessageQueue
-
         stats = MessageQueue(queue_dir).stats()
         report.perf(f"{label}_messages", stats.count, minimum=0)
         report.perf(f"{label}_bytes", stats.bytes, "B", minimum=0)
@@ -113,10 +105,10 @@ def _check_queue(report: Report, label: str, queue_dir: Path, reject_dir: Option
                              args.queue_warning, args.queue_critical)
             report.perf(f"{label}_oldest_age", round(stats.oldest_age), "s", args.queue_warning,
                         args.queue_critical, 0)
-    rejected = _rejected(queue_dir, reject_dir)
+    where = reject_dir_of(queue_dir, reject_dir)
+    rejected = count_rejected(where)
     report.perf(f"{label}_rejected", rejected, minimum=0)
     if rejected:
-        where = reject_dir or queue_dir.with_name(queue_dir.name + ".reject")
         report.warning(f"{rejected} rejected message(s) in {where} (see the .reason files; fix and "
                        f"re-queue or republish)")
 

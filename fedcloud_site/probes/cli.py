@@ -32,7 +32,7 @@ def duration(text: str) -> float:
     try:
         return float(parse_duration(text))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 class ProbeTimeout(Exception):

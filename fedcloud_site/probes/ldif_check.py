@@ -77,8 +77,8 @@ def records(stream: BinaryIO) -> Iterator[Tuple[int, List[Tuple[str, bytes]]]]:
         if kind == b"::":
             try:
                 decoded = base64.b64decode(value.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                raise LdifSyntaxError(f"line {number}: {name}: invalid base64 value") from None
+            except (binascii.Error, ValueError) as exc:
+                raise LdifSyntaxError(f"line {number}: {name}: invalid base64 value") from exc
         else:
             decoded = value[1:] if value.startswith(b" ") else value
         if not current:

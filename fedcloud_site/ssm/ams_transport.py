@@ -42,14 +42,14 @@ class AmsTransport:
         try:
             self.client.authenticate()
         except AmsError as exc:
-            raise TransportError(str(exc)) from None
+            raise TransportError(str(exc)) from exc
 
     def send(self, msgid: str, body: bytes) -> None:
         message = AmsMessage(body, {"empaid": msgid})
         try:
             self.client.check_size(message)
         except MessageTooLarge as exc:
-            raise MessageRejected(msgid, str(exc)) from None
+            raise MessageRejected(msgid, str(exc)) from exc
         size = self.client.encoded_size(message)
         if self._buffer and self._buffered_bytes + size + 64 > self.client.max_request_bytes:
             self._publish()
@@ -71,7 +71,7 @@ class AmsTransport:
                 continue
             except AmsError as exc:
                 self._take(len(exc.published))
-                raise TransportError(str(exc)) from None
+                raise TransportError(str(exc)) from exc
             self._take(len(published))
             self.log.debug("published to AMS", topic=self.topic, messages=len(ids), first_id=published[0])
         self._buffered_bytes = 0

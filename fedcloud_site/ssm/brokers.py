@@ -86,7 +86,7 @@ def discover(bdii: str, network: str, use_ssl: bool = True, timeout: float = 30.
     try:
         conn = _connection(bdii, timeout)
     except (LDAPException, OSError) as exc:
-        raise DiscoveryError(f"BDII {bdii}: {exc}") from None
+        raise DiscoveryError(f"BDII {bdii}: {exc}") from exc
     try:
         conn.search(base, f"(&(objectClass=GLUE2Service)(GLUE2ServiceType={kind}))",
                     attributes=["GLUE2ServiceID", "GLUE2EntityOtherInfo"])
@@ -100,7 +100,7 @@ def discover(bdii: str, network: str, use_ssl: bool = True, timeout: float = 30.
         conn.search(base, f"(&(objectClass=GLUE2Endpoint)(|{''.join(clauses)}))", attributes=_ENDPOINT_ATTRS)
         endpoints = [entry for entry in conn.response or [] if entry.get("type") == "searchResEntry"]
     except (LDAPException, OSError) as exc:
-        raise DiscoveryError(f"BDII {bdii}: search failed: {exc}") from None
+        raise DiscoveryError(f"BDII {bdii}: search failed: {exc}") from exc
     finally:
         try:
             conn.unbind()

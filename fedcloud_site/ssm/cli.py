@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ConfigError
-from ..queue import MessageQueue
+from ..queue import MessageQueue, count_rejected
 
 
 def add_commands(actions: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -30,9 +30,8 @@ def _one_queue(queue: Any, last_run: Optional[Dict[str, Any]]) -> Dict[str, Any]
                       locked=sum(1 for _ in queue_dir.glob("*/*.lck")))
     else:
         result.update(messages=0, bytes=0, oldest_age_s=None, locked=0)
-    reject = Path(queue.reject_path)
-    result["rejected"] = sum(1 for p in reject.glob("*") if not p.name.endswith(".reason")) if reject.is_dir() else 0
-    result["reject_dir"] = str(reject)
+    result["rejected"] = count_rejected(queue.reject_path)
+    result["reject_dir"] = str(queue.reject_path)
     runs = (last_run or {}).get("queues")
     result["last_run"] = runs.get(queue.label) if isinstance(runs, dict) else None
     return result

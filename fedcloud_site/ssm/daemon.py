@@ -50,7 +50,7 @@ def open_queue(queue: QueueSettings) -> MessageQueue:
     try:
         return MessageQueue(queue.queue_dir)
     except OSError as exc:
-        raise TransportError(f"{queue.queue_dir}: cannot open the outgoing queue: {exc.strerror or exc}") from None
+        raise TransportError(f"{queue.queue_dir}: cannot open the outgoing queue: {exc.strerror or exc}") from exc
 
 
 class TransportFactory:
@@ -74,7 +74,7 @@ class TransportFactory:
             brokers = resolve_brokers(settings, state_dir(settings), self.log)
         except DiscoveryError as exc:
             self._error = str(exc)
-            raise TransportError(str(exc)) from None
+            raise TransportError(str(exc)) from exc
         if settings.use_ssl:
             bundle = state_dir(settings) / "broker-ca.pem"
             atomic_write_text(bundle, ca_bundle(settings.capath).decode("ascii"))
@@ -185,7 +185,7 @@ def send_job(ctx: JobContext) -> Dict[str, Any]:
         signer = load_signer(settings.certificate, settings.key, settings.capath, settings.server_cert,
                              float(settings.min_cert_lifetime))
     except CredentialError as exc:
-        raise CredentialError(f"ssm cannot sign: {exc}") from None
+        raise CredentialError(f"ssm cannot sign: {exc}") from exc
     for warning in signer.warnings or []:
         log.warning("host certificate problem", problem=warning)
     if ctx.dry_run:

@@ -102,14 +102,14 @@ class PeerVerifier:
         try:
             chain = peer_chain(sock)
         except (ValueError, OSError) as exc:
-            raise BrokerCertificateError(f"cannot read the broker's certificate: {exc}") from None
+            raise BrokerCertificateError(f"cannot read the broker's certificate: {exc}") from exc
         if not chain:
             raise BrokerCertificateError("the broker presented no certificate")
         check_hostname(chain[0], host)
         try:
             trust_store(self.capath).verify(chain[0], chain[1:])
         except X509Error as exc:
-            raise BrokerCertificateError(str(exc)) from None
+            raise BrokerCertificateError(str(exc)) from exc
 
 
 __all__ = ["BrokerCertificateError", "PeerVerifier", "check_hostname", "peer_chain"]

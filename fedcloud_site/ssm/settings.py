@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from ..accounting.settings import JSON_RECORD_TYPES
+from ..queue import reject_dir_of
 from ..schema import Duration, Secret
 from ..settings import DaemonSettings
 
@@ -109,7 +110,7 @@ class QueueSettings:
 
     @property
     def reject_path(self) -> Path:
-        return self.reject_dir or self.queue_dir.with_name(self.queue_dir.name + ".reject")
+        return reject_dir_of(self.queue_dir, self.reject_dir)
 
 
 @dataclass
@@ -158,7 +159,7 @@ class Settings(DaemonSettings):
             try:
                 parse_broker(broker)
             except ValueError as exc:
-                raise ValueError(f"brokers[{index}]: {exc}") from None
+                raise ValueError(f"brokers[{index}]: {exc}") from exc
         for key in ("destination", "storage_destination"):
             value = getattr(self, key)
             if value is not None and not value.strip():
@@ -237,4 +238,4 @@ class Settings(DaemonSettings):
     def reject_path(self) -> Path:
         """The reject directory of the first queue."""
         assert self.queue_dir is not None
-        return self.reject_dir or self.queue_dir.with_name(self.queue_dir.name + ".reject")
+        return reject_dir_of(self.queue_dir, self.reject_dir)

@@ -52,13 +52,13 @@ def load_signer(certificate: Path, key: Path, capath: Optional[Path] = None, ser
     try:
         cert, private_key = load_key_pair(certificate, key)
     except X509Error as exc:
-        raise CredentialError(str(exc)) from None
+        raise CredentialError(str(exc)) from exc
     if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise CredentialError(f"{key}: S/MIME signing needs an RSA or EC key")
     try:
         check_validity(cert, margin=timedelta(seconds=min_lifetime), label=f"{certificate} ({subject_dn(cert)})")
     except X509Error as exc:
-        raise CredentialError(str(exc)) from None
+        raise CredentialError(str(exc)) from exc
     warnings: List[str] = []
     if capath is not None and capath.is_dir():
         try:
@@ -81,7 +81,7 @@ def load_server_cert(path: Path, host_cert: cx509.Certificate, capath: Optional[
         server = load_certificate(path)
         check_validity(server, label=f"{path} ({subject_dn(server)})")
     except X509Error as exc:
-        raise CredentialError(f"server_cert: {exc}") from None
+        raise CredentialError(f"server_cert: {exc}") from exc
     if server.fingerprint(_SHA256) == host_cert.fingerprint(_SHA256):
         raise CredentialError(f"server_cert: {path} is the host certificate itself; it must be the receiver's")
     if not isinstance(server.public_key(), rsa.RSAPublicKey):
@@ -90,7 +90,7 @@ def load_server_cert(path: Path, host_cert: cx509.Certificate, capath: Optional[
         try:
             verify_chain(server, capath)
         except X509Error as exc:
-            raise CredentialError(f"server_cert: {path}: {exc}") from None
+            raise CredentialError(f"server_cert: {path}: {exc}") from exc
     return server
 
 
@@ -99,7 +99,7 @@ def ca_bundle(capath: Path) -> bytes:
     try:
         store = trust_store(capath)
     except X509Error as exc:
-        raise CredentialError(f"capath: {exc}") from None
+        raise CredentialError(f"capath: {exc}") from exc
     return b"".join(ca.public_bytes(serialization.Encoding.PEM) for ca in store.cas)
 
 

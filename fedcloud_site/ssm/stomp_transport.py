@@ -167,8 +167,8 @@ class StompTransport:
         except Exception as exc:  # noqa: BLE001 - stomp.py reports TLS and socket problems in many ways
             self._drop_connection()
             if self._peer_problem is not None:
-                raise TransportError(f"TLS: broker certificate rejected: {self._peer_problem}") from None
-            raise TransportError(self._diagnose(broker, exc)) from None
+                raise TransportError(f"TLS: broker certificate rejected: {self._peer_problem}") from exc
+            raise TransportError(self._diagnose(broker, exc)) from exc
         deadline = time.monotonic() + self.connect_timeout
         with self._cond:
             while not self._connected and self._lost is None and time.monotonic() < deadline:
@@ -320,7 +320,7 @@ class StompTransport:
         try:
             conn.send(self.destination, body, headers=headers, receipt=msgid)
         except Exception as exc:  # noqa: BLE001 - stomp.py surfaces socket state as various exceptions
-            raise TransportError(f"sending failed: {_describe(exc)}") from None
+            raise TransportError(f"sending failed: {_describe(exc)}") from exc
 
     def _problem(self) -> Optional[str]:
         """Why the current connection cannot be used any more (call with the condition held), or None."""

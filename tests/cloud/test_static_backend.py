@@ -95,6 +95,20 @@ def test_bad_vm_record_names_the_vm(tmp_path):
         list(backend.list_vms())
 
 
+def test_while_skipping_bad_records_a_bad_vm_goes_to_the_handler_and_afterwards_fails_again(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("vms:\n  - {id: vm-7, project: p, user: u, created: yesterday}\n"
+                    "  - {id: vm-9, project: p, user: u, created: 2026-01-01T00:00:00Z}\n")
+    backend = StaticBackend(StaticSettings(site_file=site))
+    skipped = []
+    with backend.skipping_bad_records(skipped.append):
+        assert [vm.id for vm in backend.list_vms()] == ["vm-9"]
+    assert len(skipped) == 1 and "vm-7" in str(skipped[0])
+    assert backend.on_bad_record is None
+    with pytest.raises(BadCloudData, match="vm-7"):
+        list(backend.list_vms())
+
+
 def test_unknown_vm_status_is_an_error(tmp_path):
     site = tmp_path / "site.yaml"
     site.write_text("vms:\n  - {id: vm-8, project: p, user: u, created: 2026-01-01T00:00:00Z, status: zombie}\n")

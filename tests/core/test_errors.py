@@ -26,7 +26,8 @@ from fedcloud_site.errors import (
     cause_chain,
     describe,
 )
-from fedcloud_site.runner import DaemonLock, Job, Runner
+from fedcloud_site.filelock import FileLock
+from fedcloud_site.runner import Job, Runner
 
 README = Path(__file__).resolve().parents[2] / "README.rst"
 MINIMAL = "site: {name: TEST-SITE}\n"
@@ -135,7 +136,7 @@ def test_an_unusable_command_line_exits_2(write_config, tmp_path, capsys):
 def test_a_held_lock_exits_3(write_config, tmp_path, capsys):
     state = tmp_path / "state"
     path = write_config(MINIMAL + f"accounting: {{state_dir: {state}}}\n")
-    with DaemonLock(state / "accounting.lock"):
+    with FileLock(state / "accounting.lock"):
         assert main(["--config", str(path), "accounting", "once"]) == 3
     assert "another instance is running" in capsys.readouterr().err
 

@@ -17,7 +17,8 @@ import pytest
 
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import AlreadyRunning, FedcloudSiteError, JobIncomplete, JobRefused
-from fedcloud_site.runner import DaemonLock, Job, Runner
+from fedcloud_site.filelock import FileLock
+from fedcloud_site.runner import Job, Runner
 
 MINIMAL = "site: {name: TEST-SITE}\n"
 
@@ -97,27 +98,27 @@ def test_overlapping_runs_of_one_job_are_skipped(config):
 
 def test_lock_prevents_a_second_instance(tmp_path):
     path = tmp_path / "daemon.lock"
-    with DaemonLock(path):
+    with FileLock(path):
         probe = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(f"""
                 from pathlib import Path
                 from fedcloud_site.errors import AlreadyRunning
-                from fedcloud_site.runner import DaemonLock
+                from fedcloud_site.filelock import FileLock
                 try:
-                    DaemonLock(Path({str(path)!r})).acquire()
+                    FileLock(Path({str(path)!r})).acquire()
                 except AlreadyRunning as exc:
                     print("locked:", exc)
             """)], capture_output=True, text=True, timeout=30)
         assert f"locked: another instance is running: {path} is locked by process {os.getpid()}" in probe.stdout
-    DaemonLock(path).acquire()  # free again once released
+    FileLock(path).acquire()  # free again once released
 
 
 def test_lock_in_process_raises(tmp_path):
     path = tmp_path / "x.lock"
-    first = DaemonLock(path)
+    first = FileLock(path)
     first.acquire()
     with pytest.raises(AlreadyRunning):
-        DaemonLock(path).acquire()
+        FileLock(path).acquire()
     first.release()
 
 
@@ -271,7 +272,7 @@ def test_systemd_notify_ready_watchdog_and_stopping(write_config, tmp_path):
 def test_daemon_cli_reports_lock_held(write_config, tmp_path):
     state = tmp_path / "state"
     path = write_config(MINIMAL + f"accounting: {{state_dir: {state}}}\n")
-    with DaemonLock(Path(state) / "accounting.lock"):
+    with FileLock(Path(state) / "accounting.lock"):
         result = subprocess.run([sys.executable, "-m", "fedcloud_site.cli", "--config", str(path),
                                  "accounting", "once"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 3
@@ -309,7 +310,7 @@ def test_unusable_lock_directory_is_a_clear_error(write_config, tmp_path):
 def test_a_dry_run_previews_beside_a_running_instance(write_config, tmp_path):
     state = tmp_path / "state"
     path = write_config(MINIMAL + f"accounting: {{state_dir: {state}}}\n")
-    with DaemonLock(Path(state) / "accounting.lock"):
+    with FileLock(Path(state) / "accounting.lock"):
         result = subprocess.run([sys.executable, "-m", "fedcloud_site.cli", "--config", str(path),
                                  "accounting", "once", "--dry-run"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

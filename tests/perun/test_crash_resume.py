@@ -10,6 +10,7 @@ from perun_helpers import member
 from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import JobIncomplete
+from fedcloud_site.filelock import FileLock
 from fedcloud_site.log import get_logger
 from fedcloud_site.perun.sync import Synchroniser
 
@@ -99,3 +100,13 @@ def test_half_created_user_without_our_marker_is_taken_over_after_a_crash(site):
     jane = site.users()["jane@egi.eu"]
     assert jane.id == "u-half" and jane.properties["FEDCLOUD_SITE_MANAGED"] == "yes" and jane.groups == ("100",)
     assert site.audit()[0]["result"] == "ok (user already existed: completed)"
+
+
+def test_a_sync_while_another_holds_the_sync_lock_changes_nothing_and_leaves_the_work_for_later(site):
+    site.push([member("jane@egi.eu")])
+    with FileLock(site.state_dir / "sync.lock"):
+        assert site.run("once") == JobIncomplete.exit_status
+        assert "another Perun sync holds" in site.output()
+        assert "jane@egi.eu" not in site.users()
+    assert site.run("once") == 0
+    assert site.users()["jane@egi.eu"].enabled

@@ -253,7 +253,7 @@ class OpenNebulaBackend(CloudBackend):
                 text = s.one_auth.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise CloudAuthError(f"cloud.opennebula.one_auth: cannot read {s.one_auth}: {exc.strerror}") \
-                    from None
+                    from exc
             if ":" not in text:
                 raise CloudAuthError(f"cloud.opennebula.one_auth: {s.one_auth} does not hold user:password")
             return text.splitlines()[0]
@@ -293,27 +293,27 @@ class OpenNebulaBackend(CloudBackend):
         try:
             return target(*params)
         except pyone.OneAuthenticationException as exc:
-            raise CloudAuthError(f"{where}: {exc}") from None
+            raise CloudAuthError(f"{where}: {exc}") from exc
         except pyone.OneAuthorizationException as exc:
-            raise CloudAuthError(f"{where}: {exc}") from None
+            raise CloudAuthError(f"{where}: {exc}") from exc
         except pyone.OneNoExistsException as exc:
-            raise NotFound(f"{where}: {exc}") from None
+            raise NotFound(f"{where}: {exc}") from exc
         except pyone.OneInternalException as exc:
-            raise CloudUnavailable(f"{where}: {exc}") from None
+            raise CloudUnavailable(f"{where}: {exc}") from exc
         except pyone.OneException as exc:
-            raise CloudError(f"{where}: {exc}") from None
+            raise CloudError(f"{where}: {exc}") from exc
         except xmlrpc.client.ProtocolError as exc:
             cls = CloudUnavailable if exc.errcode >= 500 or exc.errcode in (408, 429) else CloudError
-            raise cls(f"{where}: HTTP {exc.errcode} {exc.errmsg}") from None
-        except requests.Timeout:
-            raise CloudUnavailable(f"{where}: no answer within {self.settings.timeout:g}s") from None
+            raise cls(f"{where}: HTTP {exc.errcode} {exc.errmsg}") from exc
+        except requests.Timeout as cause:
+            raise CloudUnavailable(f"{where}: no answer within {self.settings.timeout:g}s") from cause
         except requests.RequestException as exc:
-            raise CloudUnavailable(f"{where}: {type(exc).__name__}: {exc}") from None
+            raise CloudUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
         except (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError) as exc:
-            raise CloudUnavailable(f"{where}: garbled XML-RPC answer: {exc}") from None
+            raise CloudUnavailable(f"{where}: garbled XML-RPC answer: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - the bindings raise bare errors on unparsable documents
             if type(exc).__name__ in ("GDSParseError", "XMLSyntaxError") or isinstance(exc, ValueError):
-                raise BadCloudData(f"{where}: unreadable answer: {exc}") from None
+                raise BadCloudData(f"{where}: unreadable answer: {exc}") from exc
             raise
 
     # -- projects, flavours, capacity ---------------------------------------------------------------
@@ -338,7 +338,7 @@ class OpenNebulaBackend(CloudBackend):
         try:
             accelerator, bench_type, bench_value = decode_flavor_specs(specs)
         except ValueError as exc:
-            raise BadCloudData(f"{where}: {exc}") from None
+            raise BadCloudData(f"{where}: {exc}") from exc
         disk_mb = sum(as_number(d.get("SIZE"), "DISK/SIZE", where, 0) for d in vectors(t, "DISK"))
         vcpus = as_number(t.get("VCPU") or t.get("CPU"), "VCPU", where, 1)
         visibility = _visibility(tmpl.PERMISSIONS)
@@ -380,8 +380,8 @@ class OpenNebulaBackend(CloudBackend):
     def _int_id(value: str, kind: str) -> int:
         try:
             return int(value)
-        except (TypeError, ValueError):
-            raise NotFound(f"OpenNebula {kind} ids are numbers, got {value!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise NotFound(f"OpenNebula {kind} ids are numbers, got {value!r}") from exc
 
     # -- VMs --------------------------------------------------------------------------------------------
     def _vm_pages(self, state: int) -> Iterator[Any]:
@@ -416,7 +416,7 @@ class OpenNebulaBackend(CloudBackend):
             root = etree.fromstring(text.encode("utf-8"), xml_parser())
         except etree.XMLSyntaxError as exc:
             raise BadCloudData(f"OpenNebula {self.settings.endpoint} one.vmpool.infoextended: "
-                               f"unreadable VM pool: {exc}") from None
+                               f"unreadable VM pool: {exc}") from exc
         page = []
         for node in root.iterfind("VM"):
             vm = self._checked(PoolVM, node)
@@ -456,7 +456,7 @@ class OpenNebulaBackend(CloudBackend):
                         history.setdefault(vid, {})[int(node.findtext("SEQ"))] = history_record(node)
                     node.clear()
         except (etree.XMLSyntaxError, TypeError, ValueError) as exc:
-            raise BadCloudData(f"{where}: unreadable history record: {exc}") from None
+            raise BadCloudData(f"{where}: unreadable history record: {exc}") from exc
         return history
 
     def _raw_call(self, method: str, *params: Any) -> str:
@@ -521,8 +521,8 @@ class OpenNebulaBackend(CloudBackend):
             if isinstance(kind, str) and kind and isinstance(value, str) and value:
                 try:
                     return kind, float(value)
-                except ValueError:
-                    raise BadCloudData(f"OpenNebula {where}: {value_attr} {value!r} is not a number") from None
+                except ValueError as exc:
+                    raise BadCloudData(f"OpenNebula {where}: {value_attr} {value!r} is not a number") from exc
         if flavor is not None:
             return flavor.benchmark_type, flavor.benchmark_value
         return None, None
@@ -565,7 +565,7 @@ class OpenNebulaBackend(CloudBackend):
                 benchmark_type=bench_type, benchmark_value=bench_value,
             )
         except (TypeError, ValueError) as exc:
-            raise BadCloudData(f"{where}: {exc}") from None
+            raise BadCloudData(f"{where}: {exc}") from exc
 
     def list_vms(self, project_id: Optional[str] = None, active_since: Optional[datetime] = None) -> Iterator[VM]:
         since = to_epoch(active_since) if active_since is not None else None
@@ -611,8 +611,8 @@ class OpenNebulaBackend(CloudBackend):
         visibility = _visibility(raw.PERMISSIONS)
         try:
             status = _IMAGE_STATUS.get(pyone.IMAGE_STATES(int(raw.STATE)).name, "unknown")
-        except ValueError:
-            raise BadCloudData(f"{where}: unknown STATE {raw.STATE}") from None
+        except ValueError as exc:
+            raise BadCloudData(f"{where}: unknown STATE {raw.STATE}") from exc
         if DEACTIVATED_MARKER in props:
             status = "deactivated"
         fmt = props.get("DRIVER") or (raw.FORMAT if isinstance(getattr(raw, "FORMAT", None), str) else None)
@@ -627,8 +627,8 @@ class OpenNebulaBackend(CloudBackend):
         for name in self.settings.image_types:
             try:
                 kinds.append(int(pyone.IMAGE_TYPES[name.upper()]))
-            except KeyError:
-                raise CloudError(f"cloud.opennebula.image_types: unknown image type {name!r}") from None
+            except KeyError as exc:
+                raise CloudError(f"cloud.opennebula.image_types: unknown image type {name!r}") from exc
         return kinds
 
     def list_images(self, owner: Optional[str] = None) -> Iterator[Image]:
@@ -662,9 +662,9 @@ class OpenNebulaBackend(CloudBackend):
             return self.settings.datastore_id
         try:
             datastore = int(spec.datastore)
-        except ValueError:
+        except ValueError as exc:
             raise CloudError(f"OpenNebula datastores are given by id, got {spec.datastore!r} for image "
-                             f"{spec.name!r}") from None
+                             f"{spec.name!r}") from exc
         if datastore < 0:
             raise CloudError(f"OpenNebula datastore id {datastore} for image {spec.name!r} is negative")
         return datastore

@@ -111,8 +111,8 @@ def as_number(value: Any, what: str, where: str, default: Optional[float] = None
         return default
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise BadCloudData(f"{where}: {what} {value!r} is not a number") from None
+    except (TypeError, ValueError) as exc:
+        raise BadCloudData(f"{where}: {what} {value!r} is not a number") from exc
 
 
 def _quota_value(limit: Any, default: Any) -> Optional[int]:
@@ -209,17 +209,17 @@ class PoolVM:
         raw_id = child_text(node, "ID")
         try:
             self.ID = int(raw_id or "")
-        except ValueError:
+        except ValueError as exc:
             raise BadCloudData(f"OpenNebula VM pool: a VM without a valid ID ({raw_id!r}, "
-                               f"name {child_text(node, 'NAME')!r})") from None
+                               f"name {child_text(node, 'NAME')!r})") from exc
         where = f"OpenNebula VM {self.ID}"
         values = {}
         for name in ("UID", "GID", "STATE", "LCM_STATE", "STIME", "ETIME"):
             text = child_text(node, name)
             try:
                 values[name] = int(text or "")
-            except ValueError:
-                raise BadCloudData(f"{where}: {name} {text!r} is not a number") from None
+            except ValueError as exc:
+                raise BadCloudData(f"{where}: {name} {text!r} is not a number") from exc
         self.UID, self.GID = values["UID"], values["GID"]
         self.STATE, self.LCM_STATE = values["STATE"], values["LCM_STATE"]
         self.STIME, self.ETIME = values["STIME"], values["ETIME"]
@@ -245,7 +245,7 @@ class PoolVM:
             return {int(child_text(h, "SEQ") or ""): history_record(h)
                     for h in self.node.iterfind("HISTORY_RECORDS/HISTORY")}
         except ValueError as exc:
-            raise BadCloudData(f"OpenNebula VM {self.ID}: unreadable history record: {exc}") from None
+            raise BadCloudData(f"OpenNebula VM {self.ID}: unreadable history record: {exc}") from exc
 
 
 def vm_quota(node: Any, defaults: Any) -> Quota:

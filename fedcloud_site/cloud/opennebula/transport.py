@@ -80,7 +80,7 @@ def parse_xmlrpc_response(content: bytes) -> Tuple[Any, ...]:
     try:
         root = etree.fromstring(content, xml_parser())
     except etree.XMLSyntaxError as exc:
-        raise xmlrpc.client.ResponseError(f"malformed XML-RPC answer: {exc}") from None
+        raise xmlrpc.client.ResponseError(f"malformed XML-RPC answer: {exc}") from exc
     if root.tag != "methodResponse":
         raise xmlrpc.client.ResponseError(f"not an XML-RPC answer (root element {root.tag!r})")
     fault = root.find("fault/value")
@@ -90,4 +90,4 @@ def parse_xmlrpc_response(content: bytes) -> Tuple[Any, ...]:
     try:
         return tuple(_xmlrpc_value(v) for v in root.iterfind("params/param/value"))
     except (TypeError, ValueError, AttributeError) as exc:
-        raise xmlrpc.client.ResponseError(f"malformed XML-RPC value: {exc}") from None
+        raise xmlrpc.client.ResponseError(f"malformed XML-RPC value: {exc}") from exc
