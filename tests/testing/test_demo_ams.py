@@ -45,7 +45,8 @@ def ams(pki: Path, tmp_path: Path) -> Iterator[tuple]:
         [sys.executable, "-m", "fedcloud_site.testing.ams_sim", "--port", "0",
          "--cert", str(pki / "ams" / "servercert.pem"), "--key", str(pki / "ams" / "serverkey.pem"),
          "--token", (pki / "ams" / "token").read_text().strip(), "--project", "accounting",
-         "--topic", "eu-egi-cloud-accounting", "--topic", "eu-egi-storage-accounting", "--store", str(store),
+         "--topic", "eu-egi-cloud-accounting", "--topic", "eu-egi-storage-accounting",
+         "--topic", "demo-ip-records", "--topic", "demo-accelerator-records", "--store", str(store),
          "--client-ca", str(pki / "ca.pem"), "--bind-cert", str(pki / "host" / "hostcert.pem")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -79,12 +80,16 @@ def test_the_demo_ssm_signs_the_accounting_records_and_delivers_them_to_the_simu
     assert sent.returncode == 0, sent.stderr
     delivered = sorted(store.glob("accounting/*/*.msg"))
     assert len(delivered) == queued
-    first = delivered[0].read_bytes()
+    topics = {path.parent.name for path in delivered}  # each record type on its own topic
+    assert topics == {"eu-egi-cloud-accounting", "eu-egi-storage-accounting", "demo-ip-records",
+                      "demo-accelerator-records"}
+    cloud = sorted(store.glob("accounting/eu-egi-cloud-accounting/*.msg"))
+    first = cloud[0].read_bytes()
     assert b"multipart/signed" in first.split(b"\n\n", 1)[0]
     verified = smime.verify(first)
     assert verified.content.startswith(b"APEL-cloud-message:")
     assert subject_dn(verified.signer) == subject_dn(load_certificate(pki / "host" / "hostcert.pem"))
-    attributes = json.loads(delivered[0].with_suffix(".json").read_text())["attributes"]
+    attributes = json.loads(cloud[0].with_suffix(".json").read_text())["attributes"]
     assert set(attributes) == {"empaid"}
     status = json.loads(cli(demo, "ssm", "status", "--json").stdout)
     assert (status["messages"], status["rejected"]) == (0, 0)
