@@ -11,7 +11,7 @@ from ..config import Config
 from ..runner import run_daemon
 from .report import format_status
 from .settings import Settings
-from .state import Journal, StateError, SyncState
+from .state import Journal, SyncState
 from .sync import DAEMON, iter_pending_inputs
 
 
@@ -29,17 +29,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def _status(args: argparse.Namespace, config: Config) -> int:
     settings: Settings = config.section(DAEMON)
     state_dir = settings.state_path(DAEMON)
-    try:
-        state = SyncState(state_dir)
-        journal_info: Optional[dict] = None
-        journal = Journal(state_dir)
-        if journal.exists():
-            _, actions, phases = journal.load()
-            left = sum(1 for i in range(len(actions)) if phases.get(i) not in ("done", "skipped"))
-            journal_info = {"left": left, "total": len(actions)}
-    except StateError as exc:
-        print(f"fedcloud-site perun: {exc}", file=sys.stderr)
-        return 1
+    state = SyncState(state_dir)  # an unreadable state or journal: StateError, reported by the command line
+    journal_info: Optional[dict] = None
+    journal = Journal(state_dir)
+    if journal.exists():
+        _, actions, phases = journal.load()
+        left = sum(1 for i in range(len(actions)) if phases.get(i) not in ("done", "skipped"))
+        journal_info = {"left": left, "total": len(actions)}
     pending = [str(p) for p in iter_pending_inputs(settings)]
     sys.stdout.write(format_status(state.data, journal_info, pending))
     return 0

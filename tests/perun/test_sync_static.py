@@ -250,3 +250,15 @@ def test_status_reports_last_run_managed_users_and_pending_deletions(site):
     assert "ok" in out.splitlines()[0]
     assert "managed users:     2" in out
     assert "pending deletions: 1" in out and "jane@egi.eu  disabled since" in out and "deletion due" in out
+
+
+def test_status_of_an_unreadable_state_names_the_file_and_fails_and_verbose_shows_the_parser_error(site):
+    site.push([member("jane@egi.eu")])
+    site.run("once")
+    state_file = site.state_dir / "perun-state.json"
+    state_file.write_text("{not json", encoding="utf-8")
+    assert site.run("status") == 1
+    out = site.output()
+    assert f"fedcloud-site perun status: {state_file}: unreadable state" in out and "caused by" not in out
+    assert site.run("status", "--verbose") == 1
+    assert "caused by: JSONDecodeError:" in site.output()
