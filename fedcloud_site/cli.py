@@ -70,11 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(check, top=False)
     check.set_defaults(handler=_check_config, needs_config=True)
 
-    try:
-        probes = importlib.import_module("fedcloud_site.probes.cli")
-        probes.add_commands(commands, _add_common)
-    except ModuleNotFoundError:
-        pass
+    for module in ("fedcloud_site.probes.cli", "fedcloud_site.migrate.command"):  # commands beside the daemons
+        try:
+            importlib.import_module(module).add_commands(commands, _add_common)
+        except ModuleNotFoundError:
+            pass
 
     for daemon in available_daemons():
         sub = commands.add_parser(daemon, help=f"the {daemon} daemon")
