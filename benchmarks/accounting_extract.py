@@ -48,9 +48,10 @@ from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
 from fedcloud_site.log import configure_logging, get_logger
 from fedcloud_site.queue import MessageQueue
+from fedcloud_site.testing.caso import CASO_VERSION, caso_conf, ensure_caso
 from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, generate
+from fedcloud_site.testing.peers import PeerUnavailable
 
-CASO_VERSION = "5.2.2"
 DEFAULT_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedcloud-site-bench" / \
     f"caso-{CASO_VERSION}"
 
@@ -110,18 +111,12 @@ def ours(sim: OpenStackSim, work: Path, previous: datetime, now: datetime, recor
 
 def install_caso(venv: Path) -> Optional[str]:
     """Path of caso-extract in ``venv`` (installed on first use); None with the reason printed."""
-    exe = venv / "bin" / "caso-extract"
-    if exe.exists():
-        return str(exe)
-    print(f"# installing caso=={CASO_VERSION} into {venv} ...", flush=True)
+    print(f"# caso=={CASO_VERSION} in {venv} (installed on first use) ...", flush=True)
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"caso=={CASO_VERSION}"], check=True,
-                       timeout=1800, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except (subprocess.SubprocessError, OSError) as exc:
+        return str(ensure_caso(venv, CASO_VERSION))
+    except (PeerUnavailable, RuntimeError, subprocess.SubprocessError, OSError) as exc:
         print(f"caso: cannot be installed: {exc}")
         return None
-    return str(exe) if exe.exists() else None
 
 
 def caso(sim: OpenStackSim, work: Path, exe: str, projects: List[str], previous: datetime, now: datetime
@@ -130,29 +125,11 @@ def caso(sim: OpenStackSim, work: Path, exe: str, projects: List[str], previous:
     spool.mkdir(parents=True, exist_ok=True)
     for project in projects:  # the previous run, 6 h ago (cASO's state: lastrun.<project>)
         (spool / f"lastrun.{project}").write_text(str(previous), encoding="utf-8")
-    conf = work / "caso.conf"
-    conf.write_text(f"""[DEFAULT]
-site_name = BENCH-SITE
-service_name = BENCH-SITE-cloud
-projects = {",".join(projects)}
-extractor = nova
-messengers = ssm
-spooldir = {spool}
-lock_path = {spool}
-vo_property = egi.VO
-region_name = {sim.data.region}
-
-[ssm]
-output_path = {outgoing}
-
-[keystone_auth]
-auth_type = password
-auth_url = {sim.auth_url}
-username = {ADMIN_USER}
-password = {ADMIN_PASSWORD}
-user_domain_name = Default
-project_domain_name = Default
-""", encoding="utf-8")  # no project_name: cASO scopes its clients itself (project or system)
+    conf = caso_conf(work / "caso.conf", "BENCH-SITE", sim.auth_url, ADMIN_USER, ADMIN_PASSWORD, projects, spool,
+                     outgoing, extra={("DEFAULT", "service_name"): "BENCH-SITE-cloud",
+                                      ("DEFAULT", "vo_property"): "egi.VO",
+                                      ("DEFAULT", "region_name"): sim.data.region})
+    # no project_name: cASO scopes its clients itself (project or system)
     sim.reset_counts()
     started = time.perf_counter()
     result = subprocess.run([exe, "--config-file", str(conf), "--extract-to", now.strftime("%Y-%m-%d %H:%M:%S+00:00")],

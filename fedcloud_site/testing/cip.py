@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +19,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
+from . import peers
+from .peers import PeerUnavailable
+
 CIP_VERSION = "1.2.0"
 VENV_ENV = "FEDCLOUD_SITE_CIP_VENV"
 MEMBER_USER = "cloudinfo-reader"
 MEMBER_PASSWORD = "cloudinfo-reader-secret"
-#: pip failures that mean "PyPI cannot be reached", not "the package is broken"
-_NETWORK_ERRORS = ("NewConnectionError", "Failed to establish", "Temporary failure in name resolution",
-                   "Network is unreachable", "No matching distribution found", "Could not find a version",
-                   "ConnectTimeout", "timed out", "ProxyError", "Connection refused", "Name or service not known")
-
 _RUNNER = """\
 import sys
 import cloud_info_provider.providers.utils as utils
@@ -39,8 +36,8 @@ main()
 """
 
 
-class CipUnavailable(Exception):
-    """cloud-info-provider cannot be installed because PyPI is unreachable (the message says why)."""
+#: cloud-info-provider cannot be installed because PyPI is unreachable (the message says why)
+CipUnavailable = PeerUnavailable
 
 
 @dataclass
@@ -59,23 +56,7 @@ def ensure_venv(directory: Optional[Path] = None, version: str = CIP_VERSION, ti
         if not named:
             raise ValueError(f"give a directory or set {VENV_ENV}")
         directory = Path(named)
-    python = directory / "bin" / "python"
-    marker = directory / f".cloud-info-provider-{version}"
-    if marker.exists() and python.exists():
-        return python
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True, capture_output=True,
-                       timeout=300)
-    result = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                             f"cloud-info-provider=={version}"], capture_output=True, timeout=timeout)
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr).decode(errors="replace")
-        if any(marker_text in output for marker_text in _NETWORK_ERRORS):
-            raise CipUnavailable(f"PyPI unreachable, cannot install cloud-info-provider=={version}: "
-                                 f"{output.strip().splitlines()[-1] if output.strip() else 'no output'}")
-        raise RuntimeError(f"pip install cloud-info-provider=={version} failed:\n{output[-3000:]}")
-    marker.write_text(version)
-    return python
+    return peers.ensure_venv(directory, f"cloud-info-provider=={version}", timeout=timeout)
 
 
 def add_member_user(data: Any, project_ids: Sequence[str], private_flavors: Sequence[str] = ()) -> None:
