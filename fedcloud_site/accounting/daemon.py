@@ -131,6 +131,9 @@ def run_extraction(config: Any, cloud: CloudBackend, now: datetime, log: Any, dr
                 continue
         plog.info("project extracted", window_start=iso_utc(start), window_end=iso_utc(now), **result.as_dict())
     _shared_listing_figures(extractor, summary, totals, problems)
+    if extractor.history_reads:  # closed months' statuses of VMs changed since (Nova instance actions)
+        summary["vm_history_reads"] = extractor.history_reads
+        summary["vm_history_unreadable"] = extractor.history_unreadable
     finish()
     if problems:
         raise JobIncomplete("; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5

@@ -43,7 +43,7 @@ Bad data
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -52,9 +52,11 @@ from ..cloud import backend_declaration
 from ..cloud.base import (
     VM,
     BadCloudData,
+    CloudAuthError,
     CloudBackend,
     CloudError,
     FloatingIP,
+    NotFound,
     NotSupported,
     Project,
     VMState,
@@ -63,7 +65,7 @@ from ..cloud.base import (
 from ..timeutil import month_start, next_month, parse_time, to_epoch
 from .messages import FORMATS, Batcher, BufferBudget, MessageSink, QueueWriteError
 from .records import AcceleratorRecord, BadRecord, CloudRecord, IPRecord, StorageRecord
-from .usage import Lifetime, seconds_in_month, usage_at
+from .usage import Lifetime, ran_by, seconds_in_month, usage_at
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
@@ -207,6 +209,9 @@ class Extractor:
         self.buffer_peak = 0
         self.early_messages = 0
         self.unattributed_errors: List[str] = []
+        # VM state histories read for closed months' statuses, and those the backend could not give
+        self.history_reads = 0
+        self.history_unreadable = 0
 
     # -- per-run caches -------------------------------------------------------------------
     def image_ref(self, image_id: Optional[str]) -> Optional[str]:
@@ -259,7 +264,7 @@ class Extractor:
     # -- records --------------------------------------------------------------------------------
     def cloud_record(self, target: Target, life: Lifetime, moment: int) -> Tuple[CloudRecord, int]:
         vm = life.vm
-        usage = usage_at(life, moment, self.observed)
+        usage = usage_at(life, moment, self.observed, self.settings.count_suspended_wall)
         sized = bool(vm.vcpus or vm.ram_mb)
         bench = vm.benchmark_type is not None and vm.benchmark_value is not None
         record = CloudRecord(
@@ -292,9 +297,12 @@ class Extractor:
                      ips: Optional[IPTally]) -> List[Tuple[str, str]]:
         """Rendered records of one VM for each measurement it needs (BadRecord if any cannot be sent)."""
         fragments: List[Tuple[str, str]] = []
+        if life.vm.ever_ran is False:
+            return fragments  # it never ran: no usage, no record (see usage.py)
+        life = self.with_history(life, instants, start)
         previous = start
         for moment in instants:
-            if not life.exists_at(moment):
+            if not life.exists_at(moment) or not ran_by(life.vm, moment):
                 previous = moment
                 continue
             if life.ended_by(previous):
@@ -312,6 +320,32 @@ class Extractor:
                 break
             previous = moment
         return fragments
+
+    def with_history(self, life: Lifetime, instants: List[int], start: int) -> Lifetime:
+        """``life`` with the VM's state history when a record for an instant before the run needs it.
+
+        Only for a VM alive at such an instant (a closed month's end) whose state may have changed since
+        (``updated_at`` after it) and whose backend records neither running periods nor the history in the
+        listing: one history read (Nova: its instance actions) per such VM, only in runs that close a month.
+        Where the backend cannot tell (no history, VM purged, reading forbidden) the rule of usage.py applies.
+        """
+        vm = life.vm
+        if vm.run_periods is not None or vm.state_history is not None or vm.updated_at is None:
+            return life
+        past = [m for m in instants if start < m < self.observed and life.exists_at(m) and not life.ended_by(m)]
+        if not past or to_epoch(vm.updated_at) <= past[0]:
+            return life
+        self.history_reads += 1
+        try:
+            history = self.cloud.vm_state_history(vm, parse_time(past[0]))
+        except (NotFound, NotSupported, CloudAuthError) as exc:
+            self.history_unreadable += 1
+            self.log.warning("VM state history unreadable: a closed month's status follows the documented rule",
+                             vm=vm.id, error=str(exc))
+            return life
+        if history is None:
+            return life
+        return Lifetime(vm=replace(vm, state_history=tuple(history)), start=life.start, end=life.end)
 
     def storage_fragments(self, target: Target, volume: Volume, instants: List[int], start: int
                           ) -> List[Tuple[str, str]]:

@@ -71,6 +71,9 @@ class Settings(DaemonSettings):
     ignore_projects: List[str] = field(default_factory=list)  # ids or names never accounted (admin, service)
     cloud_type: Optional[str] = None  # CloudType; default "fedcloud-site/<version> (<backend>)"
     image_id_properties: List[str] = field(default_factory=lambda: list(DEFAULT_IMAGE_ID_PROPERTIES))
+    # wall time of stopped/suspended VMs: false counts only running time where the backend records it
+    # (OpenNebula history, static run_periods); true counts the whole time since creation, as Nova's does
+    count_suspended_wall: bool = False
     lookup_user_names: bool = True  # ask the backend for user names when VMs do not carry them
     # one VM listing per project, or one for all projects; auto: all where the backend reads the whole pool
     # for a project anyway (OpenNebula), per project where the cloud filters (OpenStack)

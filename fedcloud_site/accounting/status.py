@@ -7,7 +7,7 @@ we send.
 ==========  ==========  ===============================================================
 VMState     Status      why
 ==========  ==========  ===============================================================
-pending     started     created and holding its quota; wall time counts from creation
+pending     started     created and holding its quota (a VM that never ran gets no record)
 running     started
 paused      suspended   memory kept, not running; can resume
 suspended   suspended
@@ -18,9 +18,11 @@ unknown     started     the manager lost track of it (e.g. host down); assume it
 deleted     completed   the only state with an EndTime
 ==========  ==========  ===============================================================
 
-Wall time: when the backend records running periods (OpenNebula history) only running time
-counts; otherwise wall time is the time since creation minus the suspended time the backend
-reports (``VM.suspended_seconds``), as APEL's cloud records expect.
+This table gives the status at the run's instant; a closed month's record takes the status
+the VM had at the month's end (see :mod:`.usage`).  Wall time: when the backend records
+running periods (OpenNebula history) only running time counts (unless
+``accounting.count_suspended_wall``); otherwise wall time is the time since creation minus
+the suspended time the backend reports (``VM.suspended_seconds``).
 """
 
 from __future__ import annotations

@@ -15,14 +15,28 @@ previous record to get a month's usage).  They never decrease between two instan
 
 Totals the backend reports only as of now (CPU seconds, network bytes) are spread over
 earlier instants in proportion to wall time.
+
+A VM that never ran (``VM.ever_ran`` False: still building, failed before it booted) used
+nothing and gets no record at all, whatever state it ends in; nor does a VM for an instant
+before it first ran (``VM.first_ran_at``, or the first entry of its state history).
+
+Status at an instant before the run (a closed month's record) is the state the VM had then:
+from its running periods (OpenNebula), else from its state history (Nova instance actions),
+else its current state when it has not changed since that instant (``VM.updated_at`` at or
+before it, or unknown); a VM that changed since, with no history to tell how, is reported
+``started`` (it existed and held its resources; the change may be the suspension itself).
+
+With ``count_suspended`` (``accounting.count_suspended_wall``) wall time is the whole time
+since creation even where the backend records running periods, and no SuspendDuration is
+sent; CPU time is then still the running time x vCPUs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
-from ..cloud.base import VM, BadCloudData, VMState
+from ..cloud.base import VM, BadCloudData, StateChange, VMState
 from ..timeutil import month_start, parse_time, to_epoch
 from .status import apel_status
 
@@ -93,9 +107,34 @@ def _running_at(vm: VM, moment: int) -> bool:
     return False
 
 
-def _wall_and_suspended(life: Lifetime, measured: int, observed: int) -> Tuple[int, Optional[int]]:
+def state_at(history: Sequence[StateChange], moment: int) -> Optional[VMState]:
+    """The state of the last change at or before ``moment`` (None: the history starts later)."""
+    state: Optional[VMState] = None
+    for change in history:
+        if to_epoch(change.at) > moment:
+            break
+        state = change.state
+    return state
+
+
+def ran_by(vm: VM, moment: int) -> bool:
+    """Whether the VM had run by ``moment`` (a VM that never ran, or not yet, gets no record)."""
+    if vm.ever_ran is False:
+        return False
+    if vm.first_ran_at is not None and to_epoch(vm.first_ran_at) > moment:
+        return False
+    if vm.state_history:
+        first = vm.state_history[0]
+        return to_epoch(first.at) <= moment and first.state is not VMState.ERROR
+    return True
+
+
+def _wall_and_suspended(life: Lifetime, measured: int, observed: int,
+                        count_suspended: bool = False) -> Tuple[int, Optional[int]]:
     vm = life.vm
     elapsed = max(0, measured - life.start)
+    if count_suspended:
+        return elapsed, None
     if vm.run_periods is not None:
         wall = min(elapsed, _running_seconds(vm, life.start, measured))
         return wall, elapsed - wall
@@ -113,35 +152,51 @@ def _share(total: int, part: int, whole: int) -> int:
     return total * part // whole if whole > 0 else 0
 
 
-def usage_at(life: Lifetime, moment: int, observed: int) -> Usage:
+def _past_status(life: Lifetime, moment: int, suspended: Optional[int]) -> str:
+    """The Status of a VM alive at ``moment`` that is before the run (see the module docs)."""
+    vm = life.vm
+    if vm.run_periods is not None:
+        return "started" if _running_at(vm, moment) else "suspended"
+    if vm.state_history:
+        state = state_at(vm.state_history, moment)
+        return apel_status(state) if state is not None and state is not VMState.DELETED else "started"
+    if vm.state is VMState.DELETED:
+        return "started"  # deleted after the instant
+    if vm.updated_at is not None and to_epoch(vm.updated_at) > moment:
+        return "started"  # changed since, and the backend cannot tell how
+    if vm.suspended_seconds is not None and not suspended:
+        return "started"  # the reported suspension lies after this instant
+    return apel_status(vm.state)
+
+
+def usage_at(life: Lifetime, moment: int, observed: int, count_suspended: bool = False) -> Usage:
     """The VM's usage at ``moment``; the VM record describes the cloud as seen at ``observed``.
 
     Figures the backend only reports as totals at ``observed`` (CPU time, network bytes) are
     spread over earlier instants in proportion to wall time, so they never decrease.
+    ``count_suspended``: wall time includes stopped and suspended time (see the module docs).
     """
     vm = life.vm
     measured = life.measured_at(moment)
-    wall, suspended = _wall_and_suspended(life, measured, observed)
+    wall, suspended = _wall_and_suspended(life, measured, observed, count_suspended)
     final = moment >= observed or life.ended_by(moment)
-    observed_wall = wall if final else _wall_and_suspended(life, life.measured_at(observed), observed)[0]
+    observed_wall = wall if final else _wall_and_suspended(life, life.measured_at(observed), observed,
+                                                           count_suspended)[0]
 
     if life.ended_by(moment):
         status = "completed"
     elif final:
         status = apel_status(vm.state) if vm.state is not VMState.DELETED else "started"
-    elif vm.run_periods is not None:
-        status = "started" if _running_at(vm, moment) else "suspended"
-    elif vm.state is VMState.DELETED:
-        status = "started"
-    elif vm.suspended_seconds is not None and not suspended:
-        status = "started"  # the reported suspension lies after this instant
     else:
-        status = apel_status(vm.state)
+        status = _past_status(life, moment, suspended)
 
+    running = wall
+    if count_suspended:  # CPU only while running, where the backend knows it
+        running, _ = _wall_and_suspended(life, measured, observed)
     if vm.cpu_seconds is not None:
         cpu = _share(int(vm.cpu_seconds), wall, observed_wall)
     else:
-        cpu = int(round(wall * float(vm.vcpus)))
+        cpu = int(round(running * float(vm.vcpus)))
     net_in = net_out = None
     if vm.network_in_bytes is not None:
         net_in = _share(int(vm.network_in_bytes), wall, observed_wall) // GIB

@@ -336,6 +336,14 @@ class RunPeriod:
 
 
 @dataclass(frozen=True)
+class StateChange:
+    """From ``at`` on the VM was in ``state`` (an entry of the VM's state history, oldest first)."""
+
+    at: datetime
+    state: VMState
+
+
+@dataclass(frozen=True)
 class VM:
     """A virtual machine as the accounting extractor and the information provider see it."""
 
@@ -357,6 +365,13 @@ class VM:
     user_name: Optional[str] = None  # global user name (X.509 DN or IdP id) when the backend has it
     addresses: Sequence[IPAddress] = ()
     run_periods: Optional[Sequence[RunPeriod]] = None  # exact running time when the backend records it
+    #: False: the VM never ran (still building, failed before it booted): it used nothing.  None: the backend
+    #: cannot tell (taken as having run since its creation)
+    ever_ran: Optional[bool] = None
+    first_ran_at: Optional[datetime] = None  # when it first ran, where the backend knows it
+    #: the VM's state changes, oldest first, where the backend keeps them (see CloudBackend.vm_state_history);
+    #: the first entry is when it first ran (or failed to); None: not read
+    state_history: Optional[Sequence[StateChange]] = None
     suspended_seconds: Optional[int] = None
     cpu_seconds: Optional[int] = None
     network_in_bytes: Optional[int] = None
@@ -526,6 +541,14 @@ class CloudBackend(abc.ABC):
         returned.  With it, VMs that were alive at any time since then are returned
         too, including those deleted after ``active_since``.
         """
+
+    def vm_state_history(self, vm: VM, since: datetime) -> Optional[Sequence[StateChange]]:
+        """The VM's state changes, enough to know its state at any instant from ``since`` on: every change
+        after ``since`` and the last one before it (oldest first).  None: the backend keeps no such history.
+
+        Costs requests (Nova: the server's instance actions), so callers ask only for VMs whose state may
+        have changed since an instant they need.  NotFound when the VM is gone from the backend."""
+        return None
 
     def list_floating_ips(self, project_id: Optional[str] = None) -> Iterator[FloatingIP]:
         """Public IPs allocated to a project."""

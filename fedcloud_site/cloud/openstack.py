@@ -92,6 +92,7 @@ from .base import (
     NotSupported,
     Project,
     Quota,
+    StateChange,
     User,
     UserSpec,
     VMState,
@@ -116,6 +117,18 @@ NOVA_STATES: Dict[str, VMState] = {
     "DELETED": VMState.DELETED,
     "UNKNOWN": VMState.UNKNOWN,
 }
+
+#: Nova instance action -> the state it leaves the server in (when it succeeds); other actions (resize,
+#: migrate, rebuild, attach/detach, lock, backup, ...) keep the power state the server had
+INSTANCE_ACTION_STATES: Dict[str, VMState] = {
+    "start": VMState.RUNNING, "reboot": VMState.RUNNING, "resume": VMState.RUNNING, "unpause": VMState.RUNNING,
+    "unshelve": VMState.RUNNING, "restore": VMState.RUNNING, "unrescue": VMState.RUNNING,
+    "rescue": VMState.RUNNING,
+    "stop": VMState.STOPPED, "shelve": VMState.STOPPED, "shelveOffload": VMState.STOPPED,
+    "pause": VMState.PAUSED, "suspend": VMState.SUSPENDED, "delete": VMState.DELETED,
+}
+INSTANCE_ACTIONS_DELETED_MICROVERSION = (2, 21)  # actions of deleted servers
+INSTANCE_ACTIONS_PAGED_MICROVERSION = (2, 58)  # limit/marker/changes-since, updated_at
 
 #: compute microversions: what we ask for at most, and the last one with hypervisor statistics
 COMPUTE_MICROVERSION = (2, 96)
@@ -806,6 +819,8 @@ class OpenStackBackend(CloudBackend):
                 public = floating or network in public_nets or address.is_global
                 addresses.append(IPAddress(address=str(address), version=address.version, floating=floating,
                                            public=public))
+        # launched_at is reset by rebuild/resize/unshelve, so it only tells whether the server ever booted
+        ever_ran = None if "OS-SRV-USG:launched_at" not in raw else raw["OS-SRV-USG:launched_at"] not in (None, "")
         user_id = str(raw.get("user_id") or "")
         project = raw.get("tenant_id") or raw.get("project_id")
         if not project:
@@ -816,7 +831,72 @@ class OpenStackBackend(CloudBackend):
                                                                       else None),
                   vcpus=vcpus, ram_mb=ram, disk_gb=disk, image_id=image_id,
                   host=raw.get("OS-EXT-SRV-ATTR:host"), user_name=users.get(user_id), addresses=tuple(addresses),
-                  accelerator=accelerator, benchmark_type=bench_type, benchmark_value=bench_value)
+                  ever_ran=ever_ran, accelerator=accelerator, benchmark_type=bench_type, benchmark_value=bench_value)
+
+    def vm_state_history(self, vm: VM, since: datetime) -> Optional[Sequence[StateChange]]:
+        """The server's state changes from its instance actions (``GET /servers/{id}/os-instance-actions``,
+        newest first, paged with ``limit``/``marker`` from microversion 2.58; deleted servers from 2.21).
+
+        Pages stop at the last action that set the state before ``since`` (usually the first page).  A
+        successful ``create`` starts the history (at its ``updated_at``, when the build ended); a failed one
+        is an ``error`` entry.  Actions that leave the power state alone (resize, migrate, rebuild, attach,
+        ...) and failed actions are skipped.  Without a ``create`` (actions purged) the history starts with
+        ``running`` at the server's creation."""
+        version = self._compute_max()
+        if version < INSTANCE_ACTIONS_DELETED_MICROVERSION:
+            return None  # deleted servers' actions cannot be read: no history rather than part of one
+        paged = version >= INSTANCE_ACTIONS_PAGED_MICROVERSION
+        microversion = self._compute_microversion(INSTANCE_ACTIONS_PAGED_MICROVERSION)
+        what = f"instance actions of server {vm.id}"
+        limit = min(self.settings.page_size, 100)
+        params: Dict[str, Any] = {"limit": limit} if paged else {}
+        changes: List[StateChange] = []
+        created: Optional[StateChange] = None
+        settled = False  # an action at or before ``since`` fixed the state then
+        while True:
+            body = self._json(self._call("compute", "GET", f"/servers/{vm.id}/os-instance-actions", what,
+                                         params=dict(params), retry=True, microversion=microversion), what)
+            actions = body.get("instanceActions") if isinstance(body, dict) else None
+            if not isinstance(actions, list):
+                raise BadCloudData(f"{what}: the answer has no 'instanceActions' list")
+            for raw in actions:
+                change = self._state_change(raw, what)
+                if change is None:
+                    continue
+                if isinstance(change, tuple):  # the create action
+                    created = change[0]
+                    settled = True
+                    break
+                changes.append(change)
+                if change.at <= since:
+                    settled = True
+                    break
+            marker = actions[-1].get("request_id") if actions and isinstance(actions[-1], dict) else None
+            if settled or not paged or len(actions) < limit or not marker:
+                break
+            params["marker"] = marker
+        changes.reverse()
+        first = created or StateChange(at=vm.created_at, state=VMState.RUNNING)
+        return tuple([first] + [c for c in changes if c.at >= first.at])
+
+    @staticmethod
+    def _state_change(raw: Any, what: str) -> Union[None, StateChange, Tuple[StateChange]]:
+        """The state an instance action left the server in (None: no change); the create action as a 1-tuple."""
+        if not isinstance(raw, dict):
+            raise BadCloudData(f"{what}: an action is not an object: {str(raw)[:200]}")
+        action = str(raw.get("action") or "")
+        failed = str(raw.get("message") or "").lower() == "error"
+        try:
+            started = parse_time(raw["start_time"])
+            ended = parse_time(raw["updated_at"]) if raw.get("updated_at") else started
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise BadCloudData(f"{what}: action {action!r} has no readable start_time/updated_at: {exc}") from exc
+        if action == "create":
+            return (StateChange(at=ended, state=VMState.ERROR if failed else VMState.RUNNING),)
+        state = INSTANCE_ACTION_STATES.get(action)
+        if state is None or failed:
+            return None
+        return StateChange(at=started, state=state)
 
     def image_in_use(self, image_id: str) -> Optional[bool]:
         """One request: any live server of any project booted from the image."""

@@ -15,8 +15,8 @@ File layout (all keys optional)::
                   size, checksum, created_at, updated_at, properties, members}]
     vms:        [{id, name, project, user, user_name, status, created, ended, updated,
                   flavor, vcpus, ram, disk, image, host, addresses: [{address, version, floating}],
-                  run_periods: [[start, end]], suspended_seconds, cpu_seconds,
-                  network_in, network_out}]
+                  run_periods: [[start, end]], launched, history: [[time, status]],
+                  suspended_seconds, cpu_seconds, network_in, network_out}]
     volumes:    [{id, name, project, user, size, status, created, deleted}]
     floating_ips: [{id, address, version, project, user, created, attached}]
     groups:     [{id, name}]
@@ -25,7 +25,10 @@ File layout (all keys optional)::
     capacity:   {total_vcpus, used_vcpus, total_ram_mb, used_ram_mb, hypervisor, hypervisor_version}
     quotas:     {<project id>: {instances, cores, ram_mb}}
 
-``status`` of a VM is one of the :class:`~fedcloud_site.cloud.base.VMState` values.
+``status`` of a VM is one of the :class:`~fedcloud_site.cloud.base.VMState` values.  Whether a VM
+ever ran: ``launched`` (when it first ran; ``null``: never, e.g. it failed while building), else
+``run_periods`` (none: never), else it is taken as having run since ``created``.  ``history`` lists
+its state changes, oldest first, each ``[time, status]`` (the first: when it first ran).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Optional, TypeVar
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, TypeVar
 
 import yaml
 
@@ -59,6 +62,7 @@ from .base import (
     Project,
     Quota,
     RunPeriod,
+    StateChange,
     User,
     UserSpec,
     VMState,
@@ -100,7 +104,7 @@ def _time(value: Any, where: str) -> Optional[datetime]:
         return None
     try:
         return parse_time(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise BadCloudData(f"{where}: {exc}") from exc
 
 
@@ -109,6 +113,25 @@ def _required_time(value: Any, where: str) -> datetime:
     if parsed is None:
         raise BadCloudData(f"{where}: missing time")
     return parsed
+
+
+def _state(value: Any, where: str) -> VMState:
+    try:
+        return VMState(str(value).lower())
+    except ValueError as cause:
+        raise BadCloudData(f"{where}: status {value!r} is not one of "
+                           f"{', '.join(s.value for s in VMState)}") from cause
+
+
+def _history(value: Any, where: str) -> Optional[Tuple[StateChange, ...]]:
+    """``[[time, status], ...]`` -> state changes (None when not given)."""
+    if value is None:
+        return None
+    try:
+        return tuple(StateChange(at=_required_time(entry[0], f"{where}[{n}]"), state=_state(entry[1], f"{where}[{n}]"))
+                     for n, entry in enumerate(value))
+    except (TypeError, IndexError, KeyError) as cause:
+        raise BadCloudData(f"{where}: expected a list of [time, status] pairs") from cause
 
 
 def _str_map(value: Any) -> Dict[str, str]:
@@ -229,11 +252,7 @@ class StaticBackend(CloudBackend):
     # -- VMs, IPs, volumes ----------------------------------------------------------------
     def _vm(self, i: int, v: Mapping[str, Any], flavors: Mapping[str, Flavor]) -> VM:
         where = f"{self.site_file}: vms[{i}] ({v.get('id', '?')})"
-        try:
-            state = VMState(str(v.get("status", "running")).lower())
-        except ValueError as cause:
-            raise BadCloudData(f"{where}: status {v.get('status')!r} is not one of "
-                               f"{', '.join(s.value for s in VMState)}") from cause
+        state = _state(v.get("status", "running"), where)
         for key in ("id", "project", "user", "created"):
             if key not in v:
                 raise BadCloudData(f"{where}: missing {key}")
@@ -243,6 +262,15 @@ class StaticBackend(CloudBackend):
         if periods is not None:
             run_periods = tuple(RunPeriod(_required_time(p[0], where), _time(p[1] if len(p) > 1 else None, where))
                                 for p in periods)
+        ever_ran: Optional[bool] = None
+        first_ran: Optional[datetime] = None
+        if "launched" in v:
+            first_ran = _time(v["launched"], f"{where}: launched")
+            ever_ran = first_ran is not None
+        elif run_periods is not None:
+            ever_ran = bool(run_periods)
+            first_ran = min((p.start for p in run_periods), default=None)
+        history = _history(v.get("history"), f"{where}: history")
         addresses = tuple(IPAddress(address=str(a["address"]), version=int(a.get("version", 4)),
                                     floating=bool(a.get("floating", False)), public=bool(a.get("public", False)))
                           for a in v.get("addresses") or [])
@@ -258,6 +286,7 @@ class StaticBackend(CloudBackend):
                 disk_gb=int(v.get("disk", (flavor.disk_gb + flavor.ephemeral_gb) if flavor else 0)),
                 image_id=str(v["image"]) if v.get("image") is not None else None,
                 host=v.get("host"), user_name=v.get("user_name"), addresses=addresses, run_periods=run_periods,
+                ever_ran=ever_ran, first_ran_at=first_ran, state_history=history,
                 suspended_seconds=v.get("suspended_seconds"), cpu_seconds=v.get("cpu_seconds"),
                 network_in_bytes=v.get("network_in"), network_out_bytes=v.get("network_out"),
                 accelerator=flavor.accelerator if flavor else None,

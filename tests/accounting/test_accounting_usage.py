@@ -6,12 +6,14 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fedcloud_site.accounting.extractor import measurement_instants, previous_month_start
 from fedcloud_site.accounting.records import WIRE_STATUSES
 from fedcloud_site.accounting.status import STATUS_OF_STATE, apel_status
-from fedcloud_site.accounting.usage import Lifetime, seconds_in_month, usage_at
-from fedcloud_site.cloud.base import VM, BadCloudData, RunPeriod, VMState
+from fedcloud_site.accounting.usage import Lifetime, ran_by, seconds_in_month, state_at, usage_at
+from fedcloud_site.cloud.base import VM, BadCloudData, RunPeriod, StateChange, VMState
 from fedcloud_site.timeutil import iso_utc, parse_time, to_epoch
 
 
@@ -94,6 +96,43 @@ def test_run_periods_count_only_running_time():
     between = usage_at(life, e("2026-10-04T00:00:00Z"), e("2026-10-06T00:00:00Z"))
     assert between.status == "suspended"
     assert seconds_in_month(life, e("2026-10-06T00:00:00Z")) == 3 * 86400
+
+
+def test_counting_suspended_wall_charges_the_whole_lifetime_but_cpu_only_while_running():
+    periods = (RunPeriod(parse_time("2026-10-01T00:00:00Z"), parse_time("2026-10-03T00:00:00Z")),
+               RunPeriod(parse_time("2026-10-05T00:00:00Z"), None))
+    life = Lifetime.of(vm(run_periods=periods))
+    now = e("2026-10-06T00:00:00Z")
+    usage = usage_at(life, now, now, count_suspended=True)
+    assert (usage.wall, usage.suspended, usage.cpu) == (5 * 86400, None, 6 * 86400)
+    assert usage_at(life, e("2026-10-04T00:00:00Z"), now, count_suspended=True).status == "suspended"
+
+
+def test_a_vm_that_never_ran_or_not_yet_has_not_run_by_any_instant():
+    assert not ran_by(vm(ever_ran=False), e("2030-01-01T00:00:00Z"))
+    late = vm(first_ran_at=parse_time("2026-10-05T00:00:00Z"))
+    assert not ran_by(late, e("2026-10-04T23:59:59Z")) and ran_by(late, e("2026-10-05T00:00:00Z"))
+    failed = vm(state_history=(StateChange(parse_time("2026-10-02T00:00:00Z"), VMState.ERROR),))
+    assert not ran_by(failed, e("2026-10-09T00:00:00Z"))
+    assert ran_by(vm(), e("2026-10-01T00:00:00Z"))  # the backend cannot tell: taken as running since creation
+
+
+HISTORY_STATES = st.sampled_from([VMState.RUNNING, VMState.SUSPENDED, VMState.STOPPED, VMState.PAUSED])
+
+
+@given(st.lists(st.tuples(st.integers(0, 60 * 86400), HISTORY_STATES), min_size=1, max_size=12),
+       st.integers(0, 61 * 86400))
+def test_a_past_status_is_the_state_of_the_last_change_before_the_instant(changes, offset):
+    base = e("2026-10-01T00:00:00Z")
+    history = tuple(StateChange(parse_time(base + at), state) for at, state in sorted(changes, key=lambda c: c[0]))
+    history = (StateChange(parse_time(base), VMState.RUNNING),) + history
+    current = history[-1].state
+    life = Lifetime.of(vm(state=current, state_history=history, updated_at=history[-1].at))
+    moment = base + offset
+    observed = base + 62 * 86400
+    expected = [c.state for c in history if to_epoch(c.at) <= moment][-1]
+    assert state_at(history, moment) == expected
+    assert usage_at(life, moment, observed).status == apel_status(expected)
 
 
 def test_reported_suspension_is_placed_as_late_as_possible():

@@ -699,3 +699,30 @@ def test_a_caso_style_run_with_plain_requests(fresh):
     volumes = http.get(catalog["volumev3"] + "/volumes/detail", headers=nova, timeout=5,
                        params={"changes-since": "2026-10-01T00:00:00", "limit": 200}).json()["volumes"]
     assert volumes and all("os-vol-tenant-attr:tenant_id" not in v for v in volumes)  # not an admin token
+
+
+def test_instance_actions_are_listed_newest_first_and_paged_as_nova_does(fresh):
+    data = fresh.data
+    server = next(s for s in data.servers.values() if not s.deleted and s.status == "ACTIVE")
+    for hour, status in enumerate(["SUSPENDED", "ACTIVE", "SHUTOFF", "ACTIVE", "PAUSED"], start=1):
+        data.set_now(NOW + timedelta(hours=hour))
+        data.set_server_status(server.id, status)
+    conn = fresh.connect(compute_api_version="2.58")
+    listed = list(conn.compute.server_actions(server.id, limit=2))  # openstacksdk follows the next links
+    assert [a.action for a in listed[:5]] == ["pause", "start", "stop", "resume", "suspend"]
+    assert [a.request_id for a in listed] == [a.request_id for a in reversed(server.actions)]
+    assert fresh.requests["nova.server.instance_actions"] >= 3
+    since = list(conn.compute.server_actions(server.id, changes_since=(NOW + timedelta(hours=4)).isoformat()))
+    assert [a.action for a in since] == ["pause", "start"]
+
+
+def test_instance_actions_of_deleted_servers_need_microversion_2_21(fresh):
+    server = next(s for s in fresh.data.servers.values() if not s.deleted)
+    fresh.data.delete_server(server.id)
+    headers = admin_headers(fresh)
+    url = f"{fresh.url}/compute/v2.1/servers/{server.id}/os-instance-actions"
+    assert requests.get(url, headers=dict(headers, **{"OpenStack-API-Version": "compute 2.20"}),
+                        timeout=5).status_code == 404
+    body = requests.get(url, headers=dict(headers, **{"OpenStack-API-Version": "compute 2.21"}), timeout=5).json()
+    assert body["instanceActions"][0]["action"] == "delete"
+    assert "updated_at" not in body["instanceActions"][0]  # from 2.58

@@ -105,6 +105,7 @@ from .records import (
     attribute_name,
     child_text,
     epoch_time,
+    first_run_of,
     history_record,
     is_complete,
     is_public,
@@ -492,7 +493,7 @@ class OpenNebulaBackend(CloudBackend):
         for vm, records in vms:
             merged = dict(history.get(int(vm.id), {}))
             merged.update(records)
-            yield replace(vm, run_periods=run_periods_of(merged))
+            yield replace(vm, run_periods=run_periods_of(merged), **first_run_of(merged))
 
     def _user_dn(self, raw: PoolVM, lookups: _Lookups) -> Optional[str]:
         dn = raw.USER_TEMPLATE.get("USER_X509_DN")
@@ -592,7 +593,7 @@ class OpenNebulaBackend(CloudBackend):
                     records = merged
                 # without a window, earlier records are unknown: the pool body has only the last one
                 periods = run_periods_of(records) if is_complete(records) or since is not None else None
-                vm = self._vm(raw, lookups, periods)
+                vm = replace(self._vm(raw, lookups, periods), **first_run_of(records))
             except BadCloudData as exc:
                 self.bad_record(exc)
                 continue

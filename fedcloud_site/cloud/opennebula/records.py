@@ -180,6 +180,15 @@ def run_periods_of(records: Mapping[int, Record]) -> Tuple[RunPeriod, ...]:
     return tuple(periods)
 
 
+def first_run_of(records: Mapping[int, Record]) -> Dict[str, Any]:
+    """``ever_ran`` and ``first_ran_at`` of a VM with these history records: a VM ran once a record has an
+    RSTIME; it never ran when none has and the records are all there (none at all: never deployed)."""
+    started = [r.rstime for r in records.values() if r.rstime]
+    if started:
+        return {"ever_ran": True, "first_ran_at": parse_time(min(started)) if is_complete(records) else None}
+    return {"ever_ran": False if is_complete(records) else None, "first_ran_at": None}
+
+
 def element_dict(element: Any) -> Dict[str, Any]:
     """A TEMPLATE element as pyone shapes it: vector attributes as dicts, repeated names as lists."""
     result: Dict[str, Any] = {}

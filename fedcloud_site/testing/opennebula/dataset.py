@@ -435,8 +435,18 @@ def from_static(source: Union[Path, str, Mapping[str, Any]], now: Optional[int] 
         host = cloud.hosts[_ids(cloud, "host").get(str(v.get("host")), min(cloud.hosts))]
         ended = _epoch(v["ended"], where) if v.get("ended") else None
         periods = v.get("run_periods")
-        if periods is None and state_name in ("ACTIVE", "DONE"):
-            periods = [[v["created"], v.get("ended")]]
+        if periods is None and "launched" in v and v["launched"] is None:
+            periods = []  # never ran: no history record
+        elif periods is None and state_name in ("ACTIVE", "DONE"):
+            periods = [[v.get("launched") or v["created"], v.get("ended")]]
+        elif periods is None and state_name != "PENDING":
+            # it ran from its start until it was stopped or suspended (when the description tells)
+            begin = _epoch(v.get("launched") or v["created"], where)
+            if v.get("suspended_seconds") is not None:
+                stop = max(begin, cloud.now() - int(v["suspended_seconds"]))
+            else:
+                stop = _epoch(v["updated"], where) if v.get("updated") else begin
+            periods = [[begin, stop]]
         for i, period in enumerate(periods or []):
             start = _epoch(period[0], where)
             end = _epoch(period[1], where) if len(period) > 1 and period[1] else None

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Union
 import yaml
 
 from ...timeutil import parse_time
-from .model import CloudData, SimAddress, SimImageMember, SimServer
+from .model import STATUS_ACTIONS, CloudData, SimAddress, SimImageMember, SimServer
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "secret"
@@ -137,6 +137,7 @@ def generate(seed: int = 0, n_projects: int = 3, vms_per_project: int = 20, dele
                     server.updated = now - timedelta(seconds=rng.randint(60, 86400))
                 else:
                     server.updated = created + timedelta(seconds=rng.randint(1, 600))
+            _last_action(data, server)
         live = [s for s in data.servers.values() if s.project_id == project.id and not s.deleted]
         for f in range(fips_per_project):
             target = live[f].id if f < len(live) and f % 2 == 0 else None
@@ -262,6 +263,7 @@ def from_site(description: Union[str, Path, Mapping[str, Any]], now: Optional[da
                                   host=v.get("host") or "compute-01", addresses=addresses, status="ACTIVE")
         hosts.add(server.host or "compute-01")
         _apply_static_status(server, status, _time(v.get("ended"), here), _time(v.get("updated"), here))
+        _last_action(data, server)
     for i, f in enumerate(site.get("floating_ips") or []):
         allocated = _time(f.get("created"), f"{where}: floating_ips[{i}]")
         attached = next((s.id for s in data.servers.values()
@@ -302,6 +304,20 @@ def _adhoc_flavor(data: CloudData, vm: Mapping[str, Any], flavor_id: Optional[st
         data.add_flavor(fid, fid, int(vm.get("vcpus", 1)), int(vm.get("ram", 1024)), int(vm.get("disk", 0)),
                         is_public=False)
     return fid
+
+
+def _last_action(data: CloudData, server: SimServer) -> None:
+    """The instance action that put a server straight into its status at its ``updated`` time (the create
+    action alone for a server unchanged since its build; none while it builds)."""
+    if server.status == "BUILD":
+        server.actions = [a for a in server.actions if a.action != "create"]
+        return
+    if server.updated <= server.created:
+        return
+    if server.status == "DELETED":
+        data.add_action(server, "delete", server.updated)
+    elif server.status in STATUS_ACTIONS:
+        data.add_action(server, STATUS_ACTIONS[server.status]["*"], server.updated)
 
 
 def _apply_static_status(server: SimServer, status: str, ended: Optional[datetime],

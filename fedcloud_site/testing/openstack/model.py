@@ -127,6 +127,31 @@ class SimAddress:
 
 
 @dataclass
+class SimInstanceAction:
+    """A Nova instance action (``os-instance-actions``): what was asked, when, and whether it failed."""
+
+    action: str  # create, stop, start, suspend, resume, pause, unpause, shelve, unshelve, reboot, delete, ...
+    request_id: str
+    user_id: str
+    project_id: str
+    start_time: datetime
+    updated_at: datetime  # when its last event ended (the action's end)
+    message: Optional[str] = None  # "Error" when it failed
+
+
+#: Nova status a server is moved to -> the instance action that does it, by the status it leaves
+STATUS_ACTIONS: Dict[str, Dict[str, str]] = {
+    "ACTIVE": {"SHUTOFF": "start", "SUSPENDED": "resume", "PAUSED": "unpause", "SHELVED": "unshelve",
+               "SHELVED_OFFLOADED": "unshelve", "RESCUE": "unrescue", "SOFT_DELETED": "restore", "*": "reboot"},
+    "SHUTOFF": {"*": "stop"}, "SUSPENDED": {"*": "suspend"}, "PAUSED": {"*": "pause"},
+    "SHELVED": {"*": "shelve"}, "SHELVED_OFFLOADED": {"*": "shelveOffload"}, "RESCUE": {"*": "rescue"},
+    "REBOOT": {"*": "reboot"}, "HARD_REBOOT": {"*": "reboot"}, "RESIZE": {"*": "resize"},
+    "VERIFY_RESIZE": {"*": "resize"}, "REVERT_RESIZE": {"*": "revertResize"}, "MIGRATING": {"*": "live-migration"},
+    "REBUILD": {"*": "rebuild"}, "PASSWORD": {"*": "changePassword"}, "SOFT_DELETED": {"*": "delete"},
+}
+
+
+@dataclass
 class SimServer:
     id: str
     name: str
@@ -148,6 +173,7 @@ class SimServer:
     tags: List[str] = field(default_factory=list)
     description: Optional[str] = None
     locked: bool = False
+    actions: List[SimInstanceAction] = field(default_factory=list)  # oldest first
 
     @property
     def deleted(self) -> bool:
@@ -443,9 +469,30 @@ class CloudData:
                                user_id=user_id, flavor=self.flavor_snapshot(flavor), created=when, updated=when,
                                status=status, image_id=image_id, host=host,
                                launched_at=None if status == "BUILD" else when, addresses=list(addresses or []))
+            if status != "BUILD":  # the build ended: successfully, or in ERROR before the server ever ran
+                self.add_action(server, "create", when, failed=status == "ERROR")
             self.servers[server.id] = server
             self.touch()
             return server
+
+    def add_action(self, server: SimServer, action: str, when: Optional[datetime] = None,
+                   failed: bool = False, started: Optional[datetime] = None) -> SimInstanceAction:
+        """Record an instance action of ``server`` ended at ``when`` (default now), begun at ``started``."""
+        with self.lock:
+            end = _utc(when) if when is not None else self.now()
+            begin = _utc(started) if started is not None else end
+            entry = SimInstanceAction(action=action, request_id=self._request_id(server),
+                                      user_id=server.user_id, project_id=server.project_id, start_time=begin,
+                                      updated_at=end, message="Error" if failed else None)
+            server.actions.append(entry)
+            server.actions.sort(key=lambda a: a.start_time)
+            return entry
+
+    @staticmethod
+    def _request_id(server: SimServer) -> str:
+        """A request id of the server's next action (derived from it: other generated ids stay as they were)."""
+        digest = hashlib.sha256(f"request-{server.id}-{len(server.actions)}".encode()).digest()
+        return f"req-{uuid.UUID(bytes=digest[:16], version=4)}"
 
     def set_server_status(self, server_id: str, status: str) -> SimServer:
         """Move a server to a Nova status (ACTIVE, SUSPENDED, SHUTOFF, PAUSED, ERROR, ...)."""
@@ -457,8 +504,13 @@ class CloudData:
             server = self.servers[server_id]
             if server.deleted:
                 raise ValueError(f"server {server_id} is deleted")
-            server.status = status
+            previous, server.status = server.status, status
             server.updated = self.now()
+            if previous == "BUILD":  # the build ends now, booted or failed
+                self.add_action(server, "create", server.updated, failed=status == "ERROR", started=server.created)
+            elif status in STATUS_ACTIONS and status != previous:
+                choices = STATUS_ACTIONS[status]
+                self.add_action(server, choices.get(previous, choices.get("*", "")), server.updated)
             if server.launched_at is None and status not in ("BUILD", "ERROR"):
                 server.launched_at = server.updated
             self.touch()
@@ -470,6 +522,7 @@ class CloudData:
             server.status = "DELETED"
             server.task_state = None
             server.updated = server.terminated_at = self.now()
+            self.add_action(server, "delete", server.updated)
             for fip in self.floating_ips.values():
                 if fip.port_id == server_id:
                     fip.port_id = fip.fixed_ip = None

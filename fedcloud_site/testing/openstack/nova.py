@@ -65,6 +65,8 @@ def register(sim: OpenStackSim) -> None:
     r("GET", base + r"/servers/(?P<id>[^/]+)", "nova.server", api.get_server, render_error)
     r("DELETE", base + r"/servers/(?P<id>[^/]+)", "nova.server.delete", api.delete_server, render_error)
     r("POST", base + r"/servers/(?P<id>[^/]+)/action", "nova.server.action", api.server_action, render_error)
+    r("GET", base + r"/servers/(?P<id>[^/]+)/os-instance-actions", "nova.server.instance_actions",
+      api.instance_actions, render_error)
     r("GET", base + r"/flavors", "nova.flavors", api.list_flavors, render_error)
     r("GET", base + r"/flavors/detail", "nova.flavors.detail", api.list_flavors_detail, render_error)
     r("GET", base + r"/flavors/(?P<id>[^/]+)", "nova.flavor", api.get_flavor, render_error)
@@ -379,6 +381,37 @@ class _Nova(Service):
             raise ApiError(400, f"There is no such action: {action}")
         self.data.set_server_status(server.id, self.ACTIONS[action])
         return Response(202)
+
+    def instance_actions(self, request: Request) -> Response:
+        """``GET /servers/{id}/os-instance-actions``: newest first; deleted servers from 2.21; ``limit``,
+        ``marker`` (a request id), ``changes-since`` (on ``updated_at``) and ``updated_at`` from 2.58,
+        ``changes-before`` from 2.66; a next link when a page is full."""
+        token = self._token(request)
+        version = self.microversion(request)
+        server = self.data.servers.get(request.match["id"])
+        if server is None or (server.deleted and version < (2, 21)) or (
+                not token.is_reader and server.project_id != token.project_id):
+            raise ApiError(404, f"Instance {request.match['id']} could not be found.")
+        actions = sorted(server.actions, key=lambda a: a.start_time, reverse=True)
+        links: Dict[str, Any] = {}
+        if version >= (2, 58):
+            since = query_time(request.arg("changes-since"), "changes-since")
+            before = query_time(request.arg("changes-before"), "changes-before") if version >= (2, 66) else None
+            actions = [a for a in actions if (since is None or a.updated_at >= since)
+                       and (before is None or a.updated_at <= before)]
+            limit = page_limit(request, 1000)
+            actions, _ = paginate(actions, request.arg("marker"), limit, key=lambda a: a.request_id)
+            links = self._next_links(request, actions, limit, "links", id_of=lambda a: a.request_id)
+
+        def body(a: Any) -> Dict[str, Any]:
+            entry = {"action": a.action, "instance_uuid": server.id, "message": a.message,
+                     "project_id": a.project_id, "request_id": a.request_id, "start_time": iso_micro(a.start_time),
+                     "user_id": a.user_id}
+            if version >= (2, 58):
+                entry["updated_at"] = iso_micro(a.updated_at)
+            return entry
+
+        return self.respond(request, {"instanceActions": [body(a) for a in actions], **links})
 
     # -- flavours ----------------------------------------------------------------------------------------------
     def _visible_flavors(self, request: Request, token: Token) -> List[SimFlavor]:
