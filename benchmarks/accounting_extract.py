@@ -7,6 +7,8 @@
    caso.conf (nova extractor, ssm messenger into a dirq directory); when it cannot be
    installed or run, the reason is printed.
    Also our extractor with ``vm_listing: all_projects`` (one listing for all projects).
+1b. The run that closes a month on the same cloud: the extra instance-action reads for closed-month
+   statuses (only VMs alive at the month's end and changed since).
 2. OpenNebula (simulator in a child process, so the figures are the client's own): 10,000
    VMs in 5 groups, a steady-state run (window of 6 hours): XML-RPC calls and wall time with
    one listing per group (``per_project``: oned pages the whole pool each time) and with one
@@ -51,6 +53,7 @@ from fedcloud_site.queue import MessageQueue
 from fedcloud_site.testing.caso import CASO_VERSION, caso_conf, ensure_caso
 from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, generate
 from fedcloud_site.testing.peers import PeerUnavailable
+from fedcloud_site.timeutil import next_month
 
 DEFAULT_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedcloud-site-bench" / \
     f"caso-{CASO_VERSION}"
@@ -181,6 +184,32 @@ def steady_state(n_vms: int, n_projects: int, venv: Path, skip_caso: bool) -> No
                       f"wall time = {theirs['wall_seconds'] / max(mine['wall_seconds'], 1e-6):.1f}x")
             else:
                 print("caso: did not complete; see its error above")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- 1b. the run that closes a month: closed-month statuses from instance actions ----------------------------
+def month_close(n_vms: int, n_projects: int) -> None:
+    """The first run after a month ended (previous run 12 h earlier): besides the listings, one instance-action
+    read per VM alive at the month's end whose ``updated`` is after it (for its closed month's status)."""
+    now = next_month(now_hour() - timedelta(days=40)) + timedelta(hours=6)
+    previous = now - timedelta(hours=12)
+    month_end = now - timedelta(hours=6)
+    data = generate(seed=7, n_projects=n_projects, vms_per_project=n_vms // n_projects, deleted_fraction=0.05,
+                    changed_fraction=0.02, fips_per_project=2, volumes_per_project=0, now=now)
+    changed = sum(1 for s in data.servers.values() if s.updated > month_end and s.created < month_end
+                  and s.launched_at is not None and not (s.deleted and s.terminated_at and s.terminated_at < previous))
+    print(f"# month close: {n_vms} VMs in {n_projects} projects, previous run {previous:%m-%d %H:%M}, this run "
+          f"{now:%Y-%m-%d %H:%M} UTC; {changed} VMs alive at the month's end changed since")
+    work = Path(tempfile.mkdtemp(prefix="acc-bench-close-"))
+    try:
+        with OpenStackSim(data, max_limit=1000) as sim:
+            figures = ours(sim, work / "ours", previous, now, ["cloud"])
+            actions = figures["requests_by_route"].get("nova.server.instance_actions", 0)
+            print(json.dumps({"tool": "fedcloud-site", "run": "month close", "http_requests": figures["http_requests"],
+                              "instance_action_requests": actions, "vms_changed_since_month_end": changed,
+                              "wall_seconds": figures["wall_seconds"], "cloud_records": figures["cloud_records"]},
+                             sort_keys=True))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -411,6 +440,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     logging.getLogger().setLevel(logging.WARNING)
     steady_state(args.vms, args.projects, args.venv, args.skip_caso)
+    month_close(args.vms, args.projects)
     opennebula(args.one_vms)
     rendering(args.big)
     queue_throughput(args.queue_messages, 70_000)  # a full cloud message: 100 records of ~700 bytes
