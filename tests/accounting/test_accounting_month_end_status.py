@@ -4,11 +4,13 @@ server's instance actions (read only for VMs changed since the month's end), sta
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 from apel_loader import parse_message
 
+from fedcloud_site.errors import JobIncomplete
 from fedcloud_site.testing.opennebula import from_static
 from fedcloud_site.testing.openstack import from_site
 from fedcloud_site.timeutil import parse_time, to_epoch
@@ -97,7 +99,7 @@ class Cloud:
         else:
             self.site.write_site(dict(BASE, vms=[static_vm(name, now) for name in STORIES]))
         before = len(self.site.messages())
-        self.site.run(now)
+        self.summary = self.site.run(now)
         sent: Dict[str, List[Tuple[int, str]]] = {}
         for message in self.site.messages()[before:]:
             for record in parse_message(message).records:
@@ -130,6 +132,7 @@ def test_openstack_reads_instance_actions_only_of_vms_changed_since_the_months_e
     cloud.run("2026-12-05T00:00:00Z")
     # sleeper, waker and quitter changed in December; steady did not
     assert cloud.sim.requests["nova.server.instance_actions"] == 3
+    assert (cloud.summary["vm_history_reads"], cloud.summary["vm_history_unreadable"]) == (3, 0)
     cloud.run("2026-12-05T06:00:00Z")
     assert cloud.sim.requests.get("nova.server.instance_actions", 0) == 0  # steady state: none
 
@@ -171,3 +174,29 @@ def test_static_vms_without_history_follow_the_documented_rule(make_site):
             if int(r["RecordCreateTime"]) == NOVEMBER_END}
     # changed after November ended, how is unknown: started; unchanged since before: its current status
     assert sent == {"sleeper": "started", "waker": "suspended"}
+
+
+def test_unavailable_instance_actions_leave_the_project_for_the_next_run(make_site, simulated):
+    cloud = Cloud("openstack", make_site, simulated, retries=0)
+    cloud.run("2026-11-25T00:00:00Z")
+    cloud.sim.inject("status", route="nova.server.instance_actions", count=100, status=503)
+    with pytest.raises(JobIncomplete, match="503"):
+        cloud.run("2026-12-05T00:00:00Z")
+    assert load_state(cloud.site) == "2026-11-25T00:00:00Z"  # nothing of the window is taken as done
+    cloud.sim.clear_faults()
+    sent = cloud.run("2026-12-05T00:00:00Z")
+    assert sent["sleeper"][0] == (NOVEMBER_END, "started")
+
+
+def test_forbidden_instance_actions_fall_back_to_the_documented_rule(make_site, simulated):
+    cloud = Cloud("openstack", make_site, simulated)
+    cloud.run("2026-11-25T00:00:00Z")
+    cloud.sim.inject("status", route="nova.server.instance_actions", count=100, status=403)
+    sent = cloud.run("2026-12-05T00:00:00Z")
+    assert [status for _, status in sent["waker"]] == ["started", "started"]  # changed since: started
+    assert cloud.summary["vm_history_unreadable"] == 3
+
+
+def load_state(site: Any) -> str:
+    (path,) = (site.state_dir / "projects").glob("*.json")
+    return str(json.loads(path.read_text())["extracted_to"])

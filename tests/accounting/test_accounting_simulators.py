@@ -32,6 +32,18 @@ def test_golden_messages_through_the_real_client_library(simulated, kind):
         assert parse_message(message.encode("ascii")).records
 
 
+@pytest.mark.parametrize("kind", ["openstack", "opennebula"])
+def test_ip_and_accelerator_records_go_to_their_own_queues_never_to_the_cloud_queue(simulated, kind):
+    data = from_site(GOLDEN_SITE, now=parse_time(NOW)) if kind == "openstack" else \
+        from_static(GOLDEN_SITE, now=to_epoch(parse_time(NOW)))
+    site, _ = simulated(kind, data, {"accounting": {"record_types": ["cloud", "ip", "accelerator"]}})
+    site.run(NOW)
+    for record_type in ("cloud", "ip", "accelerator"):
+        queued = site.messages(kind=record_type)
+        assert queued and {parse_message(m).kind for m in queued} == {record_type}
+    assert site.messages(storage=True) == []
+
+
 def test_openstack_steady_state_requests_grow_with_pages_not_vms(simulated):
     data = generate(seed=3, n_projects=2, vms_per_project=400, now=parse_time(NOW))
     for project in data.projects.values():
