@@ -149,11 +149,16 @@ def caso(sim: OpenStackSim, work: Path, exe: str, projects: List[str], previous:
     return figures
 
 
+def bench_cloud(n_vms: int, n_projects: int, now: datetime) -> Any:
+    """The benchmarked OpenStack cloud: 5% of the VMs deleted, 2% changed in the last day."""
+    return generate(seed=7, n_projects=n_projects, vms_per_project=n_vms // n_projects, deleted_fraction=0.05,
+                    changed_fraction=0.02, fips_per_project=2, volumes_per_project=0, now=now)
+
+
 def steady_state(n_vms: int, n_projects: int, venv: Path, skip_caso: bool) -> None:
     now = now_hour()
     previous = now - timedelta(hours=6)
-    data = generate(seed=7, n_projects=n_projects, vms_per_project=n_vms // n_projects, deleted_fraction=0.05,
-                    changed_fraction=0.02, fips_per_project=2, volumes_per_project=0, now=now)
+    data = bench_cloud(n_vms, n_projects, now)
     projects = [p.id for p in data.projects.values() if p.name.startswith("project-")]
     admin = data.find_user(ADMIN_USER)
     for project in projects:  # cASO's project-scoped sessions need a role on each project, as in production
@@ -195,8 +200,7 @@ def month_close(n_vms: int, n_projects: int) -> None:
     now = next_month(now_hour() - timedelta(days=40)) + timedelta(hours=6)
     previous = now - timedelta(hours=12)
     month_end = now - timedelta(hours=6)
-    data = generate(seed=7, n_projects=n_projects, vms_per_project=n_vms // n_projects, deleted_fraction=0.05,
-                    changed_fraction=0.02, fips_per_project=2, volumes_per_project=0, now=now)
+    data = bench_cloud(n_vms, n_projects, now)
     changed = sum(1 for s in data.servers.values() if s.updated > month_end and s.created < month_end
                   and s.launched_at is not None and not (s.deleted and s.terminated_at and s.terminated_at < previous))
     print(f"# month close: {n_vms} VMs in {n_projects} projects, previous run {previous:%m-%d %H:%M}, this run "
