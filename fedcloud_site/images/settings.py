@@ -195,6 +195,9 @@ class Settings(DaemonSettings):
     # OpenNebula: VM templates beside the images
     opennebula_template: bool = False  # default of the subscriptions' opennebula_template
     template: TemplateSettings = field(default_factory=TemplateSettings)
+    # take over the images these tools registered (same list entry, same bytes) instead of uploading them again
+    # (written by `fedcloud-site migrate`; see fedcloud_site.images.adopt)
+    adopt_images_from: List[Literal["atrope", "vmcatcher", "cloudkeeper"]] = field(default_factory=list)
 
     def validate(self) -> None:
         super().validate()

@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..cloud.base import CloudBackend, CloudError, Image, NotFound, NotSupported, TemplateSpec
 from ..timeutil import iso_utc, parse_time, utcnow
+from .adopt import foreign_copies
 from .cache import Cache, CacheFull
 from .convert import ConvertError, Prepared, prepare
 from .download import DownloadError, DownloadStopped, download
@@ -64,6 +65,7 @@ class Summary:
     removed: int = 0
     failed: int = 0
     awaiting_approval: int = 0
+    adopted: int = 0  # images another tool registered, taken over (adopt_images_from)
     templates_created: int = 0
     templates_removed: int = 0
     problems: List[str] = field(default_factory=list)
@@ -76,7 +78,7 @@ class Summary:
 
     @property
     def cloud_changed(self) -> bool:
-        return bool(self.registered or self.updated or self.deprecated or self.removed)
+        return bool(self.registered or self.updated or self.deprecated or self.removed or self.adopted)
 
 
 @dataclass
@@ -130,6 +132,7 @@ class Sync:
         self.db: StateDB
         self._templates_refused = False
         self._reactivated: Set[int] = set()  # dry run: deprecated versions the lists want again
+        self._cloud_images: Optional[List[Image]] = None  # all images, listed once a run for adoption
 
     @property
     def registrar(self) -> Registrar:
@@ -345,7 +348,7 @@ class Sync:
             self.log.warning("registered image vanished from the cloud; registering it again",
                              subscription=sub.name, identifier=entry.identifier, image_id=row.image_id)
             self.db.update_image(row.id, state="listed", image_id=None, reason="image vanished from the cloud")
-        found = registrar.find(sub.name, entry.identifier, entry.sha512)
+        found = registrar.find(sub.name, entry.identifier, entry.sha512) or self._adopt(sub, image_list, entry)
         if found:
             self.db.update_image(row.id, state="registered", image_id=found[0].id, reason=None,
                                  registered_at=row.registered_at or iso_utc(now))
@@ -364,6 +367,26 @@ class Sync:
             self._fail(row, f"hv:size {entry.size} exceeds max_image_size ({self.settings.max_image_bytes})")
             return None
         return _Job(row.id, sub, image_list, entry, self.cache.path_for(sub.name, entry.identifier, entry.sha512))
+
+    def _adopt(self, sub: Subscription, image_list: ImageList, entry: ImageEntry) -> List[Image]:
+        """The copy another tool registered of this version, made ours (``adopt_images_from``); [] if none."""
+        copies = self._foreign_copies(entry)
+        if not copies:
+            return []
+        image, origin = copies[0]
+        self.registrar.update_metadata(image, self._name(sub, entry), self._properties(sub, image_list, entry))
+        adopted = self.registrar.ours().get(image.id) or image
+        self.summary.adopted += 1
+        self.log.info("image adopted instead of uploaded again", subscription=sub.name, identifier=entry.identifier,
+                      image_id=image.id, registered_by=origin, other_copies=[i.id for i, _ in copies[1:]])
+        return [adopted]
+
+    def _foreign_copies(self, entry: ImageEntry) -> List[Tuple[Image, str]]:
+        if not self.settings.adopt_images_from:
+            return []
+        if self._cloud_images is None:
+            self._cloud_images = list(self.registrar.cloud.list_images())
+        return list(foreign_copies(self._cloud_images, entry, self.settings.adopt_images_from))
 
     def _remove_duplicates(self, subscription: str, entry: ImageEntry, keep: str) -> None:
         """Other copies of the same version (e.g. an upload whose bookkeeping was lost): deleted."""
@@ -762,6 +785,11 @@ class Sync:
         elif current is not None and state == "deprecated":
             self._reactivated.add(current.id)
             self._would("reactivate", "dry run: would reactivate", current)
+        elif self._foreign_copies(entry):
+            image, origin = self._foreign_copies(entry)[0]
+            self.summary.would["adopt"] = self.summary.would.get("adopt", 0) + 1
+            self.log.info("dry run: would adopt the image another tool registered", subscription=sub.name,
+                          identifier=entry.identifier, image_id=image.id, registered_by=origin)
         else:
             self.summary.would["register"] = self.summary.would.get("register", 0) + 1
             self.log.info("dry run: would download and register", subscription=sub.name,

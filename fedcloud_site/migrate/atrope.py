@@ -108,5 +108,7 @@ def migrate(path: Path, report: Report) -> ToolResult:
             if key not in _KNOWN:
                 report.skip(path, f"{name}.{key}", "not used by atrope's sources")
         subscriptions.append(sub)
-    images: Dict[str, Any] = {"subscriptions": subscriptions}
+    images: Dict[str, Any] = {"subscriptions": subscriptions, "adopt_images_from": ["atrope"]}
+    report.map(path, "(the images atrope registered)", "images.adopt_images_from", ["atrope"],
+               "taken over (same list entry and sha512), not uploaded again")
     return ToolResult(TOOL, str(path), sections={"images": images})
