@@ -20,7 +20,10 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError) as exc:  # out of range for time_t or for datetime
+            raise ValueError(f"not a time: epoch {value!r} is out of range") from exc
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, date):

@@ -8,6 +8,8 @@ import sys
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fedcloud_site.timeutil import iso_utc, month_start, next_month, parse_month, parse_time, to_epoch
 
@@ -43,3 +45,18 @@ def test_month_boundaries():
     with pytest.raises(ValueError):
         parse_month("2026-13")
     assert iso_utc(moment) == "2026-12-31T23:59:00Z"
+
+
+@pytest.mark.parametrize("value", [10 ** 30, -(10 ** 20), 67_768_036_191_676_800, float("inf"), 1e300, True])
+def test_an_epoch_out_of_range_is_a_value_error(value):
+    with pytest.raises(ValueError, match="not a time"):
+        parse_time(value)
+
+
+@given(st.integers() | st.floats(allow_nan=False))
+def test_any_number_is_a_time_or_a_value_error(value):
+    try:
+        moment = parse_time(value)
+    except ValueError:
+        return
+    assert moment.tzinfo is not None
