@@ -180,3 +180,21 @@ def test_a_broken_lastrun_file_stops_the_migration_before_anything_is_written(ca
         migrate([("caso", caso_site({}))], site_dir / "fedcloud-site.yaml", None, dry_run=False, force=False)
     assert caught.value.file == str(spool / "lastrun.aaa111")
     assert list((site_dir / "conf.d").iterdir()) == []
+
+
+def test_the_roll_back_of_the_guide_gives_cASO_back_its_own_lastrun(caso_site, site_dir: Path, tmp_path: Path):
+    """docs/migration.rst's roll-back snippet, run on the state the migration wrote, writes the lastrun files
+    cASO wrote (same text, the format of cASO's write_lastrun)."""
+    spool = tmp_path / "caso-spool"
+    spool.mkdir()
+    written = "2026-11-05 06:00:01+00:00"  # str(extract_to + timedelta(seconds=1)), extract_to aware UTC
+    (spool / "lastrun.aaa111").write_text(written, encoding="utf-8")
+    migrate([("caso", caso_site({}))], site_dir / "fedcloud-site.yaml", None, dry_run=False, force=False)
+    (spool / "lastrun.aaa111").unlink()
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "migration.rst").read_text(encoding="utf-8")
+    snippet = guide.split("python3 - <<'EOF'\n", 1)[1].split("EOF\n", 1)[0]
+    code = "\n".join(line[7:] for line in snippet.splitlines())
+    code = code.replace("/var/lib/fedcloud-site/accounting", str(tmp_path / "state")).replace(
+        "/var/spool/caso", str(spool))
+    exec(compile(code, "docs/migration.rst", "exec"), {})  # noqa: S102 - the guide's own snippet
+    assert (spool / "lastrun.aaa111").read_text(encoding="utf-8") == written
