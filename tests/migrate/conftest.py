@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
+from fedcloud_site.log import configure_logging
+from fedcloud_site.smime import verify
+from fedcloud_site.testing import pki
+from fedcloud_site.testing.ams_sim import AmsSimulator
 from fedcloud_site.testing.caso import CASO_VERSION, fill_sample
 from fedcloud_site.testing.peers import PeerUnavailable, github_file, sdist_member
 
@@ -79,3 +84,52 @@ def site_dir(tmp_path: Path) -> Path:
     (directory / "fedcloud-site.yaml").write_text(
         f"accounting: {{state_dir: {tmp_path / 'state'}}}\n", encoding="utf-8")
     return directory
+
+
+@dataclass
+class AmsSite:
+    """The AMS simulator with a test PKI, and apel-ssm's shipped sender.cfg pointed at it."""
+
+    ams: Any
+    tmp: Path
+    sample: str
+    capath: Path
+    host: Any
+    topic: str = "eu-egi-cloud-accounting"
+
+    def sender_cfg(self, queue_dir: Path) -> Path:
+        """apel-ssm's sender.cfg as a site would have edited it: AMS on 127.0.0.1, token, this queue."""
+        path = self.tmp / "sender.cfg"
+        path.write_text(
+            self.sample.replace("host:\n", "host: 127.0.0.1\n").replace("port: 443", f"port: {self.ams.port}")
+            .replace("#token:", "token: s3cret").replace("destination: gLite-APEL", f"destination: {self.topic}")
+            .replace("path: /var/spool/apel/outgoing", f"path: {queue_dir}")
+            .replace("certificate: /etc/grid-security/hostcert.pem", f"certificate: {self.host.cert}")
+            .replace("key: /etc/grid-security/hostkey.pem", f"key: {self.host.key}")
+            .replace("capath: /etc/grid-security/certificates", f"capath: {self.capath}"), encoding="utf-8")
+        return path
+
+    def delivered(self) -> List[bytes]:
+        """The payloads AMS received (signatures verified)."""
+        return [verify(m.data).content for m in self.ams.messages("accounting", self.topic)]
+
+
+@pytest.fixture
+def ams_site(tmp_path: Path, ssm_sender_cfg: str):
+    ca = pki.CertificateAuthority("/DC=org/DC=example/CN=Migration Test CA")
+    capath = pki.write_ca_directory(tmp_path / "certificates", [ca])
+    host = ca.host("cloud.test.example.org").write(tmp_path / "host")
+    server = ca.server("/DC=org/DC=example/CN=localhost").write(tmp_path / "ams", "cert.pem", "key.pem")
+    ams = AmsSimulator(server.cert, server.key).start()
+    site = AmsSite(ams, tmp_path, ssm_sender_cfg, capath, host)
+    ams.add_topic("accounting", site.topic)
+    ams.add_token("s3cret", "accounting")
+    yield site
+    ams.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_stream():
+    """``main()`` binds logging to the stderr of the test that called it; rebind after each test."""
+    yield
+    configure_logging()

@@ -23,10 +23,7 @@ from fedcloud_site.accounting.daemon import run_extraction
 from fedcloud_site.cli import main
 from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
-from fedcloud_site.log import configure_logging, get_logger
-from fedcloud_site.smime import verify
-from fedcloud_site.testing import pki
-from fedcloud_site.testing.ams_sim import AmsSimulator
+from fedcloud_site.log import get_logger
 from fedcloud_site.testing.caso import caso_conf, ensure_caso, run_caso
 from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_USER, OpenStackSim
 from fedcloud_site.testing.openstack.dataset import add_admin
@@ -35,7 +32,6 @@ from fedcloud_site.testing.peers import PeerUnavailable
 from fedcloud_site.timeutil import month_start, next_month, to_epoch
 
 pytestmark = pytest.mark.slow
-TOPIC = "eu-egi-cloud-accounting"
 VOS = {"project-a": "vo-a.example.org", "project-b": "vo-b.example.org"}
 
 
@@ -57,22 +53,6 @@ def caso_exe() -> Path:
         return ensure_caso()
     except PeerUnavailable as exc:
         pytest.skip(str(exc))
-
-
-@pytest.fixture
-def ams_pki(tmp_path: Path):
-    ca = pki.CertificateAuthority("/DC=org/DC=example/CN=Migration Test CA")
-    ca.write_cert(tmp_path / "ca.pem")
-    capath = pki.write_ca_directory(tmp_path / "certificates", [ca])
-    host = ca.host("cloud.test.example.org").write(tmp_path / "host")
-    server = ca.server("/DC=org/DC=example/CN=localhost").write(tmp_path / "ams", "cert.pem", "key.pem")
-    return capath, host, server
-
-
-@pytest.fixture(autouse=True)
-def _fresh_log_stream():
-    yield
-    configure_logging()
 
 
 def as_the_server_reads(message: bytes) -> bytes:
@@ -140,9 +120,7 @@ def build_history(data: CloudData, t0: datetime, e1: datetime, e2: datetime, t: 
     data.set_now(t)
 
 
-def test_cASO_then_fedcloud_site_gap_free_and_nothing_twice(tmp_path: Path, caso_exe: Path, apel_loader,
-                                                            ssm_sender_cfg: str, ams_pki):
-    capath, host, ams_server = ams_pki
+def test_cASO_then_fedcloud_site_gap_free_and_nothing_twice(tmp_path: Path, caso_exe: Path, apel_loader, ams_site):
     t = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     t0 = month_start(t - timedelta(days=100)) + timedelta(days=3, hours=5)
     e1 = t - timedelta(days=62, minutes=17)
@@ -178,53 +156,39 @@ def test_cASO_then_fedcloud_site_gap_free_and_nothing_twice(tmp_path: Path, caso
             assert (spool / f"lastrun.{project_id}").exists()
 
         # -- the switch-over: stop cASO (it is not run again), migrate, run ours --------------------------
-        ams = AmsSimulator(ams_server.cert, ams_server.key).start()
-        try:
-            ams.add_topic("accounting", TOPIC)
-            ams.add_token("s3cret", "accounting")
-            sender = tmp_path / "sender.cfg"
-            sender.write_text(
-                ssm_sender_cfg.replace("host:\n", "host: 127.0.0.1\n").replace("port: 443", f"port: {ams.port}")
-                .replace("#token:", "token: s3cret").replace("destination: gLite-APEL", f"destination: {TOPIC}")
-                .replace("path: /var/spool/apel/outgoing", f"path: {outgoing}")
-                .replace("certificate: /etc/grid-security/hostcert.pem", f"certificate: {host.cert}")
-                .replace("key: /etc/grid-security/hostkey.pem", f"key: {host.key}")
-                .replace("capath: /etc/grid-security/certificates", f"capath: {capath}"), encoding="utf-8")
-            etc = tmp_path / "etc"
-            (etc / "conf.d").mkdir(parents=True)
-            (etc / "fedcloud-site.yaml").write_text(
-                f"accounting: {{state_dir: {tmp_path / 'state'}}}\nssm: {{state_dir: {tmp_path / 'ssm-state'}}}\n"
-                f"cloud: {{openstack: {{retry_delay: 0.01}}}}\n", encoding="utf-8")
-            main_config = ["-c", str(etc / "fedcloud-site.yaml")]
-            assert main([*main_config, "migrate", "--from", f"caso={conf}", "--from", f"ssm={sender}"]) == 0
-            config = load_config(etc / "fedcloud-site.yaml")
-            assert config.accounting.queue_dir == outgoing and config.ssm.queues[0].queue_dir == outgoing
+        sender = ams_site.sender_cfg(outgoing)
+        etc = tmp_path / "etc"
+        (etc / "conf.d").mkdir(parents=True)
+        (etc / "fedcloud-site.yaml").write_text(
+            f"accounting: {{state_dir: {tmp_path / 'state'}}}\nssm: {{state_dir: {tmp_path / 'ssm-state'}}}\n"
+            f"cloud: {{openstack: {{retry_delay: 0.01}}}}\n", encoding="utf-8")
+        main_config = ["-c", str(etc / "fedcloud-site.yaml")]
+        assert main([*main_config, "migrate", "--from", f"caso={conf}", "--from", f"ssm={sender}"]) == 0
+        config = load_config(etc / "fedcloud-site.yaml")
+        assert config.accounting.queue_dir == outgoing and config.ssm.queues[0].queue_dir == outgoing
 
-            last = {p: datetime.fromisoformat((spool / f"lastrun.{p}").read_text()) - timedelta(seconds=1)
-                    for p in projects.values()}
-            assert all(moment.replace(microsecond=0) == e2 for moment in last.values())
-            before = len(caso_messages)
-            summary = run_extraction(config, open_backend(config), t, get_logger("accounting"))
-            assert summary["projects_failed"] == 0
-            all_messages = apel_loader.read_queue(outgoing)
-            ours = all_messages[before:] if all_messages[:before] == caso_messages else None
-            assert ours is not None, "our messages did not come after cASO's in the queue"
+        last = {p: datetime.fromisoformat((spool / f"lastrun.{p}").read_text()) - timedelta(seconds=1)
+                for p in projects.values()}
+        assert all(moment.replace(microsecond=0) == e2 for moment in last.values())
+        before = len(caso_messages)
+        summary = run_extraction(config, open_backend(config), t, get_logger("accounting"))
+        assert summary["projects_failed"] == 0
+        all_messages = apel_loader.read_queue(outgoing)
+        ours = all_messages[before:] if all_messages[:before] == caso_messages else None
+        assert ours is not None, "our messages did not come after cASO's in the queue"
 
-            # a second run at the same instant extracts nothing: the state reached T
-            run_extraction(config, open_backend(config), t, get_logger("accounting"))
-            assert apel_loader.read_queue(outgoing) == all_messages
+        # a second run at the same instant extracts nothing: the state reached T
+        run_extraction(config, open_backend(config), t, get_logger("accounting"))
+        assert apel_loader.read_queue(outgoing) == all_messages
 
-            # -- delivery: the ssm daemon drains the adopted queue once ---------------------------------
-            assert main([*main_config, "ssm", "once"]) == 0
-            published = ams.messages("accounting", TOPIC)
-            assert len(published) == len(all_messages)
-            assert apel_loader.read_queue(outgoing) == []
-            assert main([*main_config, "ssm", "once"]) == 0
-            assert len(ams.messages("accounting", TOPIC)) == len(all_messages)  # delivered once
-            delivered = sorted(verify(m.data).content for m in published)
-            assert delivered == sorted(all_messages)
-        finally:
-            ams.stop()
+        # -- delivery: the ssm daemon drains the adopted queue once ---------------------------------
+        assert main([*main_config, "ssm", "once"]) == 0
+        delivered = sorted(ams_site.delivered())
+        assert len(delivered) == len(all_messages)
+        assert apel_loader.read_queue(outgoing) == []
+        assert main([*main_config, "ssm", "once"]) == 0
+        assert len(ams_site.delivered()) == len(all_messages)  # delivered once
+        assert delivered == sorted(all_messages)
 
     # -- what the APEL server makes of it ------------------------------------------------------------------
     db = apel_loader.CloudDB()
