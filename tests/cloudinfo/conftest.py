@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -9,6 +10,7 @@ import pytest
 from cloudinfo_helpers import write_site_config
 
 from fedcloud_site.config import Config, load_config
+from fedcloud_site.testing.cip import VENV_ENV, CipUnavailable, ensure_venv
 from fedcloud_site.testing.ldap import SlapdServer, slapd_available
 
 GLUE_BASE = "GLUE2GroupID=cloud,o=glue"
@@ -48,3 +50,13 @@ def offline_dir(tmp_path: Path) -> Path:
 def site_config(tmp_path: Path) -> Config:
     """Configuration of the fixed test site on the static backend."""
     return load_config(write_site_config(tmp_path))
+
+
+@pytest.fixture(scope="session")
+def cip_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Python of a virtualenv with cloud-info-provider 1.2 (``FEDCLOUD_SITE_CIP_VENV`` keeps one)."""
+    directory = Path(os.environ[VENV_ENV]) if os.environ.get(VENV_ENV) else tmp_path_factory.mktemp("cip-venv")
+    try:
+        return ensure_venv(directory)
+    except CipUnavailable as exc:
+        pytest.skip(str(exc))

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Dict, Iterator
 
-import pytest
 from cloudinfo_helpers import SITE_FILE, build, json_of, write_site_config
 
 from fedcloud_site.config import load_config
-from fedcloud_site.testing.cip import CipUnavailable, add_member_user, ensure_venv, run_cip, site_file
+from fedcloud_site.testing.cip import add_member_user, run_cip, site_file
 from fedcloud_site.testing.openstack import OpenStackSim, from_site
 
 P_FED = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
@@ -38,19 +36,6 @@ OUR_EXTRAS = {("CloudComputingManager", k) for k in ("ProductName", "HypervisorN
 OUR_EXTRAS.add(("CloudComputingInstanceType", "EphemeralStorage"))
 # set in our vos.<vo> configuration; cloud-info-provider 1.2 has no setting for them
 OUR_EXTRAS |= {("Share", k) for k in ("SLA", "DefaultNetworkType", "PublicNetworkName")}
-
-
-@pytest.fixture(scope="session")
-def cip_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
-    from fedcloud_site.testing.cip import VENV_ENV
-
-    directory = Path(os.environ[VENV_ENV]) if os.environ.get(VENV_ENV) else tmp_path_factory.mktemp("cip-venv")
-    try:
-        return ensure_venv(directory)
-    except CipUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 def by_id(document: Dict[str, Any]) -> Dict[str, Dict[str, Dict[str, Any]]]:

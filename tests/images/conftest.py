@@ -23,6 +23,7 @@ from fedcloud_site.images.register import is_ours
 from fedcloud_site.images.state import StateDB
 from fedcloud_site.testing.image_server import ImageServer, write_random_file
 from fedcloud_site.testing.opennebula import OpenNebulaSimulator, from_static
+from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, from_site
 from fedcloud_site.testing.pki import CertificateAuthority, Credential, write_ca_directory
 from fedcloud_site.timeutil import iso_utc, utcnow
 
@@ -181,5 +182,16 @@ def opennebula(world, tmp_path):
         world.cloud_section = {"backend": "opennebula", "opennebula": {
             "endpoint": sim.url, "username": user.name, "password": user.password, "poll_interval": 0.01,
             "upload_dir": str(tmp_path / "one-upload")}}
+        world.write_config()
+        yield sim
+
+
+@pytest.fixture
+def openstack(world):
+    """The world's site served by the OpenStack simulator, the config pointing at it (openstacksdk)."""
+    with OpenStackSim(from_site(world.site)) as sim:
+        world.cloud_section = {"backend": "openstack", "openstack": {
+            "auth_url": sim.auth_url, "username": ADMIN_USER, "password": ADMIN_PASSWORD,
+            "project_name": ADMIN_PROJECT, "retry_delay": 0.01}}
         world.write_config()
         yield sim

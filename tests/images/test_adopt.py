@@ -19,17 +19,6 @@ from fedcloud_site.cloud.base import Image
 from fedcloud_site.images.adopt import foreign_copies, origin_of
 from fedcloud_site.images.imagelist import ImageEntry
 from fedcloud_site.images.register import MANAGED_BY_KEY, MANAGED_BY_VALUE
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, from_site
-
-
-@pytest.fixture
-def openstack(world):
-    with OpenStackSim(from_site(world.site)) as sim:
-        world.cloud_section = {"backend": "openstack", "openstack": {
-            "auth_url": sim.auth_url, "username": ADMIN_USER, "password": ADMIN_PASSWORD,
-            "project_name": ADMIN_PROJECT, "retry_delay": 0.01}}
-        world.write_config()
-        yield sim
 
 
 def atrope_registered(sim: Any, entry: Dict[str, Any], list_name: str = "vo.fedcloud.egi.eu",

@@ -3,19 +3,7 @@ OpenNebula via the XML-RPC simulator (pyone)."""
 
 from __future__ import annotations
 
-import pytest
-
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, from_site
-
-
-@pytest.fixture
-def openstack(world):
-    with OpenStackSim(from_site(world.site)) as sim:
-        world.cloud_section = {"backend": "openstack", "openstack": {
-            "auth_url": sim.auth_url, "username": ADMIN_USER, "password": ADMIN_PASSWORD,
-            "project_name": ADMIN_PROJECT, "retry_delay": 0.01}}
-        world.write_config()
-        yield sim
+from fedcloud_site.testing.openstack import ADMIN_USER
 
 
 def test_glance_registration_carries_origin_properties_and_goes_to_the_vo_project(world, openstack):
