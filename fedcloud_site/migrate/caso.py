@@ -169,6 +169,9 @@ class _Reader:
                              "energy records are not produced)")
         self._record_types = [kind for e in extractors if e in EXTRACTOR_RECORDS for kind in EXTRACTOR_RECORDS[e]]
         self._spooldir = Path(self.value("DEFAULT", "spooldir") or DEFAULT_SPOOLDIR)
+        self.report.default(TOOL, "schedule", "caso-extract from cron or a timer (commonly hourly)",
+                            "accounting.interval 6h (the daemon schedules itself)", kept=False,
+                            note="usage is cumulative: a longer interval delays records, loses none")
         self.report.map(self.path, "[DEFAULT] spooldir", "accounting state (projects/<id>.json)",
                         str(self._spooldir), "its lastrun.<project> files are carried over")
         for option, why in (
@@ -360,6 +363,8 @@ def read_voms_json(path: Path, report: Report, explicit: bool) -> Dict[str, Dict
         data = json.loads(text)
     except ValueError as exc:
         raise MigrationError(path, f"not JSON: {exc}") from None
+    except RecursionError:
+        raise MigrationError(path, "not JSON cASO can use: nested too deeply") from None
     if not isinstance(data, dict):
         raise MigrationError(path, "expected an object of VO name -> {projects: [...]}")
     vos: Dict[str, Dict[str, List[str]]] = {}
@@ -391,6 +396,8 @@ def read_voms_json(path: Path, report: Report, explicit: bool) -> Dict[str, Dict
 
 def parse_lastrun(path: Path) -> datetime:
     """The instant cASO's next run of a project starts from (aware UTC); MigrationError when unreadable."""
+    if path.exists() and not path.is_file():
+        raise MigrationError(path, "not a regular file (cASO writes its lastrun files as plain files)")
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -409,11 +416,15 @@ def parse_lastrun(path: Path) -> datetime:
 
 def lastrun_files(spooldir: Path) -> List[Tuple[str, Path]]:
     """(project id, file) of every ``lastrun.<project id>`` in cASO's spool directory."""
-    if not spooldir.is_dir():
-        return []
+    try:
+        if not spooldir.is_dir():
+            return []
+        entries = sorted(spooldir.iterdir())
+    except OSError as exc:
+        raise MigrationError(spooldir, f"cannot read cASO's spool directory: {exc.strerror or exc}") from None
     found = []
-    for path in sorted(spooldir.iterdir()):
-        if path.name.startswith("lastrun.") and path.is_file() and len(path.name) > len("lastrun."):
+    for path in entries:
+        if path.name.startswith("lastrun.") and len(path.name) > len("lastrun.") and not path.is_dir():
             found.append((path.name[len("lastrun."):], path))
     return found
 

@@ -91,6 +91,9 @@ def migrate(sources: List[tuple], main_config: Path, output: Optional[Path], dry
     fragments = build_fragments(results, report)
     directory = output if output is not None else main_config.parent / "conf.d"
     config = validate(fragments, main_config, directory)
+    if not main_config.exists():
+        report.warn(f"{main_config} does not exist: the daemons read it first (the fragments are merged over it); "
+                    "create it (it may be empty) or give -c")
     actions = [action for result in results for action in result.actions]
     planned = [line for action in actions for line in action(config, True, force)]  # checks every state file first
     if dry_run:

@@ -135,6 +135,8 @@ def migrate(path: Path, report: Report) -> ToolResult:
     put("queue_dir", queue, "[messaging] path",
         "the same dirq queue: messages apel-ssm had not sent yet are sent once by the ssm daemon")
 
+    report.default(TOOL, "schedule", "ssmsend from cron or a timer", "ssm.interval 5m, and at once when messages "
+                   "appear (ssm.watch)", kept=False)
     for option in ("logfile", "level", "console"):
         if get("logging", option) is not None:
             report.skip(path, f"[logging] {option}", "fedcloud-site logs every daemon through its `logging` section "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -198,3 +199,18 @@ def test_the_roll_back_of_the_guide_gives_cASO_back_its_own_lastrun(caso_site, s
         "/var/spool/caso", str(spool))
     exec(compile(code, "docs/migration.rst", "exec"), {})  # noqa: S102 - the guide's own snippet
     assert (spool / "lastrun.aaa111").read_text(encoding="utf-8") == written
+
+
+def test_hostile_state_and_mapping_files_are_named_errors(caso_site, tmp_path: Path):
+    spool = tmp_path / "caso-spool"
+    spool.mkdir()
+    os.mkfifo(spool / "lastrun.fifo")  # would block a reader forever
+    with pytest.raises(MigrationError, match="not a regular file") as caught:
+        caso.migrate(caso_site({}), Report())
+    assert caught.value.file == str(spool / "lastrun.fifo")
+    (spool / "lastrun.fifo").unlink()
+    mapping = tmp_path / "voms.json"
+    mapping.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(MigrationError) as caught:
+        caso.migrate(caso_site({("DEFAULT", "mapping_file"): str(mapping)}), Report())
+    assert caught.value.file == str(mapping)
