@@ -44,12 +44,22 @@ def tool_fragment_name(tool: str) -> str:
 
 
 def _merge_shared(into: Dict[str, Any], data: Dict[str, Any], source: str, origins: Dict[str, str],
-                  prefix: str = "") -> None:
+                  report: Report, prefix: str = "") -> None:
+    """Merge one tool's site/cloud/vos into ``into``: lists are united, a contradiction about the site is an
+    error; about the cloud credentials the first tool's are kept (one set reads everything, see below)."""
+    if prefix == "cloud.openstack" and into and data != {k: into.get(k) for k in data}:
+        first = origins.get("cloud.openstack", "another file")
+        report.warn(f"{source} reached the cloud with other credentials than {first}: fedcloud-site reads every "
+                    f"project with one set, cloud.openstack from {first} is kept (it must read every accounted "
+                    "and published project)")
+        return
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else key
         current = into.get(key)
         if isinstance(value, dict) and (current is None or isinstance(current, dict)):
-            _merge_shared(into.setdefault(key, {}), value, source, origins, path)
+            if current is None:
+                origins[path] = source
+            _merge_shared(into.setdefault(key, {}), value, source, origins, report, path)
         elif isinstance(value, list) and isinstance(current, list):
             into[key] = current + [item for item in value if item not in current]  # vos.<vo>.projects: union
         elif current is None:
@@ -67,7 +77,7 @@ def build_fragments(results: Sequence[ToolResult], report: Report) -> List[Fragm
     shared_sources: List[str] = []
     for result in results:
         if result.shared:
-            _merge_shared(shared, result.shared, result.source, origins)
+            _merge_shared(shared, result.shared, result.source, origins, report)
             shared_sources.append(result.source)
     _join_queues(results, report)
     fragments = []

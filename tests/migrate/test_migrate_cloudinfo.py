@@ -55,3 +55,43 @@ def test_invalid_yaml_names_the_line(tmp_path: Path):
     path.write_text("gocdb: S\nendpoint: [unclosed\n", encoding="utf-8")
     with pytest.raises(MigrationError, match=r"invalid YAML: line \d+"):
         cloudinfo.migrate(path, Report())
+
+
+def _argument_file(tmp_path: Path, *extra: str) -> Path:
+    """The options sites give cloud-info-provider-service (as fedcloud_site.testing.cip runs it), one per line:
+    argparse's @file format, which cloud-info-provider reads (fromfile_prefix_chars='@')."""
+    site_file(tmp_path / "site.yaml", "TEST-SITE", ENDPOINT, {"fedcloud.egi.eu": "p1"})
+    args = ["--os-auth-url", ENDPOINT, "--os-auth-type", "password", "--os-username", "cloudinfo-reader",
+            "--os-password", "reader-secret", "--os-user-domain-name", "Default", "--os-project-domain-name",
+            "Default", "--timeout", "60", *extra, "site.yaml"]
+    path = tmp_path / "cloud-info-provider.args"
+    path.write_text("\n".join(args) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_argument_file_gives_credentials_and_publishing_choices(tmp_path: Path):
+    report = Report()
+    result = cloudinfo.migrate(_argument_file(tmp_path, "--only-appdb-images", "--select-flavors=public"), report)
+    assert result.shared["cloud"]["openstack"] == {
+        "auth_url": ENDPOINT, "username": "cloudinfo-reader", "password": "reader-secret",
+        "user_domain_name": "Default", "project_domain_name": "Default", "system_scope": True}
+    assert result.shared["site"]["name"] == "TEST-SITE"  # the site file named in the arguments
+    assert result.sections["cloudinfo"]["images"] == "registry"
+    assert result.sections["cloudinfo"]["flavors"] == "public"
+    assert "reader-secret" not in report.render()
+    assert "--timeout" in report.unmapped_names()
+
+
+def test_without_only_appdb_images_every_image_stays_published(tmp_path: Path):
+    result = cloudinfo.migrate(_argument_file(tmp_path), Report())
+    assert result.sections["cloudinfo"]["images"] == "all"
+
+
+@pytest.mark.parametrize("extra, option", [(("--os-auth-type", "v3oidcaccesstoken"), "--os-auth-type"),
+                                           (("--insecure=yes",), "--insecure"),
+                                           (("--select-flavors", "some"), "--select-flavors"),
+                                           (("other.yaml",), "site_config")])
+def test_a_bad_argument_is_a_named_error(tmp_path: Path, extra, option):
+    with pytest.raises(MigrationError) as caught:
+        cloudinfo.migrate(_argument_file(tmp_path, *extra), Report())
+    assert (caught.value.section, caught.value.option) == ("arguments", option)

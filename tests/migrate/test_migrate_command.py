@@ -108,3 +108,16 @@ def test_bad_from_arguments_are_usage_errors(site_dir: Path, argument: str):
     with pytest.raises(SystemExit) as caught:
         main(["-c", str(site_dir / "fedcloud-site.yaml"), "migrate", "--from", argument])
     assert caught.value.code == 2
+
+
+def test_cASOs_credentials_are_kept_when_cloud_info_provider_used_others(site_dir: Path, caso_site, tmp_path: Path,
+                                                                         capsys):
+    site_file(tmp_path / "cip-site.yaml", "TEST-SITE", ENDPOINT, {"fedcloud.egi.eu": "p1"})
+    args = tmp_path / "cip.args"
+    args.write_text(f"--os-auth-url\n{ENDPOINT}\n--os-username\nreader\n--os-password\nr\ncip-site.yaml\n",
+                    encoding="utf-8")
+    assert main(["-c", str(site_dir / "fedcloud-site.yaml"), "migrate", "--from", f"caso={caso_site({})}",
+                 "--from", f"cloud-info-provider={args}"]) == 0
+    config = load_config(site_dir / "fedcloud-site.yaml")
+    assert config.cloud_backend_settings.username == "caso"
+    assert "other credentials" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -140,3 +140,19 @@ def test_any_lastrun_file_is_a_time_or_a_named_error(content: Any):
     result = _in_tmp(data, caso.parse_lastrun, binary=True)
     if not isinstance(result, MigrationError):
         assert result.tzinfo is not None
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["--os-auth-url", "--os-password=x", "--insecure", "--only-appdb-images",
+                                 "--select-flavors", "public", "--middleware", "site.yaml", "--os-auth-type",
+                                 "password", "-x"]) | st.text(max_size=30), max_size=12))
+def test_any_argument_file_is_migrated_or_a_named_error(args: List[str]):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cip.args"
+        path.write_text("--os-username\nu\n" + "\n".join(args) + "\n", encoding="utf-8")
+        (path.parent / "site.yaml").write_text("gocdb: S\nendpoint: https://x.example.org:5000/v3\nvos: []\n",
+                                               encoding="utf-8")
+        try:
+            cloudinfo.migrate(path, Report())
+        except MigrationError as exc:  # the argument file, or the site file it names
+            assert exc.file and str(exc).startswith(exc.file)
