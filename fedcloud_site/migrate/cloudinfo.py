@@ -58,9 +58,10 @@ IGNORED = {"format": "we publish both GLUE 2.0 LDIF (BDII) and GLUE 2.1 JSON (AM
 
 
 def is_argument_file(text: str) -> bool:
-    """cloud-info-provider's argument file: the first argument is an option (site files start with a key)."""
+    """cloud-info-provider's argument file: the first argument is a long option (a YAML site file starts with a
+    key, a ``---`` document marker or, when it is not a mapping at all, a ``- `` list item)."""
     first = next((line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")), "")
-    return first.startswith("-")
+    return first.startswith("--") and not first.startswith("---")
 
 
 def migrate(path: Path, report: Report, gocdb_service_id: Optional[str] = None) -> ToolResult:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..config import DEFAULT_CONFIG
-from . import atrope, caso, cloudinfo, ssm
+from . import atrope, caso, cloudinfo, ssm, vmcatcher
 from .errors import MigrationError
 from .fragments import build_fragments, validate, write
 from .report import Report
@@ -19,13 +19,14 @@ EXIT_OK = 0
 #: --from names (and their aliases) -> reader
 TOOLS: Dict[str, str] = {"caso": "caso", "ssm": "apel-ssm", "apel-ssm": "apel-ssm",
                          "cloud-info-provider": "cloud-info-provider", "cip": "cloud-info-provider",
-                         "atrope": "atrope"}
+                         "atrope": "atrope", "vmcatcher": "vmcatcher"}
 #: the order tools are read in (the site fragment merges in this order)
-ORDER = ("caso", "apel-ssm", "cloud-info-provider", "atrope")
+ORDER = ("caso", "apel-ssm", "cloud-info-provider", "atrope", "vmcatcher")
 
 EPILOG = """\
 Tools: caso=/etc/caso/caso.conf (its mapping_file and spooldir lastrun files are read too),
-ssm=/etc/apel/sender.cfg, cloud-info-provider=SITE.yaml (1.x site file), atrope=/etc/atrope/sources.yaml.
+ssm=/etc/apel/sender.cfg, cloud-info-provider=SITE.yaml (1.x site file, or its @argument file),
+atrope=/etc/atrope/sources.yaml, vmcatcher=DATABASE (its SQLite file, VMCATCHER_RDBMS).
 Fragments go to conf.d beside the configuration file (or --output): 50-migrated-site.yaml and
 60-migrated-<tool>.yaml, validated with the rest of the configuration before they are written.
 Exit status: 0 done, 2 an input or the resulting configuration is invalid (nothing written).
@@ -44,7 +45,7 @@ def _from(text: str) -> tuple:
 def add_commands(commands: Any, add_common: Callable[..., None]) -> None:
     """Add ``migrate`` to the top-level ``fedcloud-site`` command."""
     parser = commands.add_parser(
-        "migrate", help="configuration and state from cASO, apel-ssm, cloud-info-provider, atrope",
+        "migrate", help="configuration and state from cASO, apel-ssm, cloud-info-provider, atrope, vmcatcher",
         description="Write fedcloud-site configuration fragments from the configuration of the tools a site "
                     "runs today, carry their state over, and report every option mapped or not.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,8 +78,10 @@ def read_sources(sources: List[tuple], report: Report, gocdb_service_id: Optiona
             results.append(ssm.migrate(path, report))
         elif tool == "cloud-info-provider":
             results.append(cloudinfo.migrate(path, report, gocdb_service_id))
-        else:
+        elif tool == "atrope":
             results.append(atrope.migrate(path, report))
+        else:
+            results.append(vmcatcher.migrate(path, report))
     return results
 
 

@@ -20,6 +20,7 @@ import yaml
 from ..atomic import atomic_write_text
 from ..config import Config, config_files, load_config
 from ..schema import ConfigError
+from .atrope import subscription_name
 from .errors import MigrationError
 from .report import Report
 from .result import ToolResult
@@ -80,14 +81,41 @@ def build_fragments(results: Sequence[ToolResult], report: Report) -> List[Fragm
             _merge_shared(shared, result.shared, result.source, origins, report)
             shared_sources.append(result.source)
     _join_queues(results, report)
+    _join_image_subscriptions(results, report)
     fragments = []
     if shared:
         ordered: Dict[str, Any] = {key: shared[key] for key in ("site", "cloud", "vos") if key in shared}
         fragments.append(Fragment(SITE_FRAGMENT, ordered, shared_sources))
     for result in results:
         if result.sections:
-            fragments.append(Fragment(tool_fragment_name(result.tool), result.sections, [result.source]))
+            fragments.append(Fragment(tool_fragment_name(result.tool), result.sections,
+                                      [result.source, *result.merged_from]))
     return fragments
+
+
+def _join_image_subscriptions(results: Sequence[ToolResult], report: Report) -> None:
+    """atrope's and vmcatcher's subscriptions in ONE images section (a later fragment's list would replace the
+    earlier one's): names kept unique, the tools to adopt from united."""
+    holders = [r for r in results if "images" in r.sections]
+    if len(holders) < 2:
+        return
+    first = holders[0].sections["images"]
+    names = {sub["name"] for sub in first["subscriptions"]}
+    for other in holders[1:]:
+        section = other.sections.pop("images")
+        for sub in section["subscriptions"]:
+            if sub["name"] in names:
+                renamed = subscription_name(sub["name"], names)
+                report.warn(f"{other.source}: subscription {sub['name']!r} renamed {renamed!r} ({holders[0].source} "
+                            "has one of that name)")
+                sub["name"] = renamed
+            names.add(sub["name"])
+            first["subscriptions"].append(sub)
+        first["adopt_images_from"] = sorted(set(first.get("adopt_images_from", [])) |
+                                            set(section.get("adopt_images_from", [])))
+        holders[0].merged_from.append(other.source)
+        report.state.append(f"image subscriptions of {other.source} written with those of {holders[0].source} "
+                            f"into {tool_fragment_name(holders[0].tool)}")
 
 
 def _join_queues(results: Sequence[ToolResult], report: Report) -> None:

@@ -23,3 +23,4 @@ class ToolResult:
     sections: Dict[str, Any] = field(default_factory=dict)
     shared: Dict[str, Any] = field(default_factory=dict)
     actions: List[StateAction] = field(default_factory=list)
+    merged_from: List[str] = field(default_factory=list)  # other tools' files whose sections were merged in
