@@ -182,6 +182,22 @@ provider_status=$?
 set -e
 echo "BDII provider hook -> $provider_status: $provider_out"
 [ "$provider_status" -eq 1 ] || fail "BDII provider hook"
+# the BDII's LDAP tool wrapper, as an unprivileged user: -h/-p must reach the OpenLDAP 2.5 tools as -H
+# (a refused connection to a closed loopback port, not "invalid option")
+LEGACY_TOOLS=/usr/libexec/fedcloud-site/bdii-ldap-tools
+for tool in ldapsearch ldapadd ldapmodify ldapdelete; do
+    [ "$(readlink -f "$LEGACY_TOOLS/$tool")" = /usr/libexec/fedcloud-site/ldap-legacy-options ] \
+        || fail "$LEGACY_TOOLS/$tool is not a link to ldap-legacy-options"
+done
+set +e
+legacy_out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups -- env PATH="$LEGACY_TOOLS:$PATH" \
+             sh -c 'ldapsearch -LLL -x -h 127.0.0.1 -p 9 -b o=grid -o nettimeout=5' 2>&1)
+set -e
+echo "ldapsearch -h 127.0.0.1 -p 9 through $LEGACY_TOOLS as nobody: $legacy_out"
+case $legacy_out in
+    *"Can't contact LDAP server"*) ;;
+    *) fail "the installed ldap-legacy-options wrapper did not pass -h/-p on as -H" ;;
+esac
 if /usr/bin/fedcloud-site --config /nonexistent.yaml check-config >/dev/null 2>&1; then
     fail "check-config accepted a missing file"
 fi
@@ -280,6 +296,7 @@ fi
 dpkg -l fedcloud-site 2>/dev/null | grep '^[pr][ic]' >/dev/null && fail "fedcloud-site not purged: $(dpkg -l fedcloud-site | tail -1)"
 for path in /usr/bin/fedcloud-site /etc/fedcloud-site /var/lib/fedcloud-site /var/cache/fedcloud-site \
             /var/log/fedcloud-site /usr/lib/python3/dist-packages/fedcloud_site "$UNITDIR/fedcloud-site.target" \
+            /usr/libexec/fedcloud-site \
             "$UNITDIR/fedcloud-site-accounting.service"; do
     [ ! -e "$path" ] || fail "$path left behind after purge"
 done

@@ -176,8 +176,11 @@ class SlapdServer:
     # -- life cycle -------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        return self._url(self.port)
+
+    def _url(self, port: int) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ldap://{host}:{self.port}"
+        return f"ldap://{host}:{port}"
 
     @property
     def pid(self) -> Optional[int]:
@@ -199,7 +202,7 @@ class SlapdServer:
             self._log = self.directory / "slapd.log"
             with open(self._log, "wb") as log:
                 process = subprocess.Popen(
-                    [binary, "-f", str(self.conf), "-h", f"ldap://{self.host}:{port}/", "-d", "0"],
+                    [binary, "-f", str(self.conf), "-h", f"{self._url(port)}/", "-d", "0"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
             if self._wait_listening(process, port, timeout):
                 self._process = process
@@ -311,53 +314,43 @@ class SlapdServer:
         raise ValueError(f"{dn} is not below any suffix of this slapd")
 
 
-_LEGACY_SHIM = '''#!{python}
-"""{tool} accepting the -h HOST / -p PORT options that OpenLDAP 2.5 removed (written by fedcloud_site.testing.ldap)."""
-import os
-import sys
+#: the packaged ``-h``/``-p`` translator (``libexec/ldap-legacy-options``): the checkout's, else the installed one
+LEGACY_OPTIONS_SCRIPTS: Sequence[Path] = (Path(__file__).resolve().parents[2] / "libexec" / "ldap-legacy-options",
+                                          Path("/usr/libexec/fedcloud-site/ldap-legacy-options"))
+#: the tools bdii-update runs, each a link to the translator in a ``bdii-ldap-tools`` directory
+LEGACY_TOOL_NAMES: Sequence[str] = ("ldapsearch", "ldapadd", "ldapmodify", "ldapdelete")
 
-args, out, host, port = sys.argv[1:], [], None, "389"
-i = 0
-while i < len(args):
-    if args[i] in ("-h", "-p") and i + 1 < len(args):
-        if args[i] == "-h":
-            host = args[i + 1]
-        else:
-            port = args[i + 1]
-        i += 2
-        continue
-    out.append(args[i])
-    i += 1
-if host is not None:
-    out = ["-H", "ldap://%s:%s" % (host, port)] + out
-os.execv({real!r}, [{real!r}] + out)
-'''
+
+def legacy_options_script() -> Path:
+    """The packaged POSIX sh script that turns ``-h HOST -p PORT`` into ``-H ldap://HOST:PORT``."""
+    for candidate in LEGACY_OPTIONS_SCRIPTS:
+        if candidate.is_file():
+            return candidate
+    raise SlapdError(f"ldap-legacy-options is not installed (looked at {', '.join(map(str, LEGACY_OPTIONS_SCRIPTS))})")
 
 
 def legacy_ldap_tools(directory: Path) -> Optional[Path]:
-    """A directory of ``ldapadd``/``ldapmodify``/``ldapdelete``/``ldapsearch`` wrappers that accept ``-h``/``-p``.
+    """A directory of ``ldapadd``/``ldapmodify``/``ldapdelete``/``ldapsearch`` that accept ``-h``/``-p``.
 
     ``bdii-update`` (Debian ``bdii`` 6.0) still calls the tools with ``-h HOST -p PORT``, which
-    OpenLDAP 2.5 removed; put the returned directory first in ``PATH`` of such a program.
-    Returns None when the installed tools still accept ``-h`` (no wrapper needed).
+    OpenLDAP 2.5 removed; put the returned directory first in ``PATH`` of such a program.  The
+    directory is laid out as the packages install ``/usr/libexec/fedcloud-site/bdii-ldap-tools``: a
+    copy of the packaged ``ldap-legacy-options`` script (mode 0755, no interpreter but ``/bin/sh``,
+    so any user can run it) and one link per tool.  The translation is harmless where the tools
+    still know ``-h``, so the directory is always made (the return type stays Optional for callers
+    written when it was not).
     """
-    import sys
-
-    search = _tool("ldapsearch")
-    if search is None:
+    if _tool("ldapsearch") is None:
         raise SlapdError("ldap-utils is not installed")
-    probe = _run([search, "-h", "127.0.0.1", "-p", "1", "-x", "-b", "", "-s", "base", "-o", "nettimeout=1"],
-                 timeout=10)
-    if b"unrecognized option" not in probe.stderr and b"invalid option" not in probe.stderr:
-        return None
     directory.mkdir(parents=True, exist_ok=True)
-    for tool in ("ldapadd", "ldapmodify", "ldapdelete", "ldapsearch"):
-        real = _tool(tool)
-        if real is None:
-            continue
-        wrapper = directory / tool
-        wrapper.write_text(_LEGACY_SHIM.format(python=sys.executable, tool=tool, real=real), encoding="utf-8")
-        wrapper.chmod(0o755)
+    script = directory / "ldap-legacy-options"
+    shutil.copyfile(legacy_options_script(), script)
+    script.chmod(0o755)
+    for tool in LEGACY_TOOL_NAMES:
+        link = directory / tool
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(script.name)
     return directory
 
 
@@ -373,4 +366,4 @@ def root_entry_ldif(suffix: str) -> str:
 
 
 __all__ = ["SlapdServer", "SlapdError", "slapadd_check", "slapd_available", "find_schema", "write_slapd_conf",
-           "legacy_ldap_tools", "root_entry_ldif", "free_port", "DEFAULT_SCHEMAS"]
+           "legacy_ldap_tools", "legacy_options_script", "root_entry_ldif", "free_port", "DEFAULT_SCHEMAS"]

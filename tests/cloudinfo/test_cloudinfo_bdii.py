@@ -3,7 +3,8 @@
 bdii-update is driven with a throw-away bdii.conf: its provider directory holds our hook script, its
 LDIF directory the ``o=glue`` root, and it writes into a test slapd serving ``o=glue`` and ``o=infosys``.
 Debian's bdii 6.0 still calls the LDAP tools with ``-h``/``-p``, which OpenLDAP 2.5 removed, so PATH
-starts with the small wrappers of :func:`fedcloud_site.testing.ldap.legacy_ldap_tools`.
+starts with the packaged ``ldap-legacy-options`` wrappers (laid out by
+:func:`fedcloud_site.testing.ldap.legacy_ldap_tools`, as the packages install them).
 
 Needs the Debian packages bdii, slapd, ldap-utils and glue-schema.
 """
