@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedcloud_site.migrate import atrope, caso, cloudinfo, ssm
+from fedcloud_site.migrate import atrope, caso, cloudinfo, ssm, vmcatcher
 from fedcloud_site.migrate.errors import MigrationError
 from fedcloud_site.migrate.ini import read_ini
 from fedcloud_site.migrate.report import Report
@@ -156,3 +156,9 @@ def test_any_argument_file_is_migrated_or_a_named_error(args: List[str]):
             cloudinfo.migrate(path, Report())
         except MigrationError as exc:  # the argument file, or the site file it names
             assert exc.file and str(exc).startswith(exc.file)
+
+
+@SETTINGS
+@given(st.binary(max_size=300) | st.just(b"SQLite format 3\x00").map(lambda head: head + bytes(84)))
+def test_any_file_given_as_vmcatchers_database_is_read_or_a_named_error(data: bytes):
+    _in_tmp(data, lambda p: vmcatcher.migrate(p, Report()), binary=True)
