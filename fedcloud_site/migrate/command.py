@@ -94,6 +94,9 @@ def migrate(sources: List[tuple], main_config: Path, output: Optional[Path], dry
     fragments = build_fragments(results, report)
     directory = output if output is not None else main_config.parent / "conf.d"
     config = validate(fragments, main_config, directory)
+    if output is not None and output.resolve() != (main_config.parent / "conf.d").resolve():
+        report.warn(f"{output} is not {main_config.parent / 'conf.d'}: the daemons read the fragments only once "
+                    "they are moved there")
     if not main_config.exists():
         report.warn(f"{main_config} does not exist: the daemons read it first (the fragments are merged over it); "
                     "create it (it may be empty) or give -c")

@@ -121,3 +121,12 @@ def test_cASOs_credentials_are_kept_when_cloud_info_provider_used_others(site_di
     config = load_config(site_dir / "fedcloud-site.yaml")
     assert config.cloud_backend_settings.username == "caso"
     assert "other credentials" in capsys.readouterr().out
+
+
+def test_fragments_can_be_written_elsewhere_for_review(site_dir: Path, sources, tmp_path: Path, capsys):
+    review = tmp_path / "review"
+    review.mkdir()
+    assert main(["-c", str(site_dir / "fedcloud-site.yaml"), "migrate", "--output", str(review), *sources]) == 0
+    assert list((site_dir / "conf.d").iterdir()) == []
+    assert (review / "50-migrated-site.yaml").exists()
+    assert "the daemons read the fragments only once they are moved there" in capsys.readouterr().out
