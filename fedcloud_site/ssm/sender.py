@@ -1,23 +1,26 @@
 """Drain the outgoing queue through a transport, deleting a message only once the transport confirmed it.
 
 One run: recover locks a killed run of ours left behind, break stale locks of
-other programs (``stale_lock``), then for each element in queue order: lock,
-read, check (not empty, ASCII, size), sign, hand to the transport, and delete
-the elements the transport confirmed.  Elements that can never be sent are
-moved to the reject directory with the reason; everything else that was not
-confirmed is unlocked again for the next run.  Nothing is ever deleted
-without a confirmation.
+other programs (``stale_lock``), then for each element in queue order: write its
+name to the in-flight journal (ahead, in fsync'ed batches), lock, read, check
+(not empty, ASCII, size), sign, hand to the transport, and delete the elements
+the transport confirmed.  Elements that can never be sent are moved to the
+reject directory with the reason; everything else that was not confirmed is
+unlocked again for the next run.  Nothing is ever deleted without a confirmation.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import queue as queue_module
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Set
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Set
 
+from ..atomic import fsync_dir
 from ..log import get_logger
 from ..queue import MessageQueue
 from ..smime import SmimeError
@@ -60,12 +63,20 @@ class DrainResult:
         return result
 
 
+#: names written to the in-flight journal (and fsync'ed) at once, ahead of locking them
+INTENT_BATCH = 64
+
+
 class InflightJournal:
-    """Names this process locked, so that a run after a crash can unlock them at once.
+    """Names this process is about to lock, so that a run after a crash can unlock them at once.
 
     dirq only breaks a lock after ``maxlock`` seconds (apel/ssm: 600 s), because it
-    cannot tell a dead locker from a slow one.  We hold the daemon lock, so a name
-    in our journal that is still locked was locked by a dead run of ours.
+    cannot tell a dead locker from a slow one.  We hold the daemon lock, so a name in
+    our journal that is still locked was locked by a dead run of ours.  Each name is
+    written (flushed and fsync'ed) *before* its lock is taken, so no kill leaves a lock
+    the journal does not name; a name whose lock is absent at recovery (intended but
+    never locked, or released) is passed over.  A name found locked by another program
+    is struck out again (a ``-name`` line), so recovery leaves that lock to its holder.
     """
 
     def __init__(self, path: Path, log: Any) -> None:
@@ -77,15 +88,21 @@ class InflightJournal:
     def recover(self, queue: MessageQueue) -> int:
         """Unlock what a previous (killed) run left locked; returns how many."""
         try:
-            names = self.path.read_text(encoding="ascii", errors="replace").split()
+            lines = self.path.read_text(encoding="ascii", errors="replace").split()
         except FileNotFoundError:
             return 0
         except OSError as exc:
             self.log.warning("cannot read the in-flight journal", path=str(self.path), error=str(exc))
             return 0
+        ours: Dict[str, bool] = {}
+        for line in lines:
+            if line.startswith("-"):
+                ours[line[1:]] = False
+            else:
+                ours[line] = True
         unlocked = 0
-        for name in dict.fromkeys(names):
-            if (queue.path / f"{name}.lck").exists():
+        for name, intended in ours.items():
+            if intended and (queue.path / f"{name}.lck").exists():
                 try:
                     queue.unlock(name)
                     unlocked += 1
@@ -96,14 +113,27 @@ class InflightJournal:
         self.clear()
         return unlocked
 
-    def add(self, name: str) -> None:
+    def intend(self, names: Sequence[str]) -> None:
+        """Record ``names`` as about to be locked; on disk (fsync'ed) when this returns."""
+        if names:
+            self._write("".join(f"{name}\n" for name in names), durable=True)
+
+    def retract(self, name: str) -> None:
+        """``name`` was not locked by us after all (another program holds it)."""
+        self._write(f"-{name}\n", durable=False)
+
+    def _write(self, text: str, durable: bool) -> None:
         if self._broken:
             return
         try:
             if self._handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = open(self.path, "a", encoding="ascii", buffering=1)
-            self._handle.write(name + "\n")
+                self._handle = open(self.path, "a", encoding="ascii")
+                fsync_dir(self.path.parent)  # the journal's own name survives a crash too
+            self._handle.write(text)
+            self._handle.flush()  # in the kernel: a killed process loses nothing
+            if durable:
+                os.fsync(self._handle.fileno())  # on disk: nor does a crashed machine
         except OSError as exc:
             self._broken = True
             self.log.warning("cannot write the in-flight journal; a crash would leave locks for stale_lock seconds",
@@ -252,20 +282,34 @@ class Sender:
         result.duration = time.monotonic() - started
         return result
 
+    def _lockable(self, names: Iterator[str], result: DrainResult) -> Iterator[str]:
+        """The names nobody holds a lock on now, journalled (a batch at a time) before the caller locks them."""
+        while True:
+            batch = []
+            for name in itertools.islice(names, INTENT_BATCH):
+                if (self.queue.path / f"{name}.lck").exists():
+                    result.busy += 1  # another program's (ours were recovered in prepare())
+                else:
+                    batch.append(name)
+            if not batch:
+                return
+            self.journal.intend(batch)
+            yield from batch
+
     def _send_all(self, result: DrainResult, started: float) -> None:
-        for name in self.queue.names():
+        for name in self._lockable(self.queue.names(), result):
             if self.stop.is_set():
                 self.log.info("stop requested: no new messages are sent")
                 return
             if self.max_run_time and time.monotonic() - started > self.max_run_time:
                 self.log.info("max_run_time reached, the rest waits for the next run")
                 return
-            if not self.queue.lock(name):
+            if not self.queue.lock(name):  # taken by another program since, or gone
+                self.journal.retract(name)
                 if (self.queue.path / name).exists():
                     result.busy += 1
                 continue
             self._held.add(name)
-            self.journal.add(name)
             data = self._read(name, result)
             if data is None:
                 continue
@@ -342,4 +386,5 @@ def journal_path(state_dir: Path) -> Path:
     return state_dir / "inflight"
 
 
-__all__ = ["Sender", "DrainResult", "InflightJournal", "message_problem", "journal_path", "MAX_PENDING_REMOVALS"]
+__all__ = ["Sender", "DrainResult", "InflightJournal", "message_problem", "journal_path", "MAX_PENDING_REMOVALS",
+           "INTENT_BATCH"]
