@@ -54,7 +54,7 @@ TARBALL=$WORK/$SRCNAME.tar.gz
     if git rev-parse --git-dir >/dev/null 2>&1; then
         git ls-files -z --cached
     else
-        find . -path ./.git -prune -o -type f -print0 | sed -z 's,^\./,,'
+        find . \( -path ./.git -o -path ./.venv \) -prune -o -type f -print0 | sed -z 's,^\./,,'
     fi | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done \
        | tar --null -T - --transform "s,^,$SRCNAME/," --owner=0 --group=0 -czf "$TARBALL"
 )

@@ -2,10 +2,14 @@
 # Demo on the embedded static backend: install fedcloud-site, run every daemon once on
 # etc/fedcloud-site/demo.yaml and show what each produced. No cloud needed: ssm delivers the accounting
 # records, signed with a demo host certificate, to a local AMS simulator on https://127.0.0.1:18443.
+# Installs into the project's virtual environment, .venv (scripts/venv.sh: PEP 668 keeps pip out of the
+# distribution's python3), and runs everything from there.
 # Usage: bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q ".[all]" >/dev/null
+. scripts/venv.sh
+use_project_venv
+python3 -m pip install -q --disable-pip-version-check ".[all]" >/dev/null
 CONFIG=etc/fedcloud-site/demo.yaml
 OUT=demo-output
 rm -rf "$OUT"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a bare Debian 12 / Python >= 3.9 machine, as root:
 # installs the real services the tests start (slapd, bdii, activemq, ...), the Python
-# dependencies, then runs ruff, mypy, pytest and the packaging checks.
+# dependencies into the project's virtual environment (.venv, scripts/venv.sh: PEP 668 keeps pip
+# out of the distribution's python3), then runs ruff, mypy, pytest and the packaging checks there.
 # Usage: bash scripts/run-tests.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ APT_PACKAGES=(
   activemq default-jre-headless             # real STOMP broker
   qemu-utils                                # image format conversion
   procps psmisc
+  python3-venv                              # the project's virtual environment (Debian's python3)
 )
 if [ "${SKIP_APT:-0}" != "1" ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -30,8 +32,10 @@ if [ "${SKIP_APT:-0}" != "1" ]; then
   (service activemq stop || true) >/dev/null 2>&1
 fi
 
-python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-python3 -m pip install -q -e ".[test]"
+. scripts/venv.sh
+use_project_venv
+python3 -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 
 echo "== ruff"
 python3 -m ruff check fedcloud_site tests benchmarks
