@@ -122,6 +122,11 @@ DEB=$(ls "$DEBTOP"/fedcloud-site_"$VERSION"-*_all.deb)
 echo "built $(basename "$DEB")"
 dpkg-deb --info "$DEB" | sed -n '/Package:/,$p'
 
+step "DEB: Depends (dpkg-deb -f Depends) against packaging/deb/expected-depends.txt"
+# Debian 12's own packages and nothing more: setup.cfg's install_requires floors (for the pip path)
+# must never become Depends that Debian 12 cannot satisfy
+dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/^ *//; s/ *$//' | grep . \
+    | $SYSPY "$SRC/packaging/check-package-files.py" "$SRC/packaging/deb/expected-depends.txt"
 step "DEB: file list (dpkg-deb -c) against packaging/deb/expected-files.txt"
 dpkg-deb -c "$DEB" | $SYSPY "$SRC/packaging/check-package-files.py" "$SRC/packaging/deb/expected-files.txt" \
     --dpkg --source "$SRC" --var "version=$VERSION"
@@ -209,14 +214,34 @@ cp "$SRC"/etc/fedcloud-site/demo* "$DEMO/"
 sed -i "s#\.\./\.\./demo-output#$DEMO/out#g" "$DEMO/demo.yaml"
 # the demo image subscription reads a signed list that scripts/demo.sh makes the same way
 $SYSPY -m fedcloud_site.testing.demo_pki "$DEMO/out/pki"
-for daemon in accounting cloudinfo images perun; do
+# ssm delivers to the demo's AMS simulator (the installed fedcloud_site.testing, on /usr/bin/python3), on a free port
+AMS_PORT=$($SYSPY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed -i "s#18443#$AMS_PORT#g" "$DEMO/demo.yaml"
+PKI_OUT=$DEMO/out/pki
+$SYSPY -m fedcloud_site.testing.ams_sim --port "$AMS_PORT" --cert "$PKI_OUT/ams/servercert.pem" \
+    --key "$PKI_OUT/ams/serverkey.pem" --token "$(cat "$PKI_OUT/ams/token")" --project accounting \
+    --topic eu-egi-cloud-accounting --topic eu-egi-storage-accounting --topic demo-ip-records \
+    --topic demo-accelerator-records --store "$DEMO/ams-received" --client-ca "$PKI_OUT/ca.pem" \
+    --bind-cert "$PKI_OUT/host/hostcert.pem" >"$DEMO/ams-sim.log" 2>&1 &
+AMS_PID=$!
+for _ in $(seq 100); do
+    grep -q '^ams_sim: serving' "$DEMO/ams-sim.log" 2>/dev/null && break
+    kill -0 "$AMS_PID" 2>/dev/null || break
+    sleep 0.2
+done
+grep -q '^ams_sim: serving' "$DEMO/ams-sim.log" || { cat "$DEMO/ams-sim.log"; fail "the demo AMS simulator did not start"; }
+for daemon in accounting ssm cloudinfo images perun; do
     set +e
     /usr/bin/fedcloud-site --config "$DEMO/demo.yaml" "$daemon" once >"$DEMO/$daemon.log" 2>&1
     status=$?
     set -e
     echo "$daemon once -> $status: $(grep -o "event='run summary'.*" "$DEMO/$daemon.log" | tail -1 | cut -c1-150)"
-    [ "$status" -eq 0 ] || { tail -20 "$DEMO/$daemon.log"; fail "installed $daemon daemon on the demo site"; }
+    [ "$status" -eq 0 ] || { tail -20 "$DEMO/$daemon.log"; kill "$AMS_PID"; fail "installed $daemon daemon on the demo site"; }
 done
+kill "$AMS_PID" && wait "$AMS_PID" 2>/dev/null || true
+delivered=$(find "$DEMO/ams-received" -name '*.msg' | wc -l)
+echo "AMS simulator received $delivered signed accounting messages"
+[ "$delivered" -gt 0 ] || fail "the installed ssm delivered nothing"
 for probe in accounting infosys; do
     set +e
     line=$(/usr/bin/fedcloud-site --config "$DEMO/demo.yaml" check "$probe")

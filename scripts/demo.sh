@@ -9,7 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
 use_project_venv
-python3 -m pip install -q --disable-pip-version-check ".[all]" >/dev/null
+pip_log=$(mktemp)
+python3 -m pip install -q --disable-pip-version-check ".[all]" >"$pip_log" 2>&1 \
+  || { cat "$pip_log" >&2; rm -f "$pip_log"; echo "installing fedcloud-site into .venv failed" >&2; exit 1; }
+rm -f "$pip_log"
 CONFIG=etc/fedcloud-site/demo.yaml
 OUT=demo-output
 rm -rf "$OUT"
