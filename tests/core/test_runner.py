@@ -186,17 +186,25 @@ def wait_for(predicate, timeout=15.0):
 
 def test_sighup_with_bad_config_keeps_old_config_then_good_config_applies(write_config, tmp_path):
     path = write_config(MINIMAL + "accounting: {interval: 1}\n")
-    with running_daemon(tmp_path, path) as (proc, marker):
-        assert wait_for(lambda: marker.exists() and marker.read_text().strip() == "1.0")
-        path.write_text(MINIMAL + "accounting: {interval: 1, bogus: 1}\n")
-        proc.send_signal(signal.SIGHUP)
-        time.sleep(1.5)
-        assert proc.poll() is None, "a bad reload must not stop the daemon"
-        assert marker.read_text().strip() == "1.0"
-        path.write_text(MINIMAL + "accounting: {interval: 2}\n")
-        proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: marker.read_text().strip() == "2.0")
-        output = stop_daemon(proc)
+    messages = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify.sock"))
+        sock.settimeout(0.2)
+        with running_daemon(tmp_path, path, {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}) as (proc, marker):
+            assert wait_for(lambda: marker.exists() and marker.read_text().strip() == "1.0")
+            path.write_text(MINIMAL + "accounting: {interval: 1, bogus: 1}\n")
+            proc.send_signal(signal.SIGHUP)
+            # the daemon says when it has read (and refused) the bad file: only then may the good one replace it
+            _receive_until(sock, messages, "reload failed")
+            assert any("reload failed" in m for m in messages), messages
+            assert proc.poll() is None, "a bad reload must not stop the daemon"
+            marker.unlink()
+            assert wait_for(marker.exists), "the daemon keeps running its jobs after a failed reload"
+            assert marker.read_text().strip() == "1.0"
+            path.write_text(MINIMAL + "accounting: {interval: 2}\n")
+            proc.send_signal(signal.SIGHUP)
+            assert wait_for(lambda: marker.exists() and marker.read_text().strip() == "2.0")
+            output = stop_daemon(proc)
     assert proc.returncode == 0
     assert "configuration reload failed, keeping the previous configuration" in output
     assert "accounting.bogus: unknown key" in output
