@@ -600,7 +600,7 @@ def test_images_list_with_owner_and_properties(big_sim):
 
 def test_create_image_stages_the_file_waits_for_ready_and_cleans_up(sim, tmp_path):
     upload = tmp_path / "upload"
-    sim.image_copy_seconds = 0.2
+    sim.image_copy_reads = 1  # LOCKED for one poll, however long the machine takes to make it
     cloud = backend(sim, upload_dir=upload)
     payload = b"\x51\x46\x49\xfb" + b"\0" * 3_000_000
     image = cloud.create_image(ImageSpec(name="EGI Ubuntu", disk_format="qcow2", owner="102", visibility="shared",

@@ -126,6 +126,7 @@ class SimImage:
     permissions: Permissions = OWNER_ONLY
     modtime: int = 0
     ready_at: float = 0.0  # wall-clock time at which a LOCKED image becomes READY
+    locked_reads: int = 0  # reads (info, pool listing) that still find it LOCKED, whatever the clock says
 
 
 @dataclass

@@ -127,6 +127,9 @@ class OpenNebulaSimulator(FaultingServer[OneFault]):
         self.cloud = cloud if cloud is not None else SimCloud()
         self.calls: Counter[str] = Counter()
         self.image_copy_seconds = 0.0  # how long an allocated image stays LOCKED (wall clock)
+        #: how many reads of it (``one.image.info``, pool listings) an allocated image stays LOCKED for, at
+        #: least: a copy that lasts a known number of polls, however slowly a loaded machine makes them
+        self.image_copy_reads = 0
         #: ``API_LIST_ORDER`` of oned.conf: pools in ascending (ASC) or descending (DESC) id order
         self.list_order = "ASC"
         #: called as ``hook(method, params)`` before each call is answered (tests change the cloud mid-listing)
@@ -377,9 +380,10 @@ class OpenNebulaSimulator(FaultingServer[OneFault]):
                              source=f"{ds.base_path or '/var/lib/one/datastores/' + str(ds_id)}/{image_id:032x}",
                              format=fmt, size_mb=int(size_mb), persistent=int(str(tmpl.pop("PERSISTENT", "NO"))
                                                                                .upper() in ("YES", "1")),
-                             template=tmpl, ready_at=time.time() + self.image_copy_seconds)
+                             template=tmpl, ready_at=time.time() + self.image_copy_seconds,
+                             locked_reads=self.image_copy_reads)
             cloud.images[image_id] = image
-            self._settle_image(image)
+            self._settle_image(image, read=False)
             return image_id
 
         def image_update(s: Session, oid: int, text: str, mode: int = 0) -> int:
@@ -663,9 +667,15 @@ class OpenNebulaSimulator(FaultingServer[OneFault]):
         m["one.hostpool.info"] = lambda s: render.host_pool(cloud)
         m["one.clusterpool.info"] = lambda s: render.cluster_pool(cloud)
 
-    def _settle_image(self, image: SimImage) -> None:
-        """A LOCKED image (being copied into the datastore) turns READY once its copy time has passed."""
-        if image.state == int(IMAGE_STATES.LOCKED) and time.time() >= image.ready_at:
+    def _settle_image(self, image: SimImage, read: bool = True) -> None:
+        """A LOCKED image (being copied into the datastore) turns READY once its copy time has passed and
+        it was read as LOCKED as often as :attr:`image_copy_reads` said."""
+        if image.state != int(IMAGE_STATES.LOCKED):
+            return
+        if read and image.locked_reads > 0:
+            image.locked_reads -= 1
+            return
+        if image.locked_reads == 0 and time.time() >= image.ready_at:
             image.state = int(IMAGE_STATES.READY)
 
     # -- HTTP ------------------------------------------------------------------------------
