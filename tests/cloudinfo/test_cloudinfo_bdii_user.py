@@ -140,6 +140,12 @@ def test_bdii_update_as_the_bdii_user_publishes_our_ldif_through_the_packaged_wr
             "BDII_READ_TIMEOUT=60", "BDII_ARCHIVE_SIZE=0", "BDII_DELETE_DELAY=0", f"BDII_VAR_DIR={dirs['var']}",
             f"BDII_RUN_DIR={dirs['run']}", "BDII_HOSTNAME=127.0.0.1", f"SLAPD_CONF={slapd_conf}", ""]))
         wrappers = legacy_ldap_tools(shared_dir / "bdii-ldap-tools")
+        assert wrappers is not None
+        # whatever umask an earlier test left this process: the BDII user reads (and runs) these
+        for path in (dirs["ldif"], dirs["provider"], dirs["plugin"], wrappers, *dirs["ldif"].iterdir()):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (shared_dir / "cloudinfo.ldif").chmod(0o644)
+        conf.chmod(0o644)
         # the environment the documented bdii.service drop-in gives: the wrappers first, then the system's
         env = {"PATH": f"{wrappers}:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
                "HOME": bdii_user.pw_dir}
