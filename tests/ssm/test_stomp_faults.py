@@ -82,8 +82,11 @@ def test_broker_killed_and_restarted_mid_batch_loses_nothing(tmp_path, test_pki,
     sender = _sender(tmp_path, test_pki, outgoing, fault_broker.tls_port, destination)
     thread, box = _drain_in_thread(sender)
     _wait_until(lambda: outgoing.count() < 900)
-    fault_broker.kill()
-    time.sleep(0.3)  # down long enough for the sender to notice (and the restart takes a second more)
+    # frozen first, so that receipts stop and messages are surely in flight when it dies (a sender the CPU
+    # load slowed down could otherwise have every receipt in hand at the moment of the kill)
+    os.kill(fault_broker.pid, signal.SIGSTOP)
+    _wait_until(lambda: len(sender.transport.unconfirmed()) > 0)
+    fault_broker.kill()  # the connection drops at once (the kernel resets it); their receipts are lost
     fault_broker.start()
     thread.join(90)
     assert not thread.is_alive()
