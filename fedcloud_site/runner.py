@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -45,6 +45,11 @@ from .timeutil import utcnow
 
 JobFunc = Callable[["JobContext"], Optional[Mapping[str, Any]]]
 
+#: default bound of a run: this many of the job's intervals ...
+STUCK_INTERVALS = 4
+#: ... but never less than an hour (a long first extraction or a big image download is not a hang)
+STUCK_MINIMUM = 3600.0
+
 #: a job's summary may hold ``IDLE: True`` when the run found nothing to do (e.g. a short poll of an
 #: empty queue): its summary line is then logged at debug level instead of info
 IDLE = "_idle"
@@ -60,6 +65,15 @@ class Job:
     cron: Optional[str] = None  # crontab expression; wins over interval
     jitter: float = 0.0
     run_at_start: bool = True  # run once right after start-up
+    # a run lasting longer is stuck (a hung peer, a spinning library): the daemon stops feeding the systemd
+    # watchdog so that systemd restarts it; None: STUCK_INTERVALS intervals, at least STUCK_MINIMUM seconds
+    max_run_time: Optional[float] = None
+
+    def run_time_bound(self) -> float:
+        """Seconds after which a run of this job counts as stuck."""
+        if self.max_run_time is not None:
+            return self.max_run_time
+        return max(STUCK_INTERVALS * self.interval, STUCK_MINIMUM)
 
 
 @dataclass
@@ -142,6 +156,8 @@ class Runner:
         self._reload_requested = threading.Event()
         self._wake = threading.Event()
         self._job_locks: Dict[str, threading.Lock] = {}
+        self._running: Dict[str, Tuple[Job, float]] = {}  # job name -> (job, monotonic start of its run)
+        self._stuck_reported: Set[str] = set()
 
     # -- running one job --------------------------------------------------------------------
     def run_job(self, job: Job) -> int:
@@ -153,6 +169,7 @@ class Runner:
         ctx = JobContext(config=self.config, daemon=self.daemon, job=job.name, stop=self.stop,
                          dry_run=self.dry_run, options=self.options)
         started = time.monotonic()
+        self._running[job.name] = (job, started)
         status = 0
         try:
             summary = dict(job.func(ctx) or {})
@@ -166,9 +183,20 @@ class Runner:
             status = exit_status_of(exc)
             self._report_failure(ctx, job, exc, time.monotonic() - started)
         finally:
+            self._running.pop(job.name, None)
             ctx.close()
             lock.release()
         return status
+
+    def stuck_jobs(self, now: Optional[float] = None) -> List[Tuple[str, float, float]]:
+        """``(job, seconds running, bound)`` of every run going on for longer than its job's bound."""
+        now = time.monotonic() if now is None else now
+        stuck = []
+        for name, (job, started) in sorted(dict(self._running).items()):
+            bound = job.run_time_bound()
+            if now - started > bound:
+                stuck.append((name, now - started, bound))
+        return stuck
 
     def _report_failure(self, ctx: JobContext, job: Job, exc: Exception, duration: float) -> None:
         """Log the run summary of a run that ended with ``exc``; retry a failed job soon, with backoff."""
@@ -280,6 +308,8 @@ class Runner:
                     systemd.notify("RELOADING=1")
                     self.reload()
                     systemd.notify("READY=1")
+                if self._report_stuck_jobs():
+                    continue  # no WATCHDOG=1: systemd restarts a daemon whose job hangs (WatchdogSec)
                 if watchdog:
                     systemd.notify("WATCHDOG=1")
                 status = ", ".join(f"{k}: {v}" for k, v in sorted(self._last_status.items()))
@@ -292,6 +322,21 @@ class Runner:
             self._scheduler = None
             self.log.info("daemon stopped")
         return 0
+
+    def _report_stuck_jobs(self) -> bool:
+        """Tell systemd (STATUS) and the log about runs past their bound; True while any is stuck."""
+        stuck = self.stuck_jobs()
+        names = {name for name, _, _ in stuck}
+        for name, running, bound in stuck:
+            if name not in self._stuck_reported:
+                self.log.error("job stuck: no more watchdog pings, systemd restarts the daemon if it watches it",
+                               job=name, running_seconds=round(running), bound_seconds=round(bound))
+        self._stuck_reported = names
+        if stuck:
+            text = "; ".join(f"{name} running for {running:.0f} s (bound {bound:.0f} s)" for name, running, bound
+                             in stuck)
+            systemd.notify(f"STATUS=stuck: {text}"[:1000])
+        return bool(stuck)
 
     def locked(self) -> FileLock:
         """The lock that keeps a second instance of this daemon from running."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 
 from dirq.QueueSimple import QueueSimple
@@ -83,16 +84,22 @@ def test_stats_give_depth_bytes_and_oldest_age(tmp_path):
 
 
 def _fsynced_paths(monkeypatch):
-    """Record the path of every file or directory fsync'ed (by resolving the descriptor)."""
+    """Record every directory fsync'ed by path, every file as ``file:<inode>`` (it is synced before its link)."""
     synced = []
     real_fsync = os.fsync
 
     def recording_fsync(fd):
-        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        info = os.fstat(fd)
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}") if stat.S_ISDIR(info.st_mode) else
+                      f"file:{info.st_ino}")
         return real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
     return synced
+
+
+def _file(path):
+    return f"file:{os.stat(path).st_ino}"
 
 
 def test_add_syncs_file_and_directory_always_and_the_root_only_for_a_new_directory(tmp_path, monkeypatch):
@@ -107,9 +114,9 @@ def test_add_syncs_file_and_directory_always_and_the_root_only_for_a_new_directo
     else:  # pragma: no cover
         raise AssertionError("every attempt crossed a minute boundary")
     directory = str(root / first.split("/")[0])
-    # dirq made the directory for the first message: the root is synced; not for the second
-    assert synced == [str(root / first), directory, str(root), str(root / second), directory]
-    # the directory disappears (a reader purged it) and dirq makes it again: its entry in the root is synced
+    # the add made the directory for the first message: the root is synced; not for the second
+    assert synced == [_file(root / first), directory, str(root), _file(root / second), directory]
+    # the directory disappears (a reader purged it) and the next add makes it again: its entry in the root is synced
     for name in list(queue.names()):
         assert queue.lock(name)
         queue.remove(name)
@@ -117,7 +124,7 @@ def test_add_syncs_file_and_directory_always_and_the_root_only_for_a_new_directo
         entry.rmdir()
     synced.clear()
     third = queue.add(b"three")
-    assert synced == [str(root / third), str(root / third.split("/")[0]), str(root)]
+    assert synced == [_file(root / third), str(root / third.split("/")[0]), str(root)]
 
 
 def test_a_new_writer_syncs_the_root_once_even_for_a_directory_someone_else_made(tmp_path, monkeypatch):
@@ -126,4 +133,4 @@ def test_a_new_writer_syncs_the_root_once_even_for_a_directory_someone_else_made
     writer = MessageQueue(root)
     synced = _fsynced_paths(monkeypatch)
     name = writer.add(b"mine")
-    assert synced[-1] == str(root) and str(root / name) in synced
+    assert synced[-1] == str(root) and _file(root / name) in synced

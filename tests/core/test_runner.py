@@ -277,6 +277,67 @@ def test_systemd_notify_ready_watchdog_and_stopping(write_config, tmp_path):
     assert "STOPPING=1" in joined
 
 
+STUCK_SCRIPT = """
+import sys, time
+from pathlib import Path
+from fedcloud_site.runner import Runner, Job
+from fedcloud_site.log import configure_logging
+from fedcloud_site.config import load_config
+
+release = Path(sys.argv[2])
+
+def hangs(ctx):
+    # a run that never ends by itself (a spinning library, a peer that never answers) until released
+    while not release.exists() and not ctx.stopping():
+        time.sleep(0.05)
+    return {}
+
+config = load_config(Path(sys.argv[1]))
+configure_logging(config.logging)
+runner = Runner("accounting", Path(sys.argv[1]), config=config,
+                jobs_factory=lambda cfg: [Job("hangs", hangs, 3600, max_run_time=1.0)])
+sys.exit(runner.run_forever())
+"""
+
+
+def test_a_stuck_job_stops_the_watchdog_pings_until_it_ends(write_config, tmp_path):
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_SCRIPT)
+    release = tmp_path / "release"
+    path = write_config(MINIMAL)
+    messages = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify.sock"))
+        sock.settimeout(0.2)
+        env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="400000")
+        proc = subprocess.Popen([sys.executable, str(script), str(path), str(release)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            _receive_until(sock, messages, "STATUS=stuck: hangs running for")
+            assert any("STATUS=stuck" in m for m in messages), messages
+            # while the run hangs: no ping for several watchdog periods (systemd would restart the daemon)
+            after_stuck = []
+            _receive_until(sock, after_stuck, "WATCHDOG=1", timeout=1.5)
+            assert not any("WATCHDOG=1" in m for m in after_stuck), after_stuck
+            assert any("STATUS=stuck" in m for m in after_stuck), "the stuck status is repeated"
+            release.touch()  # the run ends: the pings come back
+            resumed = []
+            _receive_until(sock, resumed, "WATCHDOG=1")
+            assert any("WATCHDOG=1" in m for m in resumed), resumed
+            output = stop_daemon(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0
+    assert "job stuck: no more watchdog pings" in output and "job='hangs'" in output
+
+
+def test_a_job_is_stuck_past_its_own_bound_or_several_intervals():
+    assert Job("a", lambda ctx: None, 60, max_run_time=5).run_time_bound() == 5
+    assert Job("b", lambda ctx: None, 6 * 3600).run_time_bound() == 4 * 6 * 3600
+    assert Job("c", lambda ctx: None, 60).run_time_bound() == 3600, "never less than an hour by default"
+
+
 def test_daemon_cli_reports_lock_held(write_config, tmp_path):
     state = tmp_path / "state"
     path = write_config(MINIMAL + f"accounting: {{state_dir: {state}}}\n")
