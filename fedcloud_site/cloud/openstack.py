@@ -149,6 +149,16 @@ IMAGE_CORE = {"id", "name", "status", "visibility", "protected", "os_hidden", "c
               "container_format", "created_at", "updated_at", "tags", "self", "file", "schema", "direct_url",
               "locations", "stores"}
 GLANCE_PATCH = "application/openstack-images-v2.1-json-patch"
+GLANCE_MAX_NAME = 255  # Glance's image schema: name maxLength
+
+
+def glance_image_name(name: str) -> str:
+    """``name`` as Glance takes it: at most 255 characters; a longer name is cut and ends in ``~`` plus 8 hex
+    digits of its SHA-256, so two long names that share their first 255 characters stay distinct."""
+    if len(name) <= GLANCE_MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return name[: GLANCE_MAX_NAME - len(digest) - 1] + "~" + digest
 _ID_SEGMENT = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F-]{36}|\d+)$")
 #: collections whose next path segment names one member (flavour ids such as "m1.small" are free text)
 _COLLECTIONS = {"flavors", "servers", "images", "members", "projects", "users", "domains", "roles",
@@ -1026,7 +1036,7 @@ class OpenStackBackend(CloudBackend):
 
     def create_image(self, spec: ImageSpec, data: BinaryIO) -> Image:
         """Create, stream the bytes, check size and MD5 against what was sent, share; delete it on failure."""
-        body: Dict[str, Any] = {"name": spec.name, "disk_format": spec.disk_format,
+        body: Dict[str, Any] = {"name": glance_image_name(spec.name), "disk_format": spec.disk_format,
                                 "container_format": spec.container_format, "visibility": spec.visibility,
                                 "min_ram": spec.min_ram_mb, "min_disk": spec.min_disk_gb}
         if spec.owner:
@@ -1087,6 +1097,10 @@ class OpenStackBackend(CloudBackend):
         finally:
             response.close()
 
+    def image_name(self, name: str, distinct: str = "") -> str:
+        """``name`` clipped to what Glance takes (see :func:`glance_image_name`); names need not be unique."""
+        return glance_image_name(name)
+
     def update_image(self, image_id: str, properties: Mapping[str, Optional[str]], name: Optional[str] = None,
                      visibility: Optional[str] = None) -> Image:
         current = self.get_image(image_id)
@@ -1100,7 +1114,7 @@ class OpenStackBackend(CloudBackend):
             else:
                 ops.append({"op": "add", "path": f"/{key}", "value": str(value)})
         if name is not None:
-            ops.append({"op": "replace", "path": "/name", "value": name})
+            ops.append({"op": "replace", "path": "/name", "value": glance_image_name(name)})
         if visibility is not None:
             ops.append({"op": "replace", "path": "/visibility", "value": visibility})
         if not ops:

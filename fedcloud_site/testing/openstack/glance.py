@@ -17,6 +17,7 @@ from .common import (
     short_page,
     unauthorized,
 )
+from .glance_schema import SCHEMAS, check_image_value
 from .model import SimImage, SimImageMember
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,8 +87,7 @@ class _Glance(Service):
 
     def schema(self, request: Request) -> Response:
         self._token(request)
-        return json_response({"name": request.match["name"], "properties": {}, "additionalProperties":
-                              {"type": "string"}, "links": []})
+        return json_response(SCHEMAS[request.match["name"]]())
 
     def import_info(self, request: Request) -> Response:
         self._token(request)
@@ -230,11 +230,9 @@ class _Glance(Service):
             raise ApiError(400, f"Invalid value for {key}: {value!r}")
         if key in ("protected", "os_hidden") and not isinstance(value, bool):
             raise ApiError(400, f"Invalid value for {key}: {value!r} is not of type 'boolean'")
-        if key == "name" and value is not None and not isinstance(value, str):
-            raise ApiError(400, "Invalid value for name: not a string")
-        if key not in CORE_ATTRS and not isinstance(value, str):
-            raise ApiError(400, f"Provided object does not match schema 'image': {value!r} is not of type 'string'"
-                                f" Failed validating 'type' in schema['additionalProperties']")
+        problem = check_image_value(key, value)
+        if problem is not None:
+            raise ApiError(400, problem)
 
     def create_image(self, request: Request) -> Response:
         token = self._token(request)
