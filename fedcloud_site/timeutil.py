@@ -40,7 +40,10 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(f"not a time: {value!r}")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError as exc:  # "0001-01-01T00:00+01:00" is before year 1 in UTC
+        raise ValueError(f"not a time: {value!r} is out of range once converted to UTC") from exc
 
 
 def to_epoch(moment: datetime) -> int:

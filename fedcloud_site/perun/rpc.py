@@ -166,12 +166,14 @@ class _Person:
 
     def update(self, member: Mapping[str, Any], attributes: Mapping[str, Any], label: str) -> None:
         user = member.get("user") or {}
+        if not isinstance(user, dict):
+            raise BadInput(f"{label}: user: expected an object")
         parts = [user.get(k) for k in ("titleBefore", "firstName", "middleName", "lastName", "titleAfter")]
         self.display_name = " ".join(str(p).strip() for p in parts if p and str(p).strip()) or None
         mail = attributes.get(MAIL_ATTRIBUTE)
         self.email = mail.strip() if isinstance(mail, str) and mail.strip() else None
         raw_dns = attributes.get(DNS_ATTRIBUTE)
-        values = list(raw_dns.values()) if isinstance(raw_dns, dict) else list(raw_dns or [])
+        values = _values(raw_dns, f"{label}: {DNS_ATTRIBUTE}")
         dns: List[str] = []
         for value in values:
             try:
@@ -181,9 +183,7 @@ class _Person:
             if dn not in dns:
                 dns.append(dn)
         self.dns = tuple(dns)
-        keys = attributes.get(SSH_ATTRIBUTE) or []
-        if isinstance(keys, str):
-            keys = [keys]
+        keys = _values(attributes.get(SSH_ATTRIBUTE), f"{label}: {SSH_ATTRIBUTE}")
         self.keys = tuple(dict.fromkeys(str(k).strip() for k in keys if str(k).strip()))
 
     def add(self, vo: str, status: MemberStatus, group: Optional[str]) -> None:
@@ -200,11 +200,27 @@ def _attributes(member: Mapping[str, Any], label: str) -> Dict[str, Any]:
     """``namespace:friendlyName`` -> value of the member's user and member attributes."""
     result: Dict[str, Any] = {}
     for key in ("userAttributes", "memberAttributes"):
-        for attribute in member.get(key) or []:
+        listed = member.get(key) or []
+        if not isinstance(listed, list):
+            raise BadInput(f"{label}: {key}: expected a list of attributes")
+        for attribute in listed:
             if not isinstance(attribute, dict) or "namespace" not in attribute or "friendlyName" not in attribute:
                 raise BadInput(f"{label}: {key}: malformed attribute {str(attribute)[:80]!r}")
             result[f"{attribute['namespace']}:{attribute['friendlyName']}"] = attribute.get("value")
     return result
+
+
+def _values(value: Any, where: str) -> List[Any]:
+    """The values of a Perun list, map or string attribute (map: its values); anything else is BadInput."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, list):
+        return value
+    raise BadInput(f"{where}: expected a list, a map or a string, got {type(value).__name__}")
 
 
 def _status(value: Any, where: str) -> MemberStatus:
