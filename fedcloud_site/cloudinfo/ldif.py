@@ -1,12 +1,19 @@
 """GLUE 2.0 LDIF of the site, as BDIIs accept it, written as a stream.
 
-:class:`LdifWriter` is a small RFC 2849 writer: values that are not SAFE-STRINGs
-(non-ASCII, leading space/colon/less-than, trailing space, control characters)
-and values containing ``dn:`` (which ``bdii-update`` would take for an entry start)
-are base64-encoded, long lines are folded at 76 columns, and RDN values are
-escaped per RFC 4514 (so DN lines never need base64, which ``bdii-update``
-cannot group by suffix).  Multi-valued attributes keep their first occurrence
-of each value; ``None`` values are left out.
+:class:`LdifWriter` is a small RFC 2849 writer: every value first passes
+:func:`~fedcloud_site.cloudinfo.ldif_values.ldif_value` (control characters, ``dn:``
+and white space at the ends are what ``bdii-update`` cannot carry; see that module),
+values that are still not SAFE-STRINGs (non-ASCII, leading colon/less-than) are
+base64-encoded, long lines are folded at 76 columns, and RDN values are escaped per
+RFC 4514 (so DN lines never need base64, which ``bdii-update`` cannot group by
+suffix).  Multi-valued attributes keep their first occurrence of each value (as slapd
+compares them); ``None`` and empty values are left out.
+
+Every entry ID in a DN or foreign key is written in its
+:func:`~fedcloud_site.cloudinfo.ldif_values.ldif_id` form: unusual IDs become a
+readable part plus a hash, so the DN needs no escaping and ``bdii-update`` can match
+it with what slapd returns; the ID as the cloud gives it is then kept in
+``GLUE2EntityOtherInfo: OriginalID=<id>``.
 
 :func:`write_ldif` maps a :class:`~fedcloud_site.cloudinfo.model.SiteModel` to
 the GLUE 2.0 cloud mapping under ``GLUE2GroupID=cloud,o=glue`` (every entry
@@ -37,6 +44,7 @@ import re
 from typing import Any, BinaryIO, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..timeutil import iso_utc
+from .ldif_values import equality_key, ldif_id, ldif_value
 from .model import CloudImage, InstanceType, SiteModel
 
 Attribute = Tuple[str, Any]
@@ -109,26 +117,30 @@ class LdifWriter:
         self.bytes = 0
 
     def line(self, attribute: str, value: Any) -> str:
+        """The (folded) line of one value, which must be :func:`ldif_value` clean and not empty."""
         text = _text(value)
         if needs_base64(text):
             encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
             return _fold(f"{attribute}:: {encoded}", self.width)
         return _fold(f"{attribute}: {text}", self.width)
 
-    def entry(self, dn: str, attributes: Iterable[Attribute]) -> None:
-        """Write one entry; repeated (attribute, value) pairs are written once, ``None`` values skipped."""
+    def entry(self, dn: str, attributes: Iterable[Optional[Attribute]]) -> None:
+        """Write one entry; values are made :func:`ldif_value` clean, then repeated (attribute, value) pairs
+        are written once, ``None`` and empty values skipped."""
         if needs_base64(dn):
             raise ValueError(f"DN must be ASCII-safe (escape RDN values with escape_rdn_value): {dn!r}")
         lines = [_fold(f"dn: {dn}", self.width)]
         seen = set()
-        for attribute, value in attributes:
-            if value is None:
+        for item in attributes:
+            if item is None or item[1] is None:
                 continue
-            key = (attribute.lower(), _text(value))
-            if key in seen:
+            attribute, value = item
+            text = ldif_value(_text(value))
+            key = (attribute.lower(), equality_key(text))
+            if text == "" or key in seen:
                 continue
             seen.add(key)
-            lines.append(self.line(attribute, value))
+            lines.append(self.line(attribute, text))
         lines.append("\n")
         data = "".join(lines).encode("ascii")
         self.out.write(data)
@@ -140,11 +152,27 @@ class LdifWriter:
 
 
 def _other(key: str, value: Any) -> Optional[Attribute]:
-    if value is None or value == "":
+    if value is None:
         return None
     if isinstance(value, bool):
         value = "true" if value else "false"
-    return ("GLUE2EntityOtherInfo", f"{key}={_text(value)}")
+    text = ldif_value(_text(value))
+    if text == "":
+        return None
+    return ("GLUE2EntityOtherInfo", f"{key}={text}")
+
+
+def _original(entry_id: str) -> Optional[Attribute]:
+    """``OriginalID=<id>`` when the entry's ID is published in another (safe) form."""
+    return None if ldif_id(entry_id) == entry_id else _other("OriginalID", entry_id)
+
+
+def _first_text(*candidates: Optional[str]) -> str:
+    """The first candidate that is not empty once cleaned (for attributes the schema requires)."""
+    for candidate in candidates:
+        if candidate is not None and ldif_value(candidate):
+            return ldif_value(candidate)
+    raise ValueError("no candidate value is left once cleaned")
 
 
 def _others(pairs: Iterable[Tuple[str, Any]]) -> Iterator[Attribute]:
@@ -192,11 +220,12 @@ def write_ldif(model: SiteModel, out: BinaryIO) -> LdifWriter:
         writer.entry(base, [("objectClass", "GLUE2Group"), ("GLUE2GroupID", first_value)])
 
     svc, mgr, ept = model.service, model.manager, model.endpoint
-    svc_dn = f"{rdn('GLUE2ServiceID', svc.id)},{base}"
+    svc_id, mgr_id, ept_id = ldif_id(svc.id), ldif_id(mgr.id), ldif_id(ept.id)
+    svc_dn = f"{rdn('GLUE2ServiceID', svc_id)},{base}"
     vms = svc.vms
     writer.entry(svc_dn, [
         ("objectClass", "GLUE2Entity"), ("objectClass", "GLUE2Service"), ("objectClass", "GLUE2ComputingService"),
-        ("GLUE2ServiceID", svc.id), *entity(svc.name),
+        ("GLUE2ServiceID", svc_id), _original(svc.id), *entity(svc.name),
         ("GLUE2ServiceType", "IaaS"), ("GLUE2ServiceQualityLevel", svc.quality_level),
         ("GLUE2ServiceAdminDomainForeignKey", svc.site), *_multi("GLUE2ServiceCapability", svc.capabilities),
         ("GLUE2ServiceStatusInfo", svc.status_info), ("GLUE2ServiceComplexity", svc.complexity),
@@ -206,13 +235,14 @@ def write_ldif(model: SiteModel, out: BinaryIO) -> LdifWriter:
                   ("HaltedVM", vms.halted)] if vms is not None else []),
     ])
 
-    mgr_dn = f"{rdn('GLUE2ManagerID', mgr.id)},{svc_dn}"
+    mgr_dn = f"{rdn('GLUE2ManagerID', mgr_id)},{svc_dn}"
     writer.entry(mgr_dn, [
         ("objectClass", "GLUE2Entity"), ("objectClass", "GLUE2Manager"), ("objectClass", "GLUE2ComputingManager"),
-        ("GLUE2ManagerID", mgr.id), *entity(mgr.name),
-        ("GLUE2ManagerProductName", mgr.product_name), ("GLUE2ManagerProductVersion", mgr.product_version),
-        ("GLUE2ManagerServiceForeignKey", mgr.service_id),
-        ("GLUE2ComputingManagerComputingServiceForeignKey", mgr.service_id),
+        ("GLUE2ManagerID", mgr_id), _original(mgr.id), *entity(mgr.name),
+        ("GLUE2ManagerProductName", _first_text(mgr.product_name, "UNKNOWN")),
+        ("GLUE2ManagerProductVersion", mgr.product_version),
+        ("GLUE2ManagerServiceForeignKey", ldif_id(mgr.service_id)),
+        ("GLUE2ComputingManagerComputingServiceForeignKey", ldif_id(mgr.service_id)),
         ("GLUE2ComputingManagerTotalLogicalCPUs", mgr.total_cpus),
         *_others([("HypervisorName", mgr.hypervisor_name), ("HypervisorVersion", mgr.hypervisor_version),
                   ("TotalCPUs", mgr.total_cpus), ("TotalRAM", mgr.total_ram_mb), ("UsedCPUs", mgr.used_cpus),
@@ -231,15 +261,15 @@ def write_ldif(model: SiteModel, out: BinaryIO) -> LdifWriter:
     for image in model.images:
         _application_environment(writer, model, image, mgr_dn, entity)
 
-    ept_dn = f"{rdn('GLUE2EndpointID', ept.id)},{svc_dn}"
+    ept_dn = f"{rdn('GLUE2EndpointID', ept_id)},{svc_dn}"
     writer.entry(ept_dn, [
         ("objectClass", "GLUE2Entity"), ("objectClass", "GLUE2Endpoint"), ("objectClass", "GLUE2ComputingEndpoint"),
-        ("GLUE2EndpointID", ept.id), *entity(ept.name), ("GLUE2EndpointURL", ept.url),
+        ("GLUE2EndpointID", ept_id), _original(ept.id), *entity(ept.name), ("GLUE2EndpointURL", ept.url),
         ("GLUE2EndpointInterfaceName", ept.interface_name), ("GLUE2EndpointInterfaceVersion", ept.interface_version),
         ("GLUE2EndpointQualityLevel", ept.quality_level), ("GLUE2EndpointHealthState", ept.health_state),
         ("GLUE2EndpointHealthStateInfo", ept.health_state_info), ("GLUE2EndpointServingState", ept.serving_state),
-        ("GLUE2EndpointServiceForeignKey", ept.service_id),
-        ("GLUE2ComputingEndpointComputingServiceForeignKey", ept.service_id),
+        ("GLUE2EndpointServiceForeignKey", ldif_id(ept.service_id)),
+        ("GLUE2ComputingEndpointComputingServiceForeignKey", ldif_id(ept.service_id)),
         *_multi("GLUE2EndpointCapability", ept.capabilities), ("GLUE2EndpointTechnology", ept.technology),
         ("GLUE2EndpointImplementor", ept.implementor), ("GLUE2EndpointImplementationName", ept.implementation_name),
         ("GLUE2EndpointImplementationVersion", ept.implementation_version),
@@ -249,25 +279,27 @@ def write_ldif(model: SiteModel, out: BinaryIO) -> LdifWriter:
     ])
     policy = model.access_policy
     if policy.rules:
-        writer.entry(f"{rdn('GLUE2PolicyID', policy.id)},{ept_dn}", [
+        writer.entry(f"{rdn('GLUE2PolicyID', ldif_id(policy.id))},{ept_dn}", [
             ("objectClass", "GLUE2Entity"), ("objectClass", "GLUE2Policy"), ("objectClass", "GLUE2AccessPolicy"),
-            ("GLUE2PolicyID", policy.id), *entity(f"Access control rules for {ept.id}"),
+            ("GLUE2PolicyID", ldif_id(policy.id)), _original(policy.id), *entity(f"Access control rules for {ept.id}"),
             ("GLUE2PolicyScheme", "org.glite.standard"), *_multi("GLUE2PolicyRule", policy.rules),
             *_multi("GLUE2PolicyUserDomainForeignKey", [r.split(":", 1)[1] for r in policy.rules]),
-            ("GLUE2AccessPolicyEndpointForeignKey", policy.endpoint_id),
+            ("GLUE2AccessPolicyEndpointForeignKey", ldif_id(policy.endpoint_id)),
         ])
 
     for share in model.shares:
-        ee_ids = [t.ldif_id for t in model.instance_types_of(share)]
-        share_dn = f"{rdn('GLUE2ShareID', share.id)},{svc_dn}"
+        ee_ids = [ldif_id(t.ldif_id) for t in model.instance_types_of(share)]
+        share_id, policy_id = ldif_id(share.id), ldif_id(share.policy_id)
+        share_dn = f"{rdn('GLUE2ShareID', share_id)},{svc_dn}"
         svms = share.vms
         writer.entry(share_dn, [
             ("objectClass", "GLUE2Entity"), ("objectClass", "GLUE2Share"), ("objectClass", "GLUE2ComputingShare"),
-            ("GLUE2ShareID", share.id), *entity(share.name), ("GLUE2ShareDescription", share.description),
-            ("GLUE2ShareServiceForeignKey", svc.id), ("GLUE2ShareEndpointForeignKey", ept.id),
+            ("GLUE2ShareID", share_id), _original(share.id), *entity(share.name),
+            ("GLUE2ShareDescription", share.description),
+            ("GLUE2ShareServiceForeignKey", svc_id), ("GLUE2ShareEndpointForeignKey", ept_id),
             ("GLUE2ComputingShareServingState", ept.serving_state),
-            ("GLUE2ComputingShareComputingServiceForeignKey", svc.id),
-            ("GLUE2ComputingShareComputingEndpointForeignKey", ept.id),
+            ("GLUE2ComputingShareComputingServiceForeignKey", svc_id),
+            ("GLUE2ComputingShareComputingEndpointForeignKey", ept_id),
             *_multi("GLUE2ComputingShareExecutionEnvironmentForeignKey", ee_ids),
             *_others([("VO", share.vo), ("ProjectID", share.project_id), ("project_name", share.project_name),
                       ("project_domain_name", share.project_domain), ("SLA", share.sla),
@@ -279,24 +311,26 @@ def write_ldif(model: SiteModel, out: BinaryIO) -> LdifWriter:
                       ("HaltedVM", svms.halted)] if svms is not None else []),
             *_others((f"quota_{k}", v) for k, v in sorted(share.quotas.items())),
         ])
-        writer.entry(f"{rdn('GLUE2PolicyID', share.policy_id)},{share_dn}", [
+        writer.entry(f"{rdn('GLUE2PolicyID', policy_id)},{share_dn}", [
             ("objectClass", "GLUE2Entity"), ("objectClass", "GLUE2Policy"), ("objectClass", "GLUE2MappingPolicy"),
-            ("GLUE2PolicyID", share.policy_id), *entity(f"Mapping of VO {share.vo} to {share.id}"),
+            ("GLUE2PolicyID", policy_id), _original(share.policy_id),
+            *entity(f"Mapping of VO {share.vo} to {share.id}"),
             ("GLUE2PolicyScheme", "org.glite.standard"), ("GLUE2PolicyRule", share.rule),
-            ("GLUE2PolicyUserDomainForeignKey", share.vo), ("GLUE2MappingPolicyShareForeignKey", share.id),
+            ("GLUE2PolicyUserDomainForeignKey", share.vo), ("GLUE2MappingPolicyShareForeignKey", share_id),
         ])
     return writer
 
 
 def _execution_environment(writer: LdifWriter, model: SiteModel, itype: InstanceType, mgr_dn: str,
                            entity: Any) -> None:
-    ee_dn = f"{rdn('GLUE2ResourceID', itype.ldif_id)},{mgr_dn}"
+    ee_id, mgr_id = ldif_id(itype.ldif_id), ldif_id(model.manager.id)
+    ee_dn = f"{rdn('GLUE2ResourceID', ee_id)},{mgr_dn}"
     acc = itype.accelerator
     writer.entry(ee_dn, [
         ("objectClass", "GLUE2Entity"), ("objectClass", "GLUE2Resource"),
-        ("objectClass", "GLUE2ExecutionEnvironment"), ("GLUE2ResourceID", itype.ldif_id), *entity(itype.name),
-        ("GLUE2ResourceManagerForeignKey", model.manager.id),
-        ("GLUE2ExecutionEnvironmentComputingManagerForeignKey", model.manager.id),
+        ("objectClass", "GLUE2ExecutionEnvironment"), ("GLUE2ResourceID", ee_id), _original(itype.ldif_id),
+        *entity(itype.name), ("GLUE2ResourceManagerForeignKey", mgr_id),
+        ("GLUE2ExecutionEnvironmentComputingManagerForeignKey", mgr_id),
         ("GLUE2ExecutionEnvironmentPlatform", model.instance_platform),
         ("GLUE2ExecutionEnvironmentMainMemorySize", itype.ram_mb),
         ("GLUE2ExecutionEnvironmentOSFamily", model.instance_os_family),
@@ -311,29 +345,31 @@ def _execution_environment(writer: LdifWriter, model: SiteModel, itype: Instance
     ])
     if itype.benchmark_type and itype.benchmark_value is not None:
         kind = _benchmark_type(itype.benchmark_type)
-        bench_id = f"{itype.ldif_id}_{kind}"
+        bench_id = ldif_id(f"{itype.ldif_id}_{kind}")
         writer.entry(f"{rdn('GLUE2BenchmarkID', bench_id)},{ee_dn}", [
             ("objectClass", "GLUE2Entity"), ("objectClass", "GLUE2Benchmark"), ("GLUE2BenchmarkID", bench_id),
-            *entity(f"{itype.benchmark_type} of {itype.name}"), ("GLUE2BenchmarkType", kind),
-            ("GLUE2BenchmarkValue", itype.benchmark_value),
-            ("GLUE2BenchmarkExecutionEnvironmentForeignKey", itype.ldif_id),
-            ("GLUE2BenchmarkComputingManagerForeignKey", model.manager.id),
+            _original(f"{itype.ldif_id}_{kind}"), *entity(f"{itype.benchmark_type} of {itype.name}"),
+            ("GLUE2BenchmarkType", _first_text(kind, "UNKNOWN")), ("GLUE2BenchmarkValue", itype.benchmark_value),
+            ("GLUE2BenchmarkExecutionEnvironmentForeignKey", ee_id),
+            ("GLUE2BenchmarkComputingManagerForeignKey", mgr_id),
         ])
 
 
 def _application_environment(writer: LdifWriter, model: SiteModel, image: CloudImage, mgr_dn: str,
                              entity: Any) -> None:
-    writer.entry(f"{rdn('GLUE2ApplicationEnvironmentID', image.ldif_id)},{mgr_dn}", [
+    ae_id = ldif_id(image.ldif_id)
+    writer.entry(f"{rdn('GLUE2ApplicationEnvironmentID', ae_id)},{mgr_dn}", [
         ("objectClass", "GLUE2Entity"), ("objectClass", "GLUE2ApplicationEnvironment"),
-        ("GLUE2ApplicationEnvironmentID", image.ldif_id), *entity(image.name),
-        ("GLUE2ApplicationEnvironmentAppName", image.name), ("GLUE2ApplicationEnvironmentAppVersion", image.version),
+        ("GLUE2ApplicationEnvironmentID", ae_id), _original(image.ldif_id), *entity(image.name),
+        ("GLUE2ApplicationEnvironmentAppName", _first_text(image.name, image.id, ae_id)),
+        ("GLUE2ApplicationEnvironmentAppVersion", image.version),
         ("GLUE2ApplicationEnvironmentRepository", image.marketplace_url),
         ("GLUE2ApplicationEnvironmentDescription", image.description),
-        ("GLUE2ApplicationEnvironmentComputingManagerForeignKey", model.manager.id),
+        ("GLUE2ApplicationEnvironmentComputingManagerForeignKey", ldif_id(model.manager.id)),
         *_others([("ImageID", image.id), ("OSName", image.os_name), ("OSVersion", image.os_version),
                   ("OSPlatform", image.os_platform), ("DiskSize", _size_gb(image.size_bytes)),
                   ("DiskFormat", image.disk_format), ("MinRAM", image.min_ram_mb or None),
                   ("MinDisk", image.min_disk_gb or None), ("AccessInfo", model.image_access_info),
                   ("Visibility", "public" if image.public else None)]),
-        *_others(("CloudComputingShareForeignKey", s) for s in (() if image.public else image.share_ids)),
+        *_others(("CloudComputingShareForeignKey", ldif_id(s)) for s in (() if image.public else image.share_ids)),
     ])

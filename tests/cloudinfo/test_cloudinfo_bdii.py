@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
-from cloudinfo_helpers import write_site_config
+from cloudinfo_helpers import build, ldif_of, write_site_config
+from hostile_model import HOSTILE_FLAVOUR_IDS, HOSTILE_IDS, HOSTILE_NAMES, hostile_model
 from ldap3 import SUBTREE
+from ldif_reader import as_entries, read_ldif
 
+from fedcloud_site.config import load_config
 from fedcloud_site.runner import Runner
 from fedcloud_site.testing.ldap import SlapdServer, legacy_ldap_tools, root_entry_ldif, slapd_available
 
@@ -121,3 +124,58 @@ def test_bdii_update_publishes_our_entries_and_ages_them_out_when_the_cache_is_s
     conn = server.connection()
     conn.search("o=glue", "(objectClass=organization)", SUBTREE)
     assert [e.entry_dn for e in conn.entries] == ["o=glue"]  # the BDII's own root stays
+
+
+def glue_entries(server: SlapdServer):
+    """Our subtree as slapd holds it, in the form :func:`ldif_reader.as_entries` gives."""
+    conn = server.connection()
+    conn.search(BASE, "(objectClass=*)", SUBTREE, attributes=["*"])
+    records = [(e.entry_dn, [(attribute, value.decode("utf-8")) for attribute, values in e.entry_raw_attributes.items()
+                             for value in values]) for e in conn.entries]
+    return as_entries(records)
+
+
+def test_hostile_names_and_ids_survive_bdii_update_add_modify_and_delete(bdii):
+    """A full bdii-update cycle (add, modify, delete) keeps every entry as we rendered it."""
+    base = build(load_config(bdii["config"]))
+    cache = bdii["cache"]
+    cache.mkdir(parents=True, exist_ok=True)
+    server = bdii["server"]
+
+    def publish(model) -> dict:
+        text = ldif_of(model)
+        (cache / "cloudinfo.ldif.tmp").write_text(text, encoding="ascii")
+        (cache / "cloudinfo.ldif.tmp").replace(cache / "cloudinfo.ldif")
+        return as_entries(read_ldif(text))
+
+    def log() -> str:
+        return bdii["log"].read_text(errors="replace")[-3000:] if bdii["log"].exists() else ""
+
+    def wait_until_published(expected: dict, what: str) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            found = glue_entries(server)
+            if found == expected:
+                return
+            time.sleep(0.5)
+        missing = sorted(set(expected) - set(found))[:3]
+        wrong = [(dn, expected[dn], found[dn]) for dn in expected if dn in found and found[dn] != expected[dn]][:2]
+        raise AssertionError(f"{what}: slapd differs after 90 s; missing {missing}; wrong {wrong}; "
+                             f"extra {sorted(set(found) - set(expected))[:3]}; log: {log()}")
+
+    first = publish(hostile_model(base))
+    assert len(first) > len(HOSTILE_IDS) + len(HOSTILE_FLAVOUR_IDS)
+    result = subprocess.run([str(BDII_UPDATE), "-c", str(bdii["conf"]), "-d"], env=bdii["env"],
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr.decode()
+    wait_until_published(first, "add")
+
+    renamed = [f"{name} v2 dn: ¿\t" for name in HOSTILE_NAMES[:-2]]  # the last two images go away
+    second = publish(hostile_model(base, names=renamed, ids=HOSTILE_IDS[:-2],
+                                   flavour_ids=HOSTILE_FLAVOUR_IDS[1:]))
+    assert second != first
+    wait_until_published(second, "modify and delete of some")
+
+    old = time.time() - 3 * 3600  # stale: the provider prints nothing, bdii-update deletes all of ours
+    os.utime(cache / "cloudinfo.ldif", (old, old))
+    wait_until_published({}, "delete of all")

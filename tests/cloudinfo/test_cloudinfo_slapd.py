@@ -12,6 +12,7 @@ import yaml
 from cloudinfo_helpers import ENDPOINT, SITE_FILE, build, ldif_of, write_site_config
 from ldap3 import SUBTREE
 
+from fedcloud_site.cloudinfo.ldif_values import ldif_id
 from fedcloud_site.config import load_config
 from fedcloud_site.testing.ldap import root_entry_ldif, slapadd_check
 
@@ -94,7 +95,7 @@ def awkward_site(tmp_path: Path) -> Path:
     return path
 
 
-def test_awkward_ids_and_values_are_escaped_so_slapd_stores_them_unchanged(tmp_path, glue_ldap):
+def test_awkward_ids_get_a_safe_form_and_values_are_stored_as_documented(tmp_path, glue_ldap):
     config_path = write_site_config(tmp_path, site_file=awkward_site(tmp_path))
     config_path.write_text(config_path.read_text().replace("projects: [biomed-cloud]", "projects: []"))
     model = build(load_config(config_path))
@@ -102,14 +103,16 @@ def test_awkward_ids_and_values_are_escaped_so_slapd_stores_them_unchanged(tmp_p
     assert result.returncode == 0, result.stderr.decode()
     found = all_entries(glue_ldap)
     flavour_dn, flavour = next((dn, a) for dn, a in found.items() if a.get("GLUE2EntityName") == ["m1 small é"])
-    assert flavour["GLUE2ResourceID"] == [f"m1,small+x=1;<y>#_{ENDPOINT}_cloud.compute"]
+    original = f"m1,small+x=1;<y>#_{ENDPOINT}_cloud.compute"
+    assert flavour["GLUE2ResourceID"] == [ldif_id(original)] and ldif_id(original) != original
+    assert f"OriginalID={original}" in flavour["GLUE2EntityOtherInfo"]
     assert first_rdn(flavour_dn) == ("GLUE2ResourceID", flavour["GLUE2ResourceID"][0])
     image = next(a for a in found.values() if "GLUE2ApplicationEnvironment" in a["objectClass"]
-                 and a["GLUE2ApplicationEnvironmentAppName"] == ["Ubuntu ® 22.04 "])
-    assert image["GLUE2ApplicationEnvironmentDescription"] == ["line one\nline two"]
+                 and a["GLUE2ApplicationEnvironmentAppName"] == ["Ubuntu ® 22.04"])
+    assert image["GLUE2ApplicationEnvironmentDescription"] == ["line one line two"]
     shares = [a for a in found.values() if "GLUE2ComputingShare" in a["objectClass"]]
     assert sorted(v for a in shares for v in a["GLUE2EntityOtherInfo"] if v.startswith("project_name=")) == [
-        "project_name= leading-space", 'project_name=Fédération, "cloud" +1']
+        'project_name=Fédération, "cloud" +1', "project_name=leading-space"]
     assert any("VO=vo.example.org/sub group" in a["GLUE2EntityOtherInfo"] for a in shares)
     result = slapadd_check(ldif_of(model), tmp_path / "offline", preamble=root_entry_ldif("o=glue"))
     assert result.returncode == 0, result.stderr.decode()
