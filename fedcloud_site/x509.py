@@ -248,12 +248,40 @@ def normalize_dn(dn: str) -> str:
     return dn_to_slash(slash_to_name(dn))
 
 
-def dn_equal(first: str, second: str) -> bool:
-    """Same DN in slash form, ignoring attribute-name aliases; values compare exactly."""
+#: a parsed DN: its RDNs in order, each a sorted tuple of (attribute OID, value)
+DNStructure = Tuple[Tuple[Tuple[str, str], ...], ...]
+
+
+def dn_structure(name: Union[x509.Name, str]) -> DNStructure:
+    """A DN as a comparable structure: RDN by RDN, each RDN's (OID, value) pairs.
+
+    A certificate's :class:`x509.Name` keeps its real RDN structure (a multi-valued RDN is one RDN with several
+    pairs; a value may contain ``/``). A slash-form string is parsed by :func:`slash_to_name`, which only ever
+    yields single-valued RDNs, and never a value holding ``/KEY=``: so a certificate whose ``O`` value is
+    ``Hosts/CN=x`` or whose RDN is ``O=Hosts+CN=x`` can never equal a slash-form DN.
+    """
+    parsed = slash_to_name(name.strip()) if isinstance(name, str) else name
+    rdns = []
+    for rdn in parsed.rdns:
+        pairs = tuple(sorted((attr.oid.dotted_string,
+                              attr.value if isinstance(attr.value, str) else "#" + attr.value.hex())
+                             for attr in rdn))
+        rdns.append(pairs)
+    return tuple(rdns)
+
+
+def dn_matches(name: Union[x509.Name, str], dn: Union[x509.Name, str]) -> bool:
+    """True when both denote the same DN, compared attribute by attribute (OID and exact value, RDN
+    structure), never as rendered strings. An unparseable slash-form DN matches nothing."""
     try:
-        return normalize_dn(first) == normalize_dn(second)
+        return dn_structure(name) == dn_structure(dn)
     except X509Error:
-        return first.strip() == second.strip()
+        return False
+
+
+def dn_equal(first: str, second: str) -> bool:
+    """Same DN, both in slash form (attribute-name aliases allowed; values compare exactly)."""
+    return dn_matches(first, second)
 
 
 def subject_dn(cert: x509.Certificate) -> str:

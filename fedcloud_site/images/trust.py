@@ -14,7 +14,7 @@ from typing import Optional
 
 from .. import smime
 from ..errors import FedcloudSiteError
-from ..x509 import X509Error, dn_equal, issuer_dn, subject_dn, verify_chain
+from ..x509 import X509Error, dn_matches, issuer_dn, subject_dn, verify_chain
 from .imagelist import ImageList, ImageListError, parse_image_list, version_lower
 from .settings import Subscription
 
@@ -55,20 +55,20 @@ def verify_list(signed: bytes, subscription: Subscription, capath: Path, now: da
     except X509Error as exc:
         raise ListRejected("certificate", str(exc)) from exc
     signer_subject, signer_issuer = subject_dn(signer), issuer_dn(signer)
-    if not dn_equal(signer_subject, subscription.endorser_dn):
+    if not dn_matches(signer.subject, subscription.endorser_dn):
         raise ListRejected("endorser", f"signed by {signer_subject}, but the subscription trusts only "
                                        f"endorser_dn {subscription.endorser_dn}")
-    if not dn_equal(signer_issuer, subscription.ca_dn):
+    if not dn_matches(signer.issuer, subscription.ca_dn):
         raise ListRejected("endorser", f"signer certificate issued by {signer_issuer}, but the subscription "
                                        f"expects ca_dn {subscription.ca_dn}")
     try:
         image_list = parse_image_list(message.content)
     except ImageListError as exc:
         raise ListRejected("content", str(exc)) from exc
-    if not dn_equal(image_list.endorser.dn, signer_subject):
+    if not dn_matches(signer.subject, image_list.endorser.dn):
         raise ListRejected("endorser", f"list names endorser hv:dn {image_list.endorser.dn} but was signed by "
                                        f"{signer_subject}")
-    if not dn_equal(image_list.endorser.ca, signer_issuer):
+    if not dn_matches(signer.issuer, image_list.endorser.ca):
         raise ListRejected("endorser", f"list names hv:ca {image_list.endorser.ca} but the signer certificate "
                                        f"was issued by {signer_issuer}")
     if image_list.expired(now):

@@ -740,6 +740,20 @@ def test_dns_are_escaped_for_the_x509_driver_and_read_back_plain():
     assert x509_password(["/CN=a b", "/CN=c"]) == "/CN=a\\20b|/CN=c"
 
 
+def test_a_dn_holding_the_separator_never_adds_a_dn_to_a_user(sim):
+    cloud = backend(sim)
+    smuggled = "/DC=org/CN=Mallory|/DC=org/CN=Site Admin"
+    before = cloud.request_count().get("one.user.allocate", 0)
+    with pytest.raises(BadCloudData, match="contains '\\|'"):
+        cloud.create_user(UserSpec(name="mallory", groups=["100"], x509_dns=[smuggled]))
+    assert cloud.request_count().get("one.user.allocate", 0) == before  # refused before anything was written
+    user = cloud.create_user(UserSpec(name="mallory", groups=["100"], x509_dns=["/DC=org/CN=Mallory"]))
+    with pytest.raises(BadCloudData, match="separator"):
+        cloud.update_user(user.id, UserSpec(name="mallory", groups=["100"], x509_dns=[smuggled]))
+    assert sim.cloud.users[int(user.id)].password == "/DC=org/CN=Mallory"
+    assert next(u for u in cloud.list_users() if u.id == user.id).x509_dns == ("/DC=org/CN=Mallory",)
+
+
 def test_a_user_whose_dns_go_away_loses_certificate_login(sim):
     cloud = backend(sim)
     user = cloud.create_user(UserSpec(name="certless", groups=["100"], x509_dns=["/CN=x y"]))

@@ -152,3 +152,27 @@ def test_lists_signed_by_the_openssl_cli_as_vmcaster_does_are_accepted(world, tm
     world.publish(None, raw=signed)
     assert world.sync() == 0
     assert world.by_state("registered")
+
+
+def _forged_name(*rdns):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    oids = {"DC": NameOID.DOMAIN_COMPONENT, "O": NameOID.ORGANIZATION_NAME, "CN": NameOID.COMMON_NAME}
+    return x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(oids[k], v) for k, v in rdn])
+                      for rdn in rdns])
+
+
+@pytest.mark.parametrize("forged", [
+    # one O value holding the rest of the endorser's DN: renders as /DC=org/DC=example/O=Hosts/CN=appdb...
+    [[("DC", "org")], [("DC", "example")], [("O", "Hosts/CN=appdb.example.org")]],
+    # a multi-valued RDN O=Hosts+CN=appdb...: also renders as the endorser's slash-form DN
+    [[("DC", "org")], [("DC", "example")], [("O", "Hosts"), ("CN", "appdb.example.org")]],
+], ids=["slash-in-value", "multi-valued-rdn"])
+def test_a_certificate_whose_rendered_dn_mimics_the_endorser_is_not_the_endorser(world, forged):
+    impostor = world.pki.ca.issue(_forged_name(*forged), profile="host", sans=["impostor.example.org"])
+    from fedcloud_site.x509 import subject_dn
+    assert subject_dn(impostor.cert) == "/DC=org/DC=example/O=Hosts/CN=appdb.example.org"  # the rendered look-alike
+    before = good_then(world, lambda: world.publish(
+        world.image_list([world.image("x.raw")], version="20250101000000"), signer=impostor))
+    assert_rejected(world, before, "endorser", "endorser_dn")
+    assert world.server.requests_for("/images/x.raw") == []

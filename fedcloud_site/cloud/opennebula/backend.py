@@ -103,6 +103,7 @@ from .records import (
     Record,
     as_number,
     attribute_name,
+    checked_dns,
     child_text,
     epoch_time,
     first_run_of,
@@ -869,7 +870,7 @@ class OpenNebulaBackend(CloudBackend):
         if spec.display_name:
             template["DISPLAY_NAME"] = spec.display_name
         if spec.x509_dns:
-            template["X509_DN"] = "|".join(spec.x509_dns)
+            template["X509_DN"] = "|".join(checked_dns(list(spec.x509_dns)))
         if spec.ssh_keys:
             template["SSH_PUBLIC_KEY"] = "\n".join(spec.ssh_keys)
         template[MANAGED_MARKER] = "yes"

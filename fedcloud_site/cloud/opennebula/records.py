@@ -295,9 +295,19 @@ def unescape_dn(dn: str) -> str:
     return re.sub(r"\\[0-9a-f]{2}", lambda m: chr(int(m.group(0)[1:], 16)), dn)
 
 
+def checked_dns(dns: List[str]) -> List[str]:
+    """``dns`` unchanged, or :class:`BadCloudData` when one holds ``|``: OpenNebula keeps a user's DNs as one
+    ``|``-separated string (x509 password, ``X509_DN``), so such a DN would add a DN nobody was given."""
+    for dn in dns:
+        if "|" in dn:
+            raise BadCloudData(f"X.509 DN {dn!r} contains '|', which OpenNebula reads as a separator between DNs: "
+                               f"refused (it would let the holder of another DN log in)")
+    return dns
+
+
 def x509_password(dns: List[str]) -> str:
-    """The x509 driver's password for these DNs: escaped, ``|``-separated."""
-    return "|".join(escape_dn(dn) for dn in dns)
+    """The x509 driver's password for these DNs: escaped, ``|``-separated (a DN holding ``|`` is refused)."""
+    return "|".join(escape_dn(dn) for dn in checked_dns(dns))
 
 
 def user_dns(raw: Any) -> List[str]:
