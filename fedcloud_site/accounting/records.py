@@ -17,6 +17,7 @@ APEL server knows are ever emitted.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -48,6 +49,39 @@ def wire_text(value: Any, limit: int = 255) -> str:
     if len(text) > limit or text[:1].isspace() or text[-1:].isspace():
         text = text.strip()[:limit].strip()
     return text
+
+
+#: the largest values the APEL database columns hold: BIGINT counters, DECIMAL(10,3) numbers, DATETIME up to
+#: 9999-12-31 (MySQL refuses a larger value, and with it the whole message)
+MAX_COUNT = 2 ** 63 - 1
+MAX_DECIMAL = 9999999.999
+MAX_EPOCH = 253402300799
+
+
+def wire_count(value: Any, what: str, limit: int = MAX_COUNT) -> int:
+    """``value`` as a non-negative integer the server's column holds; BadRecord naming ``what`` otherwise."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRecord(f"{what} is not a number ({value})")
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BadRecord(f"{what} is not an integer ({value!r:.40})") from None
+    if number < 0:
+        raise BadRecord(f"{what} is negative ({number})")
+    if number > limit:
+        raise BadRecord(f"{what} is too large for the APEL database ({number:.3g} > {limit})")
+    return number
+
+
+def wire_decimal(value: Any, what: str) -> float:
+    """``value`` as a finite, non-negative number within DECIMAL(10,3); BadRecord naming ``what`` otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BadRecord(f"{what} is not a number ({value!r:.40})") from None
+    if not math.isfinite(number) or number < 0 or number > MAX_DECIMAL:
+        raise BadRecord(f"{what} ({number}) is not within 0 .. {MAX_DECIMAL}")
+    return number
 
 
 def format_number(value: float) -> str:
@@ -149,12 +183,9 @@ class CloudRecord:
                 if text.lower() in ("", "none", "null"):  # the server reads these as NULL
                     continue
             elif kind == "number":
-                text = format_number(value)
+                text = format_number(wire_decimal(value, f"VM {self.vm_uuid}: {key}"))
             else:
-                number = int(value)
-                if number < 0:
-                    raise BadRecord(f"VM {self.vm_uuid}: {key} is negative ({number})")
-                text = str(number)
+                text = str(wire_count(value, f"VM {self.vm_uuid}: {key}", MAX_EPOCH if kind == "time" else MAX_COUNT))
             fields.append((key, text))
         present = {key for key, _ in fields}
         missing = [key for key in CLOUD_MANDATORY if key not in present]
@@ -196,10 +227,9 @@ class IPRecord:
     def as_json(self) -> Dict[str, Any]:
         if self.ip_version not in (4, 6):
             raise BadRecord(f"IP record of {self.local_user}: IPVersion must be 4 or 6, not {self.ip_version}")
-        if self.ip_count < 0:
-            raise BadRecord(f"IP record of {self.local_user}: negative IPCount")
-        return {
-            "MeasurementTime": int(self.measurement_time),
+        what = f"IP record of {self.local_user}"
+        data = {
+            "MeasurementTime": wire_count(self.measurement_time, f"{what}: MeasurementTime", MAX_EPOCH),
             "SiteName": wire_text(self.site_name),
             "CloudComputeService": wire_text(self.cloud_compute_service),
             "CloudType": wire_text(self.cloud_type),
@@ -208,8 +238,12 @@ class IPRecord:
             "GlobalUserName": wire_text(self.global_user_name),
             "FQAN": wire_text(self.fqan),
             "IPVersion": int(self.ip_version),
-            "IPCount": int(self.ip_count),
+            "IPCount": wire_count(self.ip_count, f"{what}: IPCount"),
         }
+        empty = [key for key in ("SiteName", "LocalUser", "LocalGroup", "GlobalUserName", "FQAN") if not data[key]]
+        if empty:
+            raise BadRecord(f"{what}: no value for mandatory {', '.join(empty)}")
+        return data
 
 
 #: accelerator types the APEL accelerator schema accepts; anything else is sent as "Other"
@@ -233,6 +267,9 @@ class AcceleratorRecord:
 
     def as_json(self) -> Dict[str, Any]:
         kind = next((t for t in ACCELERATOR_TYPES if t.lower() == self.type.strip().lower()), "Other")
+        what = f"accelerator record of VM {self.associated_record}"
+        if not (1 <= self.measurement_month <= 12 and 2000 <= self.measurement_year <= 9999):
+            raise BadRecord(f"{what}: no such month {self.measurement_year}-{self.measurement_month}")
         data: Dict[str, Any] = {
             "MeasurementMonth": int(self.measurement_month),
             "MeasurementYear": int(self.measurement_year),
@@ -241,16 +278,14 @@ class AcceleratorRecord:
             "GlobalUserName": wire_text(self.global_user_name) if self.global_user_name else None,
             "FQAN": wire_text(self.fqan),
             "SiteName": wire_text(self.site_name),
-            "Count": json_number(self.count),
-            "AvailableDuration": int(self.available_duration),
+            "Count": json_number(wire_decimal(self.count, f"{what}: Count")),
+            "AvailableDuration": wire_count(self.available_duration, f"{what}: AvailableDuration"),
             "Type": kind,
         }
         if self.model:
             data["Model"] = wire_text(self.model)
         if not data["AssociatedRecord"] or not data["FQAN"] or not data["SiteName"]:
             raise BadRecord(f"accelerator record of VM {self.associated_record}: empty mandatory field")
-        if self.available_duration < 0:
-            raise BadRecord(f"accelerator record of VM {self.associated_record}: negative AvailableDuration")
         return data
 
 
@@ -285,18 +320,22 @@ class StorageRecord:
         def element(tag: str, value: Optional[str]) -> str:
             return f"<sr:{tag}>{escape(wire_text(value))}</sr:{tag}>" if value else ""
 
-        def when(epoch: int) -> str:
-            return iso_utc(parse_time(epoch))
+        def when(epoch: int, tag: str) -> str:
+            return iso_utc(parse_time(wire_count(epoch, f"storage record {self.record_id}: {tag}", MAX_EPOCH)))
 
+        if not wire_text(self.record_id) or not wire_text(self.storage_system):
+            raise BadRecord(f"storage record {self.record_id!r}: no value for mandatory RecordId or StorageSystem")
+
+        capacity = wire_count(self.resource_capacity_used, f"storage record {self.record_id}: ResourceCapacityUsed")
         identity = (element("LocalUser", self.local_user) + element("LocalGroup", self.local_group)
                     + element("UserIdentity", self.user_identity) + element("Group", self.group))
         return ("<sr:StorageUsageRecord>"
-                f"<sr:RecordIdentity sr:createTime={quoteattr(when(self.create_time))} "
+                f"<sr:RecordIdentity sr:createTime={quoteattr(when(self.create_time, 'CreateTime'))} "
                 f"sr:recordId={quoteattr(wire_text(self.record_id))}/>"
                 + element("StorageSystem", self.storage_system)
                 + element("Site", self.site)
                 + f"<sr:SubjectIdentity>{identity}</sr:SubjectIdentity>"
-                + f"<sr:StartTime>{when(self.start_time)}</sr:StartTime>"
-                + f"<sr:EndTime>{when(self.end_time)}</sr:EndTime>"
-                + f"<sr:ResourceCapacityUsed>{int(self.resource_capacity_used)}</sr:ResourceCapacityUsed>"
+                + f"<sr:StartTime>{when(self.start_time, 'StartTime')}</sr:StartTime>"
+                + f"<sr:EndTime>{when(self.end_time, 'EndTime')}</sr:EndTime>"
+                + f"<sr:ResourceCapacityUsed>{capacity}</sr:ResourceCapacityUsed>"
                 + "</sr:StorageUsageRecord>")
