@@ -19,6 +19,7 @@ document no longer grows with images x shares.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, Dict, Iterable, Iterator, Optional, Tuple
 
@@ -176,13 +177,18 @@ class _Doc:
         yield "AccessPolicy", self.access_policies()
 
 
+#: code points UTF-8 cannot hold (cloud data decoded with surrogateescape, broken UTF-16): written as U+FFFD,
+#: as in the LDIF
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def write_json(model: SiteModel, out: BinaryIO) -> int:
     """Stream the GLUE 2.1 JSON document into ``out`` one object at a time; returns the bytes written."""
     written = 0
 
     def emit(text: str) -> None:
         nonlocal written
-        data = text.encode("utf-8")
+        data = _SURROGATE.sub("\ufffd", text).encode("utf-8")
         out.write(data)
         written += len(data)
 
