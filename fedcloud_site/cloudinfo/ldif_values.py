@@ -23,7 +23,7 @@ A value that is empty afterwards is left out (slapd refuses empty Directory Stri
 Every ID that names an entry (RDN) or refers to one (foreign key) goes through :func:`ldif_id`:
 an ID made only of ASCII letters, digits and ``. _ - : / @`` and not containing ``dn:`` is kept
 as it is (what every usual ID is: UUIDs, URLs, VO names); any other ID is replaced by a readable
-part (accents dropped, other characters ``_``, ``dn:`` as ``dn_``, at most 64 characters), a
+part (accents dropped, other characters ``_``, ``dn:`` as ``dn_``, at most 200 characters), a
 ``~`` and 12 hex digits of the SHA-256 of the ID: deterministic, distinct from every kept ID
 (those never hold ``~``), and needing no escaping in a DN, so slapd returns it as we wrote it.
 """
@@ -39,7 +39,7 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._:/@-]+\Z")
 _UNSAFE_ID_CHAR = re.compile(r"[^A-Za-z0-9._:/@-]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-READABLE_LENGTH = 64
+READABLE_LENGTH = 200
 HASH_LENGTH = 12
 
 
