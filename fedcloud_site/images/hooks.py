@@ -40,7 +40,7 @@ def event_environment(event: str, entry: Optional[Mapping[str, Any]] = None, *, 
     env = {"VMCATCHER_EVENT_TYPE": event, "VMCATCHER_EVENT_UUID_SESSION": SESSION}
     for key, name in _IMAGE_KEYS.items():
         value = (entry or {}).get(key)
-        if value is not None:
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and _fits_environment(str(value)):
             env[f"VMCATCHER_EVENT_{name}"] = str(value)
     if list_identifier:
         env["VMCATCHER_EVENT_IL_DC_IDENTIFIER"] = list_identifier
@@ -55,6 +55,11 @@ def event_environment(event: str, entry: Optional[Mapping[str, Any]] = None, *, 
     return env
 
 
+def _fits_environment(value: str) -> bool:
+    """An environment value cannot hold NUL (nor a lone surrogate, which has no bytes)."""
+    return "\x00" not in value and not any("\ud800" <= c <= "\udfff" for c in value)
+
+
 def run_hooks(hooks: Sequence[Hook], event: str, variables: Mapping[str, str], log: Any) -> int:
     """Run the hooks that want ``event``; returns how many failed."""
     failed = 0
@@ -66,7 +71,7 @@ def run_hooks(hooks: Sequence[Hook], event: str, variables: Mapping[str, str], l
         try:
             process = subprocess.Popen(["/bin/sh", "-c", hook.command], env=env, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a value the environment cannot carry
             failed += 1
             log.warning("hook could not run", hook=hook.command, hook_event=event, error=str(exc))
             continue

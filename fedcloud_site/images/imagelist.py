@@ -19,6 +19,9 @@ from ..errors import FedcloudSiteError
 from ..timeutil import parse_time
 
 _SHA512 = re.compile(r"^[0-9a-fA-F]{128}$")
+_ASCII_INTEGER = re.compile(r"[0-9]{1,18}")
+#: C0 controls but TAB/LF/CR, DEL, C1 controls and lone surrogates: no list field may carry them
+_FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class ImageListError(FedcloudSiteError, ValueError):
@@ -113,6 +116,10 @@ def _text(data: Mapping[str, Any], key: str, where: str, required: bool = True, 
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ImageListError(f"{where}: {key} must be a string, got {type(value).__name__}")
     text = str(value).strip()
+    bad = _FORBIDDEN_CHARS.search(text)
+    if bad:
+        raise ImageListError(f"{where}: {key} contains the control character U+{ord(bad.group(0)):04X} "
+                             f"(values reach hook environments, cloud properties and logs)")
     if required and not text:
         raise ImageListError(f"{where}: {key} is empty")
     return text
@@ -132,8 +139,9 @@ def _int(data: Mapping[str, Any], key: str, where: str, required: bool) -> int:
     text = _text(data, key, where, required)
     if not text:
         return 0
-    if not text.isdigit():
-        raise ImageListError(f"{where}: {key} must be a non-negative integer, got {text!r}")
+    if not _ASCII_INTEGER.fullmatch(text):
+        raise ImageListError(f"{where}: {key} must be a non-negative integer (at most 18 ASCII digits), "
+                             f"got {text!r}")
     return int(text)
 
 
@@ -181,6 +189,8 @@ def parse_image_list(data: bytes) -> ImageList:
         raise ImageListError(f"list is not UTF-8 text (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise ImageListError(f"list is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise ImageListError("list nests JSON arrays/objects too deeply to be an image list") from exc
     if not isinstance(document, dict) or set(document) != {"hv:imagelist"} or not isinstance(
             document["hv:imagelist"], dict):
         raise ImageListError("expected one top-level object {\"hv:imagelist\": {...}}")
@@ -227,8 +237,8 @@ def parse_image_list(data: bytes) -> ImageList:
 
 def version_key(version: str) -> Tuple[Tuple[int, Any], ...]:
     """Sort key comparing digit runs as numbers (``20150618211400``, ``1.10`` > ``1.9``)."""
-    parts = re.findall(r"\d+|[^\d]+", version.strip())
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+    parts = re.findall(r"[0-9]+|[^0-9]+", version.strip())
+    return tuple((0, int(p)) if p[0] in "0123456789" else (1, p) for p in parts)
 
 
 def version_lower(candidate: str, accepted: str) -> bool:

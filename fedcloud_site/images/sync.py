@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..cloud.base import CloudBackend, CloudError, Image, NotFound, NotSupported, TemplateSpec
@@ -47,6 +47,8 @@ from .trust import ListRejected, verify_list
 PENDING = ("listed", "awaiting-approval", "fetched", "verified", "failed")
 REMOVED_KEPT_DAYS = 90  # removed image versions stay in the status this long
 GONE_SUBSCRIPTION = "subscription removed from the configuration or disabled"
+
+_T = TypeVar("_T")
 
 
 def _list_expired(image_list: ImageList) -> str:
@@ -148,12 +150,13 @@ class Sync:
         with StateDB(state_db_path(self.settings)) as self.db:
             self._hook("ProcessPrefix")
             enabled = [s for s in self.settings.subscriptions if s.enabled]
-            states = [self._refresh(sub) for sub in enabled if not self.stop.is_set()]
+            states = [state for state in (self._isolated(sub, self._refresh, sub) for sub in enabled
+                                          if not self.stop.is_set()) if state is not None]
             jobs: List[_Job] = []
             for state in states:
                 if self.stop.is_set():
                     break
-                jobs.extend(self._plan_subscription(state))
+                jobs.extend(self._isolated(state.subscription, self._plan_subscription, state) or [])
             self._run_downloads(jobs)
             self._retire_gone_subscriptions({s.name for s in enabled})
             self._delete_expired_deprecations()
@@ -167,6 +170,24 @@ class Sync:
         if self.summary.cloud_changed:
             self._touch_trigger()
         return self.summary
+
+    def _isolated(self, sub: Subscription, step: Callable[[Any], _T], arg: Any) -> Optional[_T]:
+        """``step(arg)`` for one subscription; any surprise is that subscription's named failure (logged with
+        its traceback) and the run goes on with the others, retirement and expiry."""
+        try:
+            return step(arg)
+        except Exception as exc:  # noqa: BLE001 - one subscription's surprise must not abort the others
+            reason = f"internal: {type(exc).__name__}: {exc}"
+            self.summary.lists_failed += 1
+            self.summary.problems.append(f"{sub.name}: {reason}")
+            self.log.exception("subscription failed; the other subscriptions go on", subscription=sub.name,
+                               reason=reason)
+            try:
+                self.db.save_subscription(sub.name, url=sub.location, state="failed", reason=reason,
+                                          last_checked=iso_utc(self.now()))
+            except Exception as db_exc:  # noqa: BLE001 - the failure is already counted and logged
+                self.log.error("cannot record the subscription's failure", subscription=sub.name, error=str(db_exc))
+            return None
 
     # ------------------------------------------------------------------------------- lists
     def _list_files(self, name: str) -> Tuple[Path, Path]:
