@@ -5,6 +5,7 @@ Needs the Debian packages slapd, ldap-utils and glue-schema (installed by the RE
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,14 @@ def test_awkward_ids_get_a_safe_form_and_values_are_stored_as_documented(tmp_pat
     assert any("VO=vo.example.org/sub group" in a["GLUE2EntityOtherInfo"] for a in shares)
     result = slapadd_check(ldif_of(model), tmp_path / "offline", preamble=root_entry_ldif("o=glue"))
     assert result.returncode == 0, result.stderr.decode()
+
+
+def test_values_slapd_compares_as_equal_are_written_once_so_slapd_takes_the_entry(glue_ldap, site_config):
+    """caseExactMatch ignores repeated spaces and compares NFKC forms: two such values make slapd refuse the entry."""
+    model = build(site_config)
+    rules = ("VO:bio  med", "VO:bio med", "VO:caf\u00e9", "VO:cafe\u0301", "VO:\uff21", "VO:A")
+    model = replace(model, access_policy=replace(model.access_policy, rules=rules))
+    result = glue_ldap.ldapadd(ldif_of(model))
+    assert result.returncode == 0, result.stderr.decode()
+    policy = next(a for a in all_entries(glue_ldap).values() if "GLUE2AccessPolicy" in a["objectClass"])
+    assert sorted(policy["GLUE2PolicyRule"]) == ["VO:bio  med", "VO:caf\u00e9", "VO:\uff21"]
