@@ -64,8 +64,8 @@ def wire_count(value: Any, what: str, limit: int = MAX_COUNT) -> int:
         raise BadRecord(f"{what} is not a number ({value})")
     try:
         number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise BadRecord(f"{what} is not an integer ({value!r:.40})") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadRecord(f"{what} is not an integer ({value!r:.40})") from exc
     if number < 0:
         raise BadRecord(f"{what} is negative ({number})")
     if number > limit:
@@ -77,8 +77,8 @@ def wire_decimal(value: Any, what: str) -> float:
     """``value`` as a finite, non-negative number within DECIMAL(10,3); BadRecord naming ``what`` otherwise."""
     try:
         number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise BadRecord(f"{what} is not a number ({value!r:.40})") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadRecord(f"{what} is not a number ({value!r:.40})") from exc
     if not math.isfinite(number) or number < 0 or number > MAX_DECIMAL:
         raise BadRecord(f"{what} ({number}) is not within 0 .. {MAX_DECIMAL}")
     return number

@@ -213,8 +213,8 @@ class _Reader:
             if key == "timeout":
                 try:
                     converted = int(value)
-                except ValueError:
-                    raise self.ini.error(f"expected an integer, got {value!r}", section, option) from None
+                except ValueError as exc:
+                    raise self.ini.error(f"expected an integer, got {value!r}", section, option) from exc
             self.put(openstack, key, converted, f"[{section}] {option}", f"cloud.openstack.{key}",
                      secret=option in KEYSTONE_SECRETS)
         insecure = self.as_bool(section, "insecure")
@@ -292,8 +292,8 @@ class _Reader:
         if max_size is not None:
             try:
                 size = int(max_size)
-            except ValueError:
-                raise self.ini.error(f"expected an integer, got {max_size!r}", "ssm", "max_size") from None
+            except ValueError as exc:
+                raise self.ini.error(f"expected an integer, got {max_size!r}", "ssm", "max_size") from exc
             self.put(accounting, "max_records_per_message", size, "[ssm] max_size",
                      "accounting.max_records_per_message")
         types = list(self._record_types)
@@ -356,15 +356,15 @@ def read_voms_json(path: Path, report: Report, explicit: bool) -> Dict[str, Dict
             report.warn(f"{path}: mapping_file does not exist (cASO ignored it too)")
         return {}
     except OSError as exc:
-        raise MigrationError(path, f"cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise MigrationError(path, "not UTF-8 text") from None
+        raise MigrationError(path, f"cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as cause:
+        raise MigrationError(path, "not UTF-8 text") from cause
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise MigrationError(path, f"not JSON: {exc}") from None
-    except RecursionError:
-        raise MigrationError(path, "not JSON cASO can use: nested too deeply") from None
+        raise MigrationError(path, f"not JSON: {exc}") from exc
+    except RecursionError as cause:
+        raise MigrationError(path, "not JSON cASO can use: nested too deeply") from cause
     if not isinstance(data, dict):
         raise MigrationError(path, "expected an object of VO name -> {projects: [...]}")
     vos: Dict[str, Dict[str, List[str]]] = {}
@@ -401,14 +401,14 @@ def parse_lastrun(path: Path) -> datetime:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise MigrationError(path, f"cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise MigrationError(path, "not a date written by cASO (not text)") from None
+        raise MigrationError(path, f"cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as cause:
+        raise MigrationError(path, "not a date written by cASO (not text)") from cause
     candidate = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     try:
         moment = datetime.fromisoformat(candidate)
-    except ValueError:
-        raise MigrationError(path, f"not a date written by cASO: {text[:80]!r}") from None
+    except ValueError as cause:
+        raise MigrationError(path, f"not a date written by cASO: {text[:80]!r}") from cause
     if moment.tzinfo is None:  # cASO takes dates without a time zone as UTC
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc)
@@ -421,7 +421,7 @@ def lastrun_files(spooldir: Path) -> List[Tuple[str, Path]]:
             return []
         entries = sorted(spooldir.iterdir())
     except OSError as exc:
-        raise MigrationError(spooldir, f"cannot read cASO's spool directory: {exc.strerror or exc}") from None
+        raise MigrationError(spooldir, f"cannot read cASO's spool directory: {exc.strerror or exc}") from exc
     found = []
     for path in entries:
         if path.name.startswith("lastrun.") and len(path.name) > len("lastrun.") and not path.is_dir():
@@ -458,7 +458,7 @@ def carry_state(spooldir: Path, report: Report) -> Tuple[StateAction, List[str]]
                 current = store.load(project)
             except StateError as exc:
                 if not force:
-                    raise MigrationError(target, f"{exc}; give --force to replace it") from None
+                    raise MigrationError(target, f"{exc}; give --force to replace it") from exc
                 current = None
             if current is not None and not force:
                 lines.append(f"{path} -> {target}: kept fedcloud-site's state (extracted_to "

@@ -14,8 +14,6 @@ from .fragments import build_fragments, validate, write
 from .report import Report
 from .result import ToolResult
 
-EXIT_OK = 0
-
 #: --from names (and their aliases) -> reader
 TOOLS: Dict[str, str] = {"caso": "caso", "ssm": "apel-ssm", "apel-ssm": "apel-ssm",
                          "cloud-info-provider": "cloud-info-provider", "cip": "cloud-info-provider",
@@ -119,4 +117,4 @@ def run(args: argparse.Namespace, config: Any) -> int:
     """Handler of ``fedcloud-site migrate``."""
     main_config = Path(args.config) if args.config is not None else DEFAULT_CONFIG
     migrate(args.sources, main_config, args.output, args.dry_run, args.force, args.gocdb_service_id)
-    return EXIT_OK
+    return 0  # a failure raises MigrationError: the command line exits with its status

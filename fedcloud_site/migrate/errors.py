@@ -32,6 +32,6 @@ def read_text(path: Path) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise MigrationError(path, f"cannot read: {exc.strerror or exc}") from None
+        raise MigrationError(path, f"cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
-        raise MigrationError(path, f"not UTF-8 text (byte {exc.start})") from None
+        raise MigrationError(path, f"not UTF-8 text (byte {exc.start})") from exc

@@ -181,7 +181,7 @@ def validate(fragments: Sequence[Fragment], main_config: Path, output: Path) -> 
             if where.startswith(str(root)):
                 where = str(output / Path(where).name) if Path(where).parent == conf_d else str(main_config)
             raise MigrationError(where, f"the migrated configuration would not load: {exc.key}: {exc.problem}"
-                                 if exc.key else f"the migrated configuration would not load: {exc.problem}") from None
+                                 if exc.key else f"the migrated configuration would not load: {exc.problem}") from exc
 
 
 def write(fragments: Sequence[Fragment], output: Path, force: bool) -> List[Tuple[Path, bool]]:
@@ -197,7 +197,7 @@ def write(fragments: Sequence[Fragment], output: Path, force: bool) -> List[Tupl
         try:
             atomic_write_text(path, fragment.text(), mode=0o640)
         except OSError as exc:
-            raise MigrationError(path, f"cannot write: {exc.strerror}") from None
+            raise MigrationError(path, f"cannot write: {exc.strerror}") from exc
         written.append((path, replaced))
     return written
 

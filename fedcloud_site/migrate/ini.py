@@ -63,8 +63,8 @@ class IniFile:
             return None
         try:
             return int(value.strip())
-        except ValueError:
-            raise self.error(f"expected an integer, got {value!r}", section, option) from None
+        except ValueError as exc:
+            raise self.error(f"expected an integer, got {value!r}", section, option) from exc
 
     def get_list(self, section: str, option: str) -> Optional[List[str]]:
         """A comma-separated list (oslo ``ListOpt``); empty items dropped."""
@@ -90,17 +90,17 @@ def read_ini(path: Path, case_sensitive: bool = True) -> IniFile:
         parser.read_string(text, source=str(path))
     except configparser.MissingSectionHeaderError as exc:
         raise MigrationError(path, f"line {exc.lineno}: text before the first [section]: "
-                                   f"{exc.line.strip()!r}") from None
+                                   f"{exc.line.strip()!r}") from exc
     except configparser.DuplicateSectionError as exc:
-        raise MigrationError(path, f"line {exc.lineno}: section given twice", exc.section) from None
+        raise MigrationError(path, f"line {exc.lineno}: section given twice", exc.section) from exc
     except configparser.DuplicateOptionError as exc:
         raise MigrationError(path, f"line {exc.lineno}: option given twice in one section", exc.section,
-                             exc.option) from None
+                             exc.option) from exc
     except configparser.ParsingError as exc:
         lineno, line = exc.errors[0]
-        raise MigrationError(path, f"line {lineno}: not an 'option = value' line: {line.strip()!r}") from None
+        raise MigrationError(path, f"line {lineno}: not an 'option = value' line: {line.strip()!r}") from exc
     except configparser.Error as exc:
-        raise MigrationError(path, f"not an INI file: {exc.message}") from None
+        raise MigrationError(path, f"not an INI file: {exc.message}") from exc
     sections = {name: {key: (value or "").strip() for key, value in parser.items(name, raw=True)}
                 for name in parser.sections()}
     return IniFile(path=Path(path), sections=sections)

@@ -29,7 +29,7 @@ def _rows(db: sqlite3.Connection, path: Path, query: str, *args: Any) -> List[sq
     try:
         return list(db.execute(query, args))
     except sqlite3.Error as exc:
-        raise MigrationError(path, f"not a vmcatcher 0.6 database: {exc}") from None
+        raise MigrationError(path, f"not a vmcatcher 0.6 database: {exc}") from exc
 
 
 def migrate(path: Path, report: Report) -> ToolResult:
@@ -40,7 +40,7 @@ def migrate(path: Path, report: Report) -> ToolResult:
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
-        raise MigrationError(path, f"cannot open: {exc}") from None
+        raise MigrationError(path, f"cannot open: {exc}") from exc
     db.row_factory = sqlite3.Row
     try:
         return _read(db, path, report)

@@ -19,9 +19,9 @@ def read_yaml_mapping(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise MigrationError(path, f"invalid YAML: {where}{problem}") from None
-    except RecursionError:
-        raise MigrationError(path, "invalid YAML: nested too deeply") from None
+        raise MigrationError(path, f"invalid YAML: {where}{problem}") from exc
+    except RecursionError as cause:
+        raise MigrationError(path, "invalid YAML: nested too deeply") from cause
     if data is None:
         return {}
     if not isinstance(data, dict):

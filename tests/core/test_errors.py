@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -177,3 +178,16 @@ def test_verbose_runs_log_the_cause_chain_of_a_failed_job(write_config, tmp_path
     assert summary["error"] == "FedcloudSiteError: cloud unreachable" and "causes" not in summary
     summary = [e for e in verbose if e["event"] == "run summary"][0]
     assert summary["causes"] == ["ConnectionRefusedError: [Errno 111] Connection refused"]
+
+
+def test_no_translated_error_of_the_product_drops_its_cause():
+    """``raise ... from None`` would hide the lower-level error from --verbose: the product never uses it."""
+    package = Path(fedcloud_site.__file__).parent
+    dropped = []
+    for path in sorted(package.rglob("*.py")):
+        if "testing" in path.relative_to(package).parts:
+            continue  # the simulators answer like the real services, they report to no operator
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and isinstance(node.cause, ast.Constant) and node.cause.value is None:
+                dropped.append(f"{path.relative_to(package.parent)}:{node.lineno}")
+    assert dropped == []
