@@ -52,6 +52,7 @@ Attribute = Tuple[str, Any]
 WIDTH = 76
 #: RFC 2849 SAFE-STRING: SAFE-INIT-CHAR followed by SAFE-CHARs
 _SAFE_STRING = re.compile(r"[\x01-\x09\x0b\x0c\x0e-\x1f\x21-\x39\x3b\x3d-\x7f][\x01-\x09\x0b\x0c\x0e-\x7f]*\Z")
+_RDN_PLAIN = re.compile(r"[A-Za-z0-9._:/@~-]+\Z")
 _RDN_SPECIAL = {",": "\\,", "+": "\\+", '"': '\\"', "\\": "\\\\", "<": "\\<", ">": "\\>", ";": "\\;", "=": "\\="}
 
 
@@ -61,6 +62,8 @@ def escape_rdn_value(value: str) -> str:
     Special characters get a backslash; a leading ``#`` or space and a trailing space are escaped;
     control and non-ASCII characters become ``\\XX`` escapes of their UTF-8 bytes.
     """
+    if _RDN_PLAIN.match(value):  # what ldif_id gives: nothing to escape
+        return value
     out: List[str] = []
     last = len(value) - 1
     for index, char in enumerate(value):

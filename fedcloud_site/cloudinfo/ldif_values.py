@@ -39,12 +39,16 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._:/@-]+\Z")
 _UNSAFE_ID_CHAR = re.compile(r"[^A-Za-z0-9._:/@-]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: printable ASCII, no white space at the ends: nothing to replace
+_PLAIN = re.compile(r"(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?\Z")
 READABLE_LENGTH = 200
 HASH_LENGTH = 12
 
 
 def ldif_value(value: str) -> str:
     """``value`` as the BDII can carry it (see the module documentation for what is replaced)."""
+    if _PLAIN.match(value) and "dn:" not in value:  # the usual case, kept as it is
+        return value
     value = _SURROGATE.sub("\ufffd", value)
     value = _CONTROL.sub(" ", value)
     return value.replace("dn:", "dn :").strip()
@@ -70,4 +74,6 @@ def equality_key(value: str) -> str:
 
     Two values of one attribute with the same key make slapd refuse the whole entry.
     """
-    return " ".join(unicodedata.normalize("NFKC", value).split())
+    if not value.isascii():  # NFKC leaves ASCII as it is
+        value = unicodedata.normalize("NFKC", value)
+    return " ".join(value.split())
