@@ -29,7 +29,7 @@ import requests
 import urllib3
 
 from ..errors import FedcloudSiteError
-from .fetch import local_path
+from .fetch import FetchError, bounded_reads, local_path
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -143,12 +143,17 @@ def _hash_existing(handle: BinaryIO, hasher: _Hasher, length: int) -> None:
 
 
 def download(url: str, dest: Path, size: int, sha512: str, session: requests.Session, *,
-             http_timeout: float = 60, total_timeout: float = 6 * 3600, attempts: int = 3,
+             allow_local: bool = False, http_timeout: float = 60, total_timeout: float = 6 * 3600, attempts: int = 3,
              stop: Optional[threading.Event] = None,
              on_progress: Optional[Callable[[int], None]] = None) -> DownloadResult:
     """Fetch ``url`` into ``dest`` checking ``size`` and ``sha512`` on the fly.
 
-    Receiving, writing and hashing run in three threads connected by small bounded queues."""
+    Receiving, writing and hashing run in three threads connected by small bounded queues. A ``file://`` URL
+    is read only when ``allow_local`` (the list itself is local): a remote list must not publish local files.
+    """
+    if url.startswith("file://") and not allow_local:
+        raise DownloadError(f"hv:uri {url}: file:// image URIs are accepted only from local lists (list_file or a "
+                            f"file:// subscription), never from a list fetched over the network")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     if dest.exists():
@@ -243,7 +248,8 @@ class _Transfer:
             self._check_limits()
             self.requests += 1
             try:
-                for chunk, restart in _chunks(self.url, self.session, self.offset, self.http_timeout):
+                for chunk, restart in _chunks(self.url, self.session, self.offset, self.http_timeout, self.deadline,
+                                              self.total_timeout):
                     if restart:  # the server ignored our Range (or refused it): start over
                         self._restart()
                         continue
@@ -264,6 +270,10 @@ class _Transfer:
                 if attempt + 1 < attempts:
                     time.sleep(min(0.2 * (attempt + 1), 2))
                 continue
+            except DownloadError:
+                self.writer.drain()
+                self.handle.flush()
+                raise
             except _HTTPStatus as exc:
                 failure = str(exc)
                 if exc.status in (404, 401, 403, 410):
@@ -284,8 +294,10 @@ class _HTTPStatus(Exception):
         self.status = status
 
 
-def _chunks(url: str, session: requests.Session, offset: int, timeout: float) -> Iterator[tuple]:
-    """``(chunk, False)`` from ``offset`` on; ``(b"", True)`` first when the server restarts at 0."""
+def _chunks(url: str, session: requests.Session, offset: int, timeout: float, deadline: float,
+            total_timeout: float) -> Iterator[tuple]:
+    """``(chunk, False)`` from ``offset`` on; ``(b"", True)`` first when the server restarts at 0. Every read
+    waits at most ``timeout`` (stall) and never past ``deadline`` (the whole download's wall clock)."""
     if url.startswith("file://"):
         with open(local_path(url), "rb") as source:
             source.seek(offset)
@@ -306,9 +318,11 @@ def _chunks(url: str, session: requests.Session, offset: int, timeout: float) ->
             if not match or int(match.group(1)) != offset:
                 raise _HTTPStatus(response.status_code, f"GET {url}: bad Content-Range "
                                                         f"{response.headers.get('Content-Range')!r} for byte {offset}")
-        raw = response.raw
-        while True:  # read1: whatever arrived, so bytes before a dropped connection are kept
-            chunk = raw.read1(CHUNK, decode_content=True)
-            if not chunk:
-                break
-            yield chunk, False
+        # whatever arrived, as it arrives: bytes before a dropped connection are kept, a drip cannot stall us
+        try:
+            for chunk in bounded_reads(response, deadline, timeout, f"GET {url}",
+                                       f"download_timeout ({total_timeout:g} s)"):
+                yield chunk, False
+        except FetchError as exc:
+            raise DownloadError(f"{exc} (stalled reads are limited by http_timeout {timeout:g} s)",
+                                partial_kept=True) from exc

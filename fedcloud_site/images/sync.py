@@ -199,7 +199,7 @@ class Sync:
         have_good = row is not None and row.state != "never" and content_file.exists() and signed_file.exists()
         now = self.now()
         try:
-            session = make_session(self.settings.capath, self.settings.ca_bundle, sub.token)
+            session = make_session(self.settings.capath, self.settings.ca_bundle, sub.token, sub.location)
             with session:
                 response = fetch_list(session, sub.location, self.settings.max_list_bytes,
                                       float(self.settings.list_timeout), etag=row.etag if have_good and row else None,
@@ -475,9 +475,11 @@ class Sync:
         try:
             have = part.stat().st_size if part.exists() else (entry.size if job.dest.exists() else 0)
             reserved.append(self.cache.reserve(max(entry.size - have, 0), evictable))
-            session = make_session(self.settings.capath, self.settings.ca_bundle, job.subscription.token)
+            session = make_session(self.settings.capath, self.settings.ca_bundle, job.subscription.token,
+                                   job.subscription.location)
             with session:
                 result = download(entry.uri, job.dest, entry.size, entry.sha512, session,
+                                  allow_local=job.subscription.location.startswith("file://"),
                                   http_timeout=float(self.settings.http_timeout),
                                   total_timeout=float(self.settings.download_timeout), stop=self.stop)
             self.cache.release(reserved.pop())
@@ -765,7 +767,7 @@ class Sync:
             mine = [r for r in rows if r.subscription == sub.name]
             listed = lists.get(sub.name)
             try:
-                with make_session(self.settings.capath, self.settings.ca_bundle, sub.token) as session:
+                with make_session(self.settings.capath, self.settings.ca_bundle, sub.token, sub.location) as session:
                     response = fetch_list(session, sub.location, self.settings.max_list_bytes,
                                           float(self.settings.list_timeout))
                 verified = verify_list(response.body, sub, self.settings.capath, now,

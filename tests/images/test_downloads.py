@@ -130,19 +130,6 @@ def test_at_most_max_parallel_downloads_run_at_once(world):
     assert len(world.by_state("registered")) == 4
 
 
-def test_token_is_sent_as_basic_auth(world, tmp_path):
-    world.server.token = "s3cret-token"
-    world.publish(world.image_list([world.image("a.raw")]))
-    assert world.sync() == 1
-    assert "HTTP 401" in world.list_state()["reason"]
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cret-token\n")
-    world.subscription["token_file"] = str(token_file)
-    world.write_config()
-    assert world.sync() == 0
-    assert world.by_state("registered")
-
-
 def test_killed_process_resumes_the_download_after_restart(world):
     size = 3_000_000
     world.publish(world.image_list([world.image("slow.raw", size=size)]))
