@@ -17,9 +17,11 @@ from typing import Any, Callable, List, Optional, Sequence
 import yaml
 
 from . import __version__
-from .config import DAEMONS, DEFAULT_CONFIG, Config, available_daemons, check_capabilities, load_config
+from .config import DEFAULT_CONFIG, Config, check_capabilities, load_config
 from .errors import ConfigError, FedcloudSiteError, describe
 from .log import configure_logging
+from .probes import cli as probes
+from .registry import daemon_names, daemon_specs
 from .runner import run_daemon
 
 Handler = Callable[[argparse.Namespace, Config], int]
@@ -43,6 +45,12 @@ def _run_daemon(args: argparse.Namespace, config: Config) -> int:
 def _check_config(args: argparse.Namespace, config: Config) -> int:
     print(f"# configuration OK: {', '.join(str(f) for f in config.files)}")
     print(yaml.safe_dump(config.as_plain(), sort_keys=False, default_flow_style=False), end="")
+    return 0
+
+
+def _list_daemons(args: argparse.Namespace, config: Optional[Config]) -> int:
+    for name in daemon_names():
+        print(name)
     return 0
 
 
@@ -70,14 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(check, top=False)
     check.set_defaults(handler=_check_config, needs_config=True)
 
-    for module in ("fedcloud_site.probes.cli", "fedcloud_site.migrate.command"):  # commands beside the daemons
+    daemons = commands.add_parser("daemons", help="list the installed daemons, in the order they run")
+    daemons.set_defaults(handler=_list_daemons, needs_config=False)
+    probes.add_commands(commands, _add_common)
+    for module in ("fedcloud_site.migrate.command",):  # commands beside the daemons
         try:
             importlib.import_module(module).add_commands(commands, _add_common)
         except ModuleNotFoundError:
             pass
 
-    for daemon in available_daemons():
-        sub = commands.add_parser(daemon, help=f"the {daemon} daemon")
+    for spec in daemon_specs():
+        sub = commands.add_parser(spec.name, help=spec.summary)
         _add_common(sub, top=False)
         actions = sub.add_subparsers(dest="action", metavar="ACTION")
         actions.required = True
@@ -85,18 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         once = actions.add_parser("once", help="run every job once and exit (cron, tests)")
         for p in (run, once):
             _add_common(p, top=False)
-            p.set_defaults(handler=_run_daemon, daemon=daemon, needs_config=True)
-        try:
-            extra = importlib.import_module(f"fedcloud_site.{daemon}.cli")
-        except ModuleNotFoundError:
-            continue
-        add_run_arguments = getattr(extra, "add_run_arguments", None)
-        if add_run_arguments is not None:  # daemon-specific options of run/once (e.g. perun --force)
-            for p in (run, once):
-                add_run_arguments(p)
-        extra.add_commands(actions, lambda p: _add_common(p, top=False))
+            p.set_defaults(handler=_run_daemon, needs_config=True)
+        spec.add_cli(actions, lambda p: _add_common(p, top=False), (run, once))
         for action_parser in actions.choices.values():
-            action_parser.set_defaults(daemon=daemon)
+            action_parser.set_defaults(daemon=spec.name)
     return parser
 
 
@@ -130,6 +133,10 @@ def _command_name(args: argparse.Namespace) -> str:
     return " ".join(word for word in words if word)
 
 
+#: console scripts ``fedcloud-site-<daemon>`` (setup.cfg) run :func:`daemon_entry`
+DAEMON_SCRIPT_PREFIX = "fedcloud-site-"
+
+
 def daemon_main(daemon: str) -> Callable[[], int]:
     """``fedcloud-site-<daemon> [options] [run|once|...]`` = ``fedcloud-site <daemon> ...``."""
 
@@ -142,13 +149,18 @@ def daemon_main(daemon: str) -> Callable[[], int]:
     return entry
 
 
-accounting_main = daemon_main("accounting")
-ssm_main = daemon_main("ssm")
-cloudinfo_main = daemon_main("cloudinfo")
-images_main = daemon_main("images")
-perun_main = daemon_main("perun")
+def daemon_entry() -> int:
+    """Console script ``fedcloud-site-<daemon>``: the daemon is read from the script's name."""
+    script = os.path.basename(sys.argv[0])
+    daemon = script[len(DAEMON_SCRIPT_PREFIX):] if script.startswith(DAEMON_SCRIPT_PREFIX) else ""
+    if daemon not in daemon_names():
+        print(f"{script}: not a daemon's command (expected {DAEMON_SCRIPT_PREFIX}<daemon>, daemons: "
+              f"{', '.join(daemon_names())})", file=sys.stderr)
+        return 2
+    return daemon_main(daemon)()
 
-__all__ = ["main", "build_parser", "DAEMONS"]
+
+__all__ = ["main", "build_parser", "daemon_entry", "daemon_main"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -8,20 +8,21 @@ relative paths are resolved against that file's directory.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Literal, Mapping, Optional, Type, TypeVar, Union, overload
 
 import yaml
 
+from .cloud import backend_declaration, backend_settings_class
 from .errors import ConfigError
+from .registry import section_schemas
 from .schema import Duration, build_section, describe_value, to_plain
+from .settings import DaemonSettings
+
+S = TypeVar("S", bound=DaemonSettings)
 
 DEFAULT_CONFIG = Path("/etc/fedcloud-site/fedcloud-site.yaml")
-
-#: daemons in the order they run in the demo; each is a package with a ``settings.Settings`` dataclass
-DAEMONS: Tuple[str, ...] = ("accounting", "ssm", "cloudinfo", "images", "perun")
 
 QualityLevel = Literal["development", "pre-production", "production", "testing"]
 
@@ -82,22 +83,34 @@ class Config:
 
     site: SiteSettings
     cloud: CloudSettings
-    cloud_backend_settings: Any
+    cloud_backend_settings: object  # the backend's own Settings dataclass (its schema, its validation)
     vos: Dict[str, VOSettings]
     logging: LoggingSettings
-    daemons: Dict[str, Any]
+    daemons: Dict[str, DaemonSettings]  # section name -> that daemon's settings (every installed daemon)
     files: List[Path]
     origins: Mapping[str, str] = field(default_factory=dict)
 
-    def section(self, daemon: str) -> Any:
-        """The settings dataclass of one daemon."""
-        return self.daemons[daemon]
+    @overload
+    def section(self, kind: Type[S]) -> S: ...
 
-    def __getattr__(self, name: str) -> Any:  # config.accounting, config.ssm, ...
-        daemons = self.__dict__.get("daemons", {})
-        if name in daemons:
-            return daemons[name]
-        raise AttributeError(name)
+    @overload
+    def section(self, kind: str) -> DaemonSettings: ...
+
+    def section(self, kind: Union[Type[S], str]) -> Union[S, DaemonSettings]:
+        """A daemon's section, typed by its settings class: ``config.section(accounting.settings.Settings)``.
+
+        By name (``config.section(<daemon name>)``) it is only a :class:`DaemonSettings` to the type checker.
+        """
+        if isinstance(kind, str):
+            return self.daemon_settings(kind)
+        for settings in self.daemons.values():
+            if type(settings) is kind:
+                return settings
+        raise LookupError(f"no installed daemon has the settings class {kind.__module__}.{kind.__qualname__}")
+
+    def daemon_settings(self, daemon: str) -> DaemonSettings:
+        """The settings of daemon ``daemon`` (by name, for code that serves every daemon: runner, probes)."""
+        return self.daemons[daemon]
 
     def vo_of_project(self, project_id: str, project_name: Optional[str] = None,
                       properties: Optional[Mapping[str, str]] = None) -> Optional[str]:
@@ -179,24 +192,6 @@ def config_files(path: Path) -> List[Path]:
     return [path] + extra
 
 
-def daemon_settings_class(daemon: str) -> type:
-    """The ``Settings`` dataclass of a daemon package."""
-    module = importlib.import_module(f"fedcloud_site.{daemon}.settings")
-    return module.Settings  # type: ignore[no-any-return]
-
-
-def available_daemons() -> List[str]:
-    """Daemon packages present in this installation."""
-    found = []
-    for daemon in DAEMONS:
-        try:
-            daemon_settings_class(daemon)
-        except ModuleNotFoundError:
-            continue
-        found.append(daemon)
-    return found
-
-
 def _mapping(merged: Mapping[str, Any], section: str, origins: Mapping[str, str], main_file: str,
              expected: str = "a mapping") -> Mapping[str, Any]:
     """A section that must be a mapping (absent or empty: ``{}``); anything else is a named error."""
@@ -210,8 +205,6 @@ def _mapping(merged: Mapping[str, Any], section: str, origins: Mapping[str, str]
 
 def load_config(path: Optional[Path] = None) -> Config:
     """Read, merge and validate the configuration; raises :class:`ConfigError`."""
-    from .cloud import backend_settings_class  # late: the cloud package imports config types
-
     main = Path(path) if path is not None else DEFAULT_CONFIG
     files = config_files(main)
     merged: Dict[str, Any] = {}
@@ -219,8 +212,8 @@ def load_config(path: Optional[Path] = None) -> Config:
     for file in files:
         _merge(merged, _read_yaml(file), str(file), origins)
     main_file = str(main)
-    daemons = available_daemons()
-    known = {"site", "cloud", "vos", "logging", *daemons}
+    schemas = section_schemas()
+    known = {"site", "cloud", "vos", "logging", *schemas}
     for key in merged:
         if key not in known:
             raise ConfigError(origins.get(str(key), main_file), str(key),
@@ -246,14 +239,14 @@ def load_config(path: Optional[Path] = None) -> Config:
     for other in cloud_data:
         raise ConfigError(origins.get(f"cloud.{other}", main_file), f"cloud.{other}",
                           f"unknown key (expected backend, vo_property and {backend})")
-    backend_settings: Any = build_section(settings_cls, backend_data, f"cloud.{backend}", origins, main_file)
+    backend_settings: object = build_section(settings_cls, backend_data, f"cloud.{backend}", origins, main_file)
     cloud = CloudSettings(backend=backend, vo_property=vo_property)
 
     vos_data = _mapping(merged, "vos", origins, main_file, "a mapping of VO name to its settings")
     vos = {str(vo): build_section(VOSettings, data, f"vos.{vo}", origins, main_file) for vo, data in vos_data.items()}
     logging_settings = build_section(LoggingSettings, merged.get("logging"), "logging", origins, main_file)
-    sections: Dict[str, Any] = {
-        d: build_section(daemon_settings_class(d), merged.get(d), d, origins, main_file) for d in daemons
+    sections: Dict[str, DaemonSettings] = {
+        name: build_section(schema, merged.get(name), name, origins, main_file) for name, schema in schemas.items()
     }
     config = Config(site=site, cloud=cloud, cloud_backend_settings=backend_settings, vos=vos,
                     logging=logging_settings, daemons=sections, files=files, origins=origins)
@@ -272,8 +265,6 @@ def load_config(path: Optional[Path] = None) -> Config:
 
 def check_capabilities(config: Config, daemon: str) -> None:
     """Refuse (ConfigError naming the key and the capability) a section the backend cannot serve."""
-    from .cloud import backend_declaration
-
     declaration = backend_declaration(config.cloud.backend)
     needed = config.daemons[daemon].needed_capabilities()
     for capability in declaration.lacks(needed):
@@ -284,5 +275,5 @@ def check_capabilities(config: Config, daemon: str) -> None:
                           f"(it does not declare the {capability.value!r} capability)")
 
 
-__all__ = ["Config", "ConfigError", "Duration", "load_config", "DAEMONS", "SiteSettings", "VOSettings",
-           "LoggingSettings", "CloudSettings"]
+__all__ = ["Config", "ConfigError", "Duration", "load_config", "SiteSettings", "VOSettings",
+           "LoggingSettings", "CloudSettings", "check_capabilities"]

@@ -12,7 +12,6 @@ holds a lock so that two instances of one daemon cannot run at once.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import threading
@@ -41,6 +40,8 @@ from .errors import (
 )
 from .filelock import FileLock
 from .log import configure_logging, get_logger
+from .registry import daemon_spec
+from .settings import DaemonSettings
 from .timeutil import utcnow
 
 JobFunc = Callable[["JobContext"], Optional[Mapping[str, Any]]]
@@ -94,9 +95,9 @@ class JobContext:
             self.log = get_logger(self.daemon, job=self.job)
 
     @property
-    def settings(self) -> Any:
-        """This daemon's configuration section."""
-        return self.config.section(self.daemon)
+    def settings(self) -> DaemonSettings:
+        """This daemon's configuration section (typed: ``ctx.config.section(<its Settings class>)``)."""
+        return self.config.daemon_settings(self.daemon)
 
     @property
     def cloud(self) -> CloudBackend:
@@ -116,9 +117,8 @@ class JobContext:
 
 
 def daemon_jobs(daemon: str, config: Config) -> List[Job]:
-    """The jobs of a daemon package (``fedcloud_site.<daemon>.daemon.jobs``)."""
-    module = importlib.import_module(f"fedcloud_site.{daemon}.daemon")
-    return list(module.jobs(config))
+    """The jobs of a registered daemon (its spec's ``jobs``)."""
+    return daemon_spec(daemon).make_jobs(config)
 
 
 def run_daemon(daemon: str, args: Any, config: Config, once: bool) -> int:
@@ -132,7 +132,7 @@ def run_daemon(daemon: str, args: Any, config: Config, once: bool) -> int:
 
 
 def lock_path(config: Config, daemon: str) -> Path:
-    return Path(config.section(daemon).state_path(daemon)) / f"{daemon}.lock"
+    return Path(config.daemon_settings(daemon).state_path(daemon)) / f"{daemon}.lock"
 
 
 class Runner:

@@ -19,7 +19,6 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${FCS_PKG_WORKDIR:-$(mktemp -d /tmp/fedcloud-site-pkg.XXXXXX)}
 SYSPY=/usr/bin/python3
 MAX_EXPOSURE=4.0
-DAEMONS="accounting ssm cloudinfo images perun"
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 # the system Python and system tools only: no virtualenv/pyenv shims in the way
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -151,6 +150,10 @@ fi
     || { tail -40 "$WORK/install.log"; fail "apt-get install"; }
 tail -3 "$WORK/install.log"
 dpkg -s fedcloud-site | grep -E '^(Status|Version)'
+# the daemons the installed package registers (entry points): each must have its unit, script, probe...
+DAEMONS=$(/usr/bin/fedcloud-site daemons | tr '\n' ' ')
+[ -n "$DAEMONS" ] || fail "fedcloud-site daemons lists no daemon"
+echo "daemons: $DAEMONS"
 id fedcloud
 stat -c '%A %U:%G %n' /etc/fedcloud-site /etc/fedcloud-site/fedcloud-site.yaml /var/lib/fedcloud-site \
     /var/cache/fedcloud-site /var/log/fedcloud-site /var/spool/apel/outgoing /var/spool/perun/fedcloud-site

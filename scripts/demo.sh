@@ -39,7 +39,8 @@ grep '^ams_sim: serving' "$OUT/ams-sim.log" || { echo "the AMS simulator did not
 fedcloud-site --version
 fedcloud-site --config "$CONFIG" check-config >/dev/null && echo "configuration OK: $CONFIG"
 status=0
-for daemon in accounting ssm cloudinfo images perun; do
+# every registered daemon, in run order (accounting fills the queue the sender ships)
+for daemon in $(fedcloud-site daemons); do
   echo
   echo "===== fedcloud-site $daemon once"
   fedcloud-site --config "$CONFIG" "$daemon" once || { rc=$?; echo "($daemon exited with status $rc)"; status=1; }

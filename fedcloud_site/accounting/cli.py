@@ -19,6 +19,7 @@ from ..log import get_logger
 from ..queue import MessageQueue
 from ..timeutil import iso_utc, next_month, parse_month, utcnow
 from .daemon import DAEMON, run_republish
+from .settings import Settings
 from .state import StateError, StateStore
 
 
@@ -83,7 +84,7 @@ def _republish(args: argparse.Namespace, config: Any) -> int:
 
 
 def _status(args: argparse.Namespace, config: Any) -> int:
-    settings = config.accounting
+    settings = config.section(Settings)
     store = StateStore(settings.state_path(DAEMON))
     projects: List[Dict[str, Any]] = []
     status = 0

@@ -29,6 +29,7 @@ from .extractor import (
     whole_second,
 )
 from .messages import FORMATS, MessageSink, PrintSink, QueueSink, QueueWriteError
+from .settings import Settings
 from .state import StateError, StateStore
 
 DAEMON = "accounting"
@@ -36,7 +37,7 @@ DAEMON = "accounting"
 
 def jobs(config: Any) -> List[Job]:
     """The daemon's jobs."""
-    settings = config.accounting
+    settings = config.section(Settings)
     return [Job(name="extract", func=extract_job, interval=float(settings.interval), cron=settings.cron,
                 jitter=float(settings.jitter))]
 
@@ -66,7 +67,7 @@ def run_extraction(config: Any, cloud: CloudBackend, now: datetime, log: Any, dr
                    only: Optional[str] = None, stop: Optional[Callable[[], bool]] = None,
                    stream: Optional[TextIO] = None) -> Dict[str, Any]:
     """One extraction run at ``now``; returns the summary, raises JobIncomplete if anything was left undone."""
-    settings = config.accounting
+    settings = config.section(Settings)
     now = whole_second(now)
     stop = stop or (lambda: False)
     started = time.monotonic()
@@ -198,7 +199,7 @@ def run_republish(config: Any, cloud: CloudBackend, start: datetime, end: dateti
     APEL server replaces what it holds for those months with complete figures.  Raises
     JobIncomplete when a project could not be republished.
     """
-    settings = config.accounting
+    settings = config.section(Settings)
     observed = whole_second(observed or utcnow())
     sinks = open_sinks(settings, dry_run, stream)
     extractor = Extractor(config, cloud, sinks, observed, log)

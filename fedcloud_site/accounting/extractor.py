@@ -65,6 +65,7 @@ from ..cloud.base import (
 from ..timeutil import month_start, next_month, parse_time, to_epoch
 from .messages import FORMATS, Batcher, BufferBudget, MessageSink, QueueWriteError
 from .records import AcceleratorRecord, BadRecord, CloudRecord, IPRecord, StorageRecord
+from .settings import Settings
 from .usage import Lifetime, ran_by, seconds_in_month, usage_at
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
@@ -144,7 +145,7 @@ def measurement_instants(start: int, end: int) -> List[int]:
 
 
 def cloud_type_of(config: Any) -> str:
-    configured = config.accounting.cloud_type
+    configured = config.section(Settings).cloud_type
     if configured:
         return str(configured)
     return f"fedcloud-site/{__version__} ({backend_declaration(config.cloud.backend).label})"
@@ -153,7 +154,7 @@ def cloud_type_of(config: Any) -> str:
 def select_targets(config: Any, projects: Iterable[Project], only: Optional[str] = None
                    ) -> Tuple[List[Target], List[str]]:
     """The projects to account (with VO and FQAN) and an error text per project that cannot be."""
-    settings = config.accounting
+    settings = config.section(Settings)
     wanted = [only] if only else list(settings.projects)
     ignored = set(settings.ignore_projects)
     targets: List[Target] = []
@@ -188,7 +189,7 @@ class Extractor:
     def __init__(self, config: Any, cloud: CloudBackend, sinks: Mapping[str, MessageSink], observed: datetime,
                  log: Any, stop: Optional[Callable[[], bool]] = None) -> None:
         self.config = config
-        self.settings = config.accounting
+        self.settings = config.section(Settings)
         self.cloud = cloud
         self.sinks = sinks
         self.observed = to_epoch(observed)

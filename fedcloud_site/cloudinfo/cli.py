@@ -48,14 +48,14 @@ def _render(args: argparse.Namespace, config: Config) -> int:
 
 def _provider(args: argparse.Namespace, config: Config) -> int:
     """Print the cached LDIF if fresh (what the BDII provider hook prints)."""
-    settings: Settings = config.section("cloudinfo")
+    settings: Settings = config.section(Settings)
     printed = print_cached_ldif(settings.cache_dir, sys.stdout.buffer, float(settings.max_cache_age))
     return 0 if printed else FedcloudSiteError.exit_status  # the reason is on stderr
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
     """Show the cache: age, last success, last error, counts."""
-    settings: Settings = config.section("cloudinfo")
+    settings: Settings = config.section(Settings)
     status = read_status(settings.cache_dir)
     age = cache_age(settings.ldif_path, time.time())
     status["ldif"] = str(settings.ldif_path.resolve())

@@ -18,7 +18,7 @@ JOB_NAME = "cloudinfo-refresh"
 
 def refresh(ctx: JobContext) -> Dict[str, Any]:
     """Read the cloud, render LDIF + JSON into the cache (keeping the last good one if the cloud is down)."""
-    settings: Settings = ctx.settings
+    settings: Settings = ctx.config.section(Settings)
     now = utcnow()
     try:
         model = build_model(ctx.config, ctx.cloud, now, ctx.log)
@@ -55,6 +55,6 @@ def refresh(ctx: JobContext) -> Dict[str, Any]:
 
 def jobs(config: Config) -> List[Job]:
     """One job: refresh the cache every ``cloudinfo.interval`` (default 30 min)."""
-    settings: Settings = config.section("cloudinfo")
+    settings: Settings = config.section(Settings)
     return [Job(name=JOB_NAME, func=refresh, interval=float(settings.interval), cron=settings.cron,
                 jitter=float(settings.jitter))]

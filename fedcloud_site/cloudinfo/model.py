@@ -344,7 +344,7 @@ def build_model(config: Config, backend: CloudBackend, now: datetime, log: Any =
     Raises :class:`ModelError` when settings are missing, and ``CloudUnavailable`` /
     ``CloudAuthError`` when the cloud cannot be read at all.
     """
-    settings: Settings = config.section("cloudinfo")
+    settings: Settings = config.section(Settings)
     missing = settings.missing()
     if missing:
         raise ModelError("; ".join(missing))

@@ -9,6 +9,7 @@ from typing import Any, Callable, List
 from ..config import Config
 from ..errors import UsageError
 from ..runner import run_daemon
+from .settings import Settings
 from .state import StateDB
 from .sync import state_db_path
 
@@ -37,7 +38,7 @@ def run_sync(args: argparse.Namespace, config: Config) -> int:
 
 
 def show_status(args: argparse.Namespace, config: Config) -> int:
-    settings = config.section("images")
+    settings = config.section(Settings)
     path = state_db_path(settings)
     if not path.exists():
         print("[]" if args.json else "no state yet (images have never been synced)")
@@ -62,7 +63,7 @@ def show_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def approve_images(args: argparse.Namespace, config: Config) -> int:
-    settings = config.section("images")
+    settings = config.section(Settings)
     names = {s.name: s for s in settings.subscriptions}
     if args.subscription not in names:
         raise UsageError(f"no subscription {args.subscription!r} "

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..accounting.settings import Settings as AccountingSettings
 from ..accounting.state import StateError, StateStore
 from ..timeutil import iso_utc
 from .errors import MigrationError
@@ -450,7 +451,7 @@ def carry_state(spooldir: Path, report: Report) -> Tuple[StateAction, List[str]]
     states = lastrun_states(spooldir, report)
 
     def action(config: Any, dry_run: bool, force: bool) -> List[str]:
-        store = StateStore(config.accounting.state_path("accounting"))
+        store = StateStore(config.section(AccountingSettings).state_path("accounting"))
         lines = []
         for project, moment, path in states:
             target = store.path(project)

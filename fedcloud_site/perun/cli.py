@@ -27,7 +27,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
-    settings: Settings = config.section(DAEMON)
+    settings: Settings = config.section(Settings)
     state_dir = settings.state_path(DAEMON)
     state = SyncState(state_dir)  # an unreadable state or journal: StateError, reported by the command line
     journal_info: Optional[dict] = None

@@ -7,12 +7,12 @@ from typing import Any, Dict, List
 from ..config import Config
 from ..runner import Job, JobContext
 from .settings import Settings
-from .sync import DAEMON, Synchroniser
+from .sync import Synchroniser
 
 
 def sync_job(ctx: JobContext) -> Dict[str, Any]:
     """Run one sync with the job's options (``--dry-run``, ``--force``, ``--file``)."""
-    settings: Settings = ctx.settings
+    settings: Settings = ctx.config.section(Settings)
     options = ctx.options
     input_file = options.get("file")
     syncer = Synchroniser(ctx.config, settings, lambda: ctx.cloud, ctx.log, dry_run=ctx.dry_run,
@@ -23,7 +23,7 @@ def sync_job(ctx: JobContext) -> Dict[str, Any]:
 
 def jobs(config: Config) -> List[Job]:
     """The sync job: every ``interval``, or every ``watch_interval`` when a drop directory is watched."""
-    settings: Settings = config.section(DAEMON)
+    settings: Settings = config.section(Settings)
     interval = float(settings.interval)
     if settings.drop_dir is not None and settings.source == "file":
         interval = min(interval, float(settings.watch_interval))

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
+from ..accounting.settings import Settings as AccountingSettings
 from ..queue import MessageQueue, count_rejected, reject_dir_of
 from ..timeutil import utcnow
 from .cli import duration
@@ -57,7 +58,7 @@ def _project_states(state_dir: Path) -> Tuple[List[Any], List[str]]:
 
 
 def run(args: argparse.Namespace, config: Any, report: Report) -> None:
-    settings = config.accounting
+    settings = config.section(AccountingSettings)
     interval = float(settings.interval)
     warning = args.warning if args.warning is not None else 2 * interval
     critical = args.critical if args.critical is not None else 4 * interval

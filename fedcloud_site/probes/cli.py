@@ -13,15 +13,16 @@ import signal
 import sys
 import traceback
 from types import FrameType, ModuleType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from ..config import Config, load_config
 from ..errors import ConfigError
+from ..registry import probe_modules as daemon_probes
 from ..schema import parse_duration
 from .report import Report, Status
 
-#: probe modules of this package, in the order ``check --help`` lists them
-PROBES = ("accounting", "sender", "infosys", "images", "perun", "certs")
+#: probes of no single daemon, listed after the daemons' own (each daemon's spec names its probe)
+SITE_PROBES = ("fedcloud_site.probes.certs",)
 
 EPILOG = ("Output: one line 'STATUS - probe: text | perfdata'. Exit status: 0 OK, 1 WARNING, "
           "2 CRITICAL, 3 UNKNOWN. Durations: seconds or 30s, 15m, 6h, 2d.")
@@ -43,8 +44,9 @@ def _on_alarm(signum: int, frame: Optional[FrameType]) -> None:
     raise ProbeTimeout()
 
 
-def probe_module(name: str) -> ModuleType:
-    return importlib.import_module(f"{__package__}.{name}")
+def probe_modules() -> List[ModuleType]:
+    """Every probe, in the order ``check --help`` lists them: the daemons' (in run order), then the site's."""
+    return [importlib.import_module(name) for name in [*daemon_probes(), *SITE_PROBES]]
 
 
 def run_probe(module: ModuleType, args: argparse.Namespace, config: Optional[Config] = None) -> Report:
@@ -92,15 +94,9 @@ def add_commands(commands: Any, add_common: Callable[..., None]) -> None:
     add_common(check, False)
     probes = check.add_subparsers(dest="probe", metavar="PROBE")
     probes.required = True
-    for name in PROBES:
-        try:
-            module = probe_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{name}":
-                raise
-            continue
+    for module in probe_modules():
         doc = (module.__doc__ or "").strip()
-        parser = probes.add_parser(name, help=module.HELP, description=doc.split("\n\n")[0], epilog=EPILOG,
+        parser = probes.add_parser(module.NAME, help=module.HELP, description=doc.split("\n\n")[0], epilog=EPILOG,
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         add_common(parser, False)
         parser.add_argument("--timeout", type=duration, default=60.0,
@@ -109,4 +105,4 @@ def add_commands(commands: Any, add_common: Callable[..., None]) -> None:
         parser.set_defaults(handler=_handler, probe_module=module, needs_config=False)
 
 
-__all__ = ["PROBES", "Report", "Status", "add_commands", "run_probe", "duration"]
+__all__ = ["SITE_PROBES", "probe_modules", "Report", "Status", "add_commands", "run_probe", "duration"]

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..images.settings import Settings as ImagesSettings
 from ..timeutil import parse_time, utcnow
 from .cli import duration
 from .report import Report, format_duration
@@ -58,7 +59,7 @@ def _time(value: Optional[str]) -> Optional[datetime]:
 def run(args: argparse.Namespace, config: Any, report: Report) -> None:
     from ..images.sync import state_db_path
 
-    settings = config.images
+    settings = config.section(ImagesSettings)
     interval = float(settings.interval)
     warning = args.warning if args.warning is not None else 3 * interval
     critical = args.critical if args.critical is not None else 24 * interval

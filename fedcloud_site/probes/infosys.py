@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, List
 
+from ..cloudinfo.settings import Settings as CloudinfoSettings
 from .cli import duration
 from .ldif_check import check_ldif
 from .report import Report
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Any, report: Report) -> None:
-    settings = config.cloudinfo
+    settings = config.section(CloudinfoSettings)
     path = Path(settings.ldif_path)
     warning = args.warning if args.warning is not None else 2 * float(settings.interval)
     critical = args.critical if args.critical is not None else float(settings.max_cache_age)

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..perun.settings import Settings as PerunSettings
 from ..timeutil import parse_time, utcnow
 from .cli import duration
 from .report import Report
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config: Any, report: Report) -> None:
     from ..perun.state import JOURNAL_FILE, StateError, SyncState
 
-    settings = config.perun
+    settings = config.section(PerunSettings)
     interval = float(settings.interval)
     warning = args.warning if args.warning is not None else 3 * interval
     critical = args.critical if args.critical is not None else 12 * interval

@@ -23,6 +23,7 @@ from typing import Any, List, Optional, Tuple
 
 from cryptography import x509 as cx509
 
+from ..ssm.settings import Settings as SSMSettings
 from ..timeutil import parse_time, utcnow
 from ..x509 import not_after, subject_dn
 from .cli import duration
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Any, report: Report) -> None:
-    settings = config.ssm
+    settings = config.section(SSMSettings)
     _check_credentials(settings, args, report)
     endpoints, source = _endpoints(settings, args, report)
     if endpoints:

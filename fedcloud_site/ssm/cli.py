@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ConfigError
 from ..queue import MessageQueue, count_rejected
+from .settings import Settings
 
 
 def add_commands(actions: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -73,7 +74,7 @@ def _run_line(run: Optional[Dict[str, Any]], finished: Optional[str]) -> str:
 
 
 def _status(args: argparse.Namespace, config: Any) -> int:
-    settings = config.ssm
+    settings = config.section(Settings)
     if not settings.queues:
         raise ConfigError(None, "ssm.queues", "no queue configured")
     data = queue_status(settings)

@@ -27,7 +27,7 @@ from ..timeutil import iso_utc, utcnow
 from .brokers import Broker, DiscoveryError, resolve_brokers
 from .pool import PooledTransport
 from .sender import DrainResult, InflightJournal, Sender, journal_path, sendable
-from .settings import QueueSettings
+from .settings import QueueSettings, Settings
 from .signing import CredentialError, Signer, ca_bundle, load_signer
 from .stomp_transport import StompTransport, TlsFiles
 from .transport import Transport, TransportError
@@ -37,7 +37,7 @@ DAEMON = "ssm"
 
 def jobs(config: Any) -> List[Job]:
     """The daemon's jobs."""
-    settings = config.ssm
+    settings = config.section(Settings)
     return [Job(name="send", func=send_job, interval=float(settings.interval), cron=settings.cron,
                 jitter=float(settings.jitter))]
 
@@ -179,7 +179,7 @@ class _NoTransport:
 
 def send_job(ctx: JobContext) -> Dict[str, Any]:
     """Drain the queues (and under ``run``, keep draining new messages until the next run is due)."""
-    settings = ctx.settings
+    settings = ctx.config.section(Settings)
     log = ctx.log
     try:
         signer = load_signer(settings.certificate, settings.key, settings.capath, settings.server_cert,
@@ -235,7 +235,7 @@ def combined(results: Dict[str, DrainResult]) -> DrainResult:
 
 def _watch(ctx: JobContext, signer: Signer, results: Dict[str, DrainResult]) -> None:
     """Drain new messages as they appear until the next scheduled run is due (back off per failing queue)."""
-    settings = ctx.settings
+    settings = ctx.config.section(Settings)
     until = time.monotonic() + max(0.0, float(settings.interval) - float(settings.watch_interval))
     poll = max(0.2, float(settings.watch_interval))
     failures = {queue.label: 0 for queue in settings.queues}

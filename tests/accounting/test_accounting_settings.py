@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from fedcloud_site.accounting.daemon import jobs
+from fedcloud_site.accounting.settings import Settings as AccountingSettings
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import ConfigError
 from fedcloud_site.timeutil import parse_time
@@ -16,7 +17,7 @@ SITE = "site: {name: S}\n"
 
 def test_defaults_extract_only_what_the_released_apel_server_loads_every_six_hours(write_config):
     config = load_config(write_config(SITE))
-    settings = config.accounting
+    settings = config.section(AccountingSettings)
     assert settings.record_types == ["cloud"]  # APEL 2.5.0 rejects the IP and accelerator JSON messages
     assert settings.queue_dirs() == {"cloud": settings.queue_dir}
     assert settings.max_records_per_message == 100
@@ -27,7 +28,7 @@ def test_defaults_extract_only_what_the_released_apel_server_loads_every_six_hou
 
 def test_a_yaml_date_is_accepted_as_first_run_start(write_config):
     config = load_config(write_config(SITE + "accounting: {first_run_start: 2026-03-01}\n"))
-    assert config.accounting.first_start() == parse_time("2026-03-01T00:00:00Z")
+    assert config.section(AccountingSettings).first_start() == parse_time("2026-03-01T00:00:00Z")
 
 
 @pytest.mark.parametrize("section, problem", [
@@ -63,8 +64,9 @@ def test_each_json_record_type_has_its_own_queue_and_the_ssm_drains_it_to_its_ow
   accelerator: {queue_dir: /spool/gpu, destination: gpu-topic}
 ssm: {transport: ams}
 """))
-    assert config.accounting.queue_dirs() == {"cloud": Path("/spool/cloud"), "storage": Path("/spool/storage"),
-                                              "ip": Path("/spool/cloud-ip"), "accelerator": Path("/spool/gpu")}
+    assert config.section(AccountingSettings).queue_dirs() == {
+        "cloud": Path("/spool/cloud"), "storage": Path("/spool/storage"), "ip": Path("/spool/cloud-ip"),
+        "accelerator": Path("/spool/gpu")}
     drained = {(q.name, q.queue_dir, q.destination) for q in config.daemons["ssm"].queues}
     assert drained == {("cloud", Path("/spool/cloud"), "eu-egi-cloud-accounting"),
                        ("storage", Path("/spool/storage"), "eu-egi-storage-accounting"),

@@ -11,6 +11,7 @@ import pytest
 from cloudinfo_helpers import SITE_FILE, build, json_of
 
 from fedcloud_site.cli import main
+from fedcloud_site.cloudinfo.settings import Settings as CloudinfoSettings
 from fedcloud_site.config import load_config
 from fedcloud_site.log import configure_logging
 from fedcloud_site.testing.cip import add_member_user, run_cip, site_file
@@ -49,7 +50,8 @@ def test_the_migrated_site_publishes_cloud_info_providers_ids(cip_python, tmp_pa
                      "--gocdb-service-id", "1234G0"]) == 0
         config = load_config(etc / "fedcloud-site.yaml")
         ours = json_of(build(config))
-    assert config.cloudinfo.ams.enabled and config.cloudinfo.ams.topic == "SITE_TEST-SITE_ENDPOINT_1234G0"
+    ams = config.section(CloudinfoSettings).ams
+    assert ams.enabled and ams.topic == "SITE_TEST-SITE_ENDPOINT_1234G0"
     mine, peer = ids(ours), ids(theirs)
     for cls in ("CloudComputingService", "CloudComputingEndpoint", "CloudComputingManager", "Share",
                 "AccessPolicy", "MappingPolicy"):

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from fedcloud_site.accounting.settings import Settings as AccountingSettings
+from fedcloud_site.cloudinfo.settings import Settings as CloudinfoSettings
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import ConfigError
 from fedcloud_site.schema import Secret, parse_duration
+from fedcloud_site.ssm.settings import Settings as SSMSettings
 
 MINIMAL = "site: {name: TEST-SITE}\n"
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "etc" / "fedcloud-site" / "demo.yaml"
@@ -27,8 +30,8 @@ def test_minimal_config_uses_the_static_backend_and_defaults(write_config):
     assert config.site.name == "TEST-SITE"
     assert config.site.compute_service == "TEST-SITE"
     assert config.cloud.backend == "static"
-    assert config.accounting.interval == 6 * 3600
-    assert config.ssm.queue_dir == config.accounting.queue_dir
+    assert config.section(AccountingSettings).interval == 6 * 3600
+    assert config.section(SSMSettings).queue_dir == config.section(AccountingSettings).queue_dir
 
 
 def test_unknown_key_names_file_and_key_path(write_config):
@@ -76,8 +79,8 @@ def test_invalid_yaml_names_line(write_config):
 
 def test_durations_accept_units(write_config):
     config = load_config(write_config(MINIMAL + "accounting: {interval: 90m, jitter: 30s}\n"))
-    assert config.accounting.interval == 5400
-    assert config.accounting.jitter == 30
+    assert config.section(AccountingSettings).interval == 5400
+    assert config.section(AccountingSettings).jitter == 30
     with pytest.raises(ValueError):
         parse_duration("soon")
 
@@ -102,8 +105,8 @@ def test_conf_d_is_merged_in_name_order_and_errors_name_the_fragment(write_confi
     (tmp_path / "conf.d" / "10-early.yaml").write_text("accounting: {interval: 2h}\nvos: {vo.a: {projects: [p]}}\n")
     (tmp_path / "conf.d" / "ignored.txt").write_text("accounting: {interval: nonsense}\n")
     config = load_config(main)
-    assert config.accounting.interval == 3 * 3600
-    assert str(config.accounting.queue_dir) == "/q"
+    assert config.section(AccountingSettings).interval == 3 * 3600
+    assert str(config.section(AccountingSettings).queue_dir) == "/q"
     assert list(config.vos) == ["vo.a"]
     assert [p.name for p in config.files] == ["fedcloud-site.yaml", "10-early.yaml", "20-late.yaml"]
 
@@ -119,8 +122,8 @@ def test_relative_paths_resolve_against_the_file_that_set_them(write_config, tmp
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "conf.d" / "10.yaml").write_text("cloudinfo: {cache_dir: cache}\n")
     config = load_config(main)
-    assert config.accounting.queue_dir == tmp_path / "spool" / "out"
-    assert config.cloudinfo.cache_dir == tmp_path / "conf.d" / "cache"
+    assert config.section(AccountingSettings).queue_dir == tmp_path / "spool" / "out"
+    assert config.section(CloudinfoSettings).cache_dir == tmp_path / "conf.d" / "cache"
 
 
 def test_secret_from_file_is_read_and_masked(write_config, tmp_path):
@@ -190,7 +193,7 @@ def test_demo_configuration_is_valid():
 
 def test_relative_paths_are_normalised(write_config, tmp_path):
     config = load_config(write_config(MINIMAL + "accounting: {queue_dir: ../x/../spool/out}\n"))
-    assert config.accounting.queue_dir == tmp_path.parent / "spool" / "out"
+    assert config.section(AccountingSettings).queue_dir == tmp_path.parent / "spool" / "out"
 
 
 def test_output_piped_into_a_closed_reader_is_not_an_error(write_config):

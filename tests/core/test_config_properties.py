@@ -25,11 +25,10 @@ from fedcloud_site.config import (
     LoggingSettings,
     SiteSettings,
     VOSettings,
-    available_daemons,
-    daemon_settings_class,
     load_config,
 )
 from fedcloud_site.errors import ConfigError
+from fedcloud_site.registry import daemon_names, section_schemas
 
 
 def _section_keys() -> Dict[str, List[str]]:
@@ -40,8 +39,8 @@ def _section_keys() -> Dict[str, List[str]]:
         "logging": [f.name for f in dataclasses.fields(LoggingSettings)],
         "vos": ["ops", "vo.example.org"],
     }
-    for daemon in available_daemons():
-        keys[daemon] = [f.name for f in dataclasses.fields(daemon_settings_class(daemon))]
+    for daemon in daemon_names():
+        keys[daemon] = [f.name for f in dataclasses.fields(section_schemas()[daemon])]
     for backend in ("static", "openstack", "opennebula"):
         keys[f"cloud.{backend}"] = [f.name for f in dataclasses.fields(backend_settings_class(backend))]
     keys["vos.ops"] = [f.name for f in dataclasses.fields(VOSettings)]

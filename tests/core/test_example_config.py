@@ -37,11 +37,11 @@ from fedcloud_site.config import (
     LoggingSettings,
     SiteSettings,
     VOSettings,
-    available_daemons,
-    daemon_settings_class,
     load_config,
 )
 from fedcloud_site.errors import ConfigError
+from fedcloud_site.images.settings import Settings as ImagesSettings
+from fedcloud_site.registry import daemon_names, section_schemas
 from fedcloud_site.schema import Secret
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "fedcloud-site" / "fedcloud-site.yaml"
@@ -270,8 +270,8 @@ def expected_keys() -> List[Expected]:
     keys += [Expected(("cloud", name)) for name in sorted(cloud_keys)]
     for backend in [b for b in backend_names() if backend_class(b).__module__.startswith("fedcloud_site.")]:
         keys += dataclass_keys(backend_class(backend).Settings, ("cloud", backend))  # type: ignore[attr-defined]
-    for daemon in available_daemons():
-        keys += dataclass_keys(daemon_settings_class(daemon), (daemon,))
+    for daemon in daemon_names():
+        keys += dataclass_keys(section_schemas()[daemon], (daemon,))
     return keys
 
 
@@ -380,7 +380,7 @@ def test_compatible_example_blocks_load_together(tmp_path, site):
     blocks = parse_blocks(EXAMPLE_LINES)
     config = load_config(install_example(tmp_path, uncomment(EXAMPLE_LINES, [blocks[n] for n in FULL_SITES[site]])))
     assert config.cloud.backend == site
-    assert config.vos and config.images.subscriptions
+    assert config.vos and config.section(ImagesSettings).subscriptions
 
 
 def test_example_lines_stay_readable():

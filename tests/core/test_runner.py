@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fedcloud_site.accounting.settings import Settings as AccountingSettings
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import AlreadyRunning, FedcloudSiteError, JobIncomplete, JobRefused
 from fedcloud_site.filelock import FileLock
@@ -72,7 +73,8 @@ def test_job_context_gives_settings_options_and_cloud(config):
         seen["dry_run"] = ctx.dry_run
 
     make_runner(config, [Job("j", job, 60)], options={"project": "p1"}, dry_run=True).run_once()
-    assert seen == {"queue": config.accounting.queue_dir, "option": "p1", "projects": [], "dry_run": True}
+    queue = config.section(AccountingSettings).queue_dir
+    assert seen == {"queue": queue, "option": "p1", "projects": [], "dry_run": True}
 
 
 def test_overlapping_runs_of_one_job_are_skipped(config):
@@ -128,11 +130,12 @@ from pathlib import Path
 from fedcloud_site.runner import Runner, Job
 from fedcloud_site.log import configure_logging
 from fedcloud_site.config import load_config
+from fedcloud_site.accounting.settings import Settings as AccountingSettings
 
 marker = Path(sys.argv[2])
 
 def tick(ctx):
-    marker.write_text(f"{ctx.config.accounting.interval}\\n")
+    marker.write_text(f"{ctx.config.section(AccountingSettings).interval}\\n")
     # a unit of work that checks the stop flag
     for _ in range(20):
         if ctx.stopping():

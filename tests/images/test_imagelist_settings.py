@@ -9,6 +9,7 @@ import pytest
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import ConfigError
 from fedcloud_site.images.imagelist import ImageListError, parse_image_list, version_lower
+from fedcloud_site.images.settings import Settings as ImagesSettings
 from fedcloud_site.images.settings import parse_size
 
 SHA = "ab" * 64
@@ -109,14 +110,14 @@ def test_token_can_come_from_a_file_and_is_masked(write_config, tmp_path):
     path = write_config("site: {name: X}\nimages:\n  subscriptions:\n"
                         "    - {name: a, url: https://x, endorser_dn: /CN=e, ca_dn: /CN=c, token_file: token}\n")
     config = load_config(path)
-    assert config.images.subscriptions[0].token == "abc"
+    assert config.section(ImagesSettings).subscriptions[0].token == "abc"
     assert config.as_plain()["images"]["subscriptions"][0]["token"] == "********"
 
 
 def test_a_list_file_is_relative_to_the_configuration_and_excludes_url(write_config):
     base = "site: {name: X}\nimages:\n  subscriptions:\n"
     path = write_config(base + "    - {name: a, list_file: ../lists/x.list, endorser_dn: /CN=e, ca_dn: /CN=c}\n")
-    sub = load_config(path).images.subscriptions[0]
+    sub = load_config(path).section(ImagesSettings).subscriptions[0]
     expected = (path.parent.parent / "lists" / "x.list").resolve()
     assert sub.location == expected.as_uri() and sub.url == ""
     for keys in ("url: https://x, list_file: x.list", "enabled: true"):

@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fedcloud_site.accounting.settings import Settings as AccountingSettings
 from fedcloud_site.cli import main
+from fedcloud_site.cloudinfo.settings import Settings as CloudinfoSettings
 from fedcloud_site.config import load_config
+from fedcloud_site.images.settings import Settings as ImagesSettings
+from fedcloud_site.ssm.settings import Settings as SSMSettings
 from fedcloud_site.testing.cip import site_file
 
 ENDPOINT = "https://keystone.test.example.org:5000/v3"
@@ -36,11 +40,12 @@ def test_all_four_tools_give_a_configuration_the_daemons_accept(site_dir: Path, 
     config = load_config(site_dir / "fedcloud-site.yaml")
     assert config.site.name == "TEST-SITE" and config.site.endpoint == ENDPOINT
     assert config.vos["fedcloud.egi.eu"].projects == ["p1"]
-    assert config.accounting.queue_dir == tmp_path / "outgoing"
-    assert config.ssm.queues[0].queue_dir == tmp_path / "outgoing"  # one queue: written by one, drained by other
-    assert config.ssm.transport == "ams" and config.ssm.destination == "eu-egi-cloud-accounting"
-    assert config.cloudinfo.compute_service_id == f"{ENDPOINT}_cloud.compute"
-    assert [s.name for s in config.images.subscriptions] == ["ttycorelinux-egi", "vo.fedcloud.egi.eu"]
+    assert config.section(AccountingSettings).queue_dir == tmp_path / "outgoing"
+    ssm = config.section(SSMSettings)
+    assert ssm.queues[0].queue_dir == tmp_path / "outgoing"  # one queue: written by one, drained by other
+    assert ssm.transport == "ams" and ssm.destination == "eu-egi-cloud-accounting"
+    assert config.section(CloudinfoSettings).compute_service_id == f"{ENDPOINT}_cloud.compute"
+    assert [s.name for s in config.section(ImagesSettings).subscriptions] == ["ttycorelinux-egi", "vo.fedcloud.egi.eu"]
     out = capsys.readouterr().out
     assert "# mapped:" in out and "# not mapped:" in out and "# defaults that differ:" in out
     assert "caso-secret" not in out

@@ -20,10 +20,12 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 from fedcloud_site.accounting.daemon import run_extraction
+from fedcloud_site.accounting.settings import Settings as AccountingSettings
 from fedcloud_site.cli import main
 from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
 from fedcloud_site.log import get_logger
+from fedcloud_site.ssm.settings import Settings as SSMSettings
 from fedcloud_site.testing.caso import caso_conf, ensure_caso, run_caso
 from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_USER, OpenStackSim
 from fedcloud_site.testing.openstack.dataset import add_admin
@@ -165,7 +167,8 @@ def test_cASO_then_fedcloud_site_gap_free_and_nothing_twice(tmp_path: Path, caso
         main_config = ["-c", str(etc / "fedcloud-site.yaml")]
         assert main([*main_config, "migrate", "--from", f"caso={conf}", "--from", f"ssm={sender}"]) == 0
         config = load_config(etc / "fedcloud-site.yaml")
-        assert config.accounting.queue_dir == outgoing and config.ssm.queues[0].queue_dir == outgoing
+        assert config.section(AccountingSettings).queue_dir == outgoing
+        assert config.section(SSMSettings).queues[0].queue_dir == outgoing
 
         last = {p: datetime.fromisoformat((spool / f"lastrun.{p}").read_text()) - timedelta(seconds=1)
                 for p in projects.values()}

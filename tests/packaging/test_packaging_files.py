@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from fedcloud_site import __version__, cli
-from fedcloud_site.config import DAEMONS, available_daemons
+from fedcloud_site.registry import daemon_names
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd"
@@ -47,10 +47,10 @@ def test_example_configuration_passes_check_config(capsys):
 
 def test_example_configuration_has_a_section_for_every_daemon():
     sections = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    assert set(available_daemons()) <= set(sections)
+    assert set(daemon_names()) <= set(sections)
 
 
-@pytest.mark.parametrize("daemon", DAEMONS)
+@pytest.mark.parametrize("daemon", daemon_names())
 def test_every_daemon_has_a_hardened_notify_unit(daemon):
     unit = _unit(f"fedcloud-site-{daemon}.service")
     assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
@@ -64,7 +64,7 @@ def test_every_daemon_has_a_hardened_notify_unit(daemon):
 
 
 def test_queue_daemons_may_write_the_apel_spool_and_others_may_not():
-    for daemon in DAEMONS:
+    for daemon in daemon_names():
         writes = " ".join(_unit(f"fedcloud-site-{daemon}.service").get("ReadWritePaths", []))
         assert ("/var/spool/apel/outgoing" in writes) == (daemon in ("accounting", "ssm")), daemon
 
@@ -81,7 +81,7 @@ def test_packages_install_every_unit_of_the_source_tree():
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (Debian systemd)")
-@pytest.mark.parametrize("daemon", DAEMONS)
+@pytest.mark.parametrize("daemon", daemon_names())
 def test_unit_exposure_is_ok(daemon):
     result = subprocess.run(["systemd-analyze", "security", "--offline=true",
                              str(UNITS / f"fedcloud-site-{daemon}.service")],

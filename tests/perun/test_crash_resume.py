@@ -12,6 +12,7 @@ from fedcloud_site.config import load_config
 from fedcloud_site.errors import JobIncomplete
 from fedcloud_site.filelock import FileLock
 from fedcloud_site.log import get_logger
+from fedcloud_site.perun.settings import Settings as PerunSettings
 from fedcloud_site.perun.sync import Synchroniser
 
 
@@ -52,7 +53,7 @@ def test_shutdown_mid_apply_stops_at_a_safe_point_and_the_next_run_resumes(site)
         calls["n"] += 1
         return calls["n"] > 4
 
-    syncer = Synchroniser(config, config.perun, lambda: open_backend(config), get_logger("perun"),
+    syncer = Synchroniser(config, config.section(PerunSettings), lambda: open_backend(config), get_logger("perun"),
                           stopping=stop_after_four)
     try:
         syncer.run()
@@ -71,7 +72,7 @@ def test_shutdown_mid_apply_stops_at_a_safe_point_and_the_next_run_resumes(site)
 def test_dry_run_reports_an_interrupted_apply_without_finishing_it(site):
     site.push([member(f"u{i}@egi.eu") for i in range(3)])
     config = load_config(site.config_path)
-    syncer = Synchroniser(config, config.perun, lambda: open_backend(config), get_logger("perun"),
+    syncer = Synchroniser(config, config.section(PerunSettings), lambda: open_backend(config), get_logger("perun"),
                           stopping=lambda: True)
     try:
         syncer.run()

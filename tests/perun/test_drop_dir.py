@@ -12,6 +12,7 @@ from fedcloud_site.config import load_config
 from fedcloud_site.errors import JobRefused
 from fedcloud_site.log import get_logger
 from fedcloud_site.perun.daemon import jobs
+from fedcloud_site.perun.settings import Settings as PerunSettings
 from fedcloud_site.perun.sync import Synchroniser
 
 
@@ -112,7 +113,7 @@ def test_daemon_runs_a_full_sync_only_for_a_new_file_or_when_the_interval_is_ove
     config = load_config(site.config_path)
 
     def scheduled_run():
-        return Synchroniser(config, config.perun, lambda: open_backend(config), get_logger("perun"),
+        return Synchroniser(config, config.section(PerunSettings), lambda: open_backend(config), get_logger("perun"),
                             scheduled=True).run()
 
     site.push([member("jane@egi.eu")], path=drop / "1.json")

@@ -15,6 +15,7 @@ from fedcloud_site.config import load_config
 from fedcloud_site.errors import ConfigError
 from fedcloud_site.perun.model import Membership, MemberStatus, PerunUser, Snapshot
 from fedcloud_site.perun.plan import PlanError, Planner, VOTarget
+from fedcloud_site.perun.settings import Settings as PerunSettings
 
 TARGETS = {ALPHA: VOTarget(ALPHA, "100", Quota(instances=2, cores=4)),
            BETA: VOTarget(BETA, "101", Quota(instances=5, ram_mb=1024)),
@@ -129,14 +130,15 @@ def test_bad_perun_settings_are_named(write_config, perun, problem):
 
 def test_perun_defaults_mirror_every_vo_into_its_group(write_config):
     config = load_config(_config(write_config, "  file: perun.json\n"))
-    settings = config.perun
+    settings = config.section(PerunSettings)
     assert sorted(settings.vos) == [ALPHA, BETA]
     assert settings.group_of(config, BETA) == "beta-users" and settings.group_of(config, ALPHA) == ALPHA
     assert settings.grace_period == 30 * 86400 and settings.delete_policy == "no_vms"
     password = write_config("s3cret\n", name="perun.pass")
     config = load_config(_config(write_config, "  source: rpc\n  rpc: {url: 'https://p', username: u, "
                                                f"password_file: {password}}}\n  vos: {{vo.alpha.eu: {{vo_id: 1}}}}\n"))
-    assert config.perun.rpc.password == "s3cret" and config.perun.rpc.auth_path == "ba"
+    rpc = config.section(PerunSettings).rpc
+    assert rpc.password == "s3cret" and rpc.auth_path == "ba"
     assert "s3cret" not in str(config.as_plain())
 
 

@@ -97,7 +97,7 @@ def test_entries_outside_the_base_are_critical(tmp_path, rendered, probe):
 
 def test_failed_refresh_keeps_the_last_render_and_warns(tmp_path, rendered, probe):
     # what the daemon records when the cloud cannot be read (the LDIF of the last render stays)
-    note_failure(load_config(rendered).cloudinfo, "CloudUnavailable: Keystone: 503", utcnow())
+    note_failure(load_config(rendered).section("cloudinfo"), "CloudUnavailable: Keystone: 503", utcnow())
     run = probe(rendered, "infosys")
     assert run.status == "WARNING", run.line
     assert "failed: CloudUnavailable: Keystone: 503 (serving the render of" in run.text

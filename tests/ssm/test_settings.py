@@ -6,6 +6,7 @@ import pytest
 
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import ConfigError
+from fedcloud_site.ssm.settings import Settings as SSMSettings
 
 BASE = """site:
   name: TEST
@@ -16,17 +17,17 @@ accounting:
 
 def test_defaults_follow_the_accounting_queue_and_the_transport(write_config):
     config = load_config(write_config(BASE))
-    assert str(config.ssm.queue_dir) == "/var/spool/apel/outgoing/test"
-    assert config.ssm.destination == "/queue/global.accounting.cloud.central"
-    assert str(config.ssm.reject_path) == "/var/spool/apel/outgoing/test.reject"
+    assert str(config.section(SSMSettings).queue_dir) == "/var/spool/apel/outgoing/test"
+    assert config.section(SSMSettings).destination == "/queue/global.accounting.cloud.central"
+    assert str(config.section(SSMSettings).reject_path) == "/var/spool/apel/outgoing/test.reject"
     ams = load_config(write_config(BASE + "ssm:\n  transport: ams\n"))
-    assert ams.ssm.destination == "eu-egi-cloud-accounting"
-    assert ams.ssm.ams.project == "accounting"
+    assert ams.section(SSMSettings).destination == "eu-egi-cloud-accounting"
+    assert ams.section(SSMSettings).ams.project == "accounting"
 
 
 def test_brokers_are_parsed_from_host_port_and_urls(write_config):
     config = load_config(write_config(BASE + 'ssm:\n  brokers: ["mq.example.org:6162", "stomp+ssl://[::1]:6163"]\n'))
-    assert config.ssm.broker_addresses() == [("mq.example.org", 6162), ("::1", 6163)]
+    assert config.section(SSMSettings).broker_addresses() == [("mq.example.org", 6162), ("::1", 6163)]
 
 
 @pytest.mark.parametrize("section, message", [
@@ -47,14 +48,14 @@ def test_bad_settings_are_refused_with_the_file_and_key(write_config, section, m
 def test_the_ams_token_is_never_shown(write_config):
     config = load_config(write_config(BASE + "ssm:\n  transport: ams\n  ams:\n    token: very-secret\n"))
     assert "very-secret" not in repr(config.as_plain())
-    assert config.ssm.ams.token == "very-secret"
+    assert config.section(SSMSettings).ams.token == "very-secret"
 
 
 STORAGE = BASE + "  storage_queue_dir: /var/spool/apel/outgoing-storage\n"
 
 
 def _queues(config):
-    return [(q.label, str(q.queue_dir), q.destination) for q in config.ssm.queues]
+    return [(q.label, str(q.queue_dir), q.destination) for q in config.section(SSMSettings).queues]
 
 
 def test_the_storage_queue_of_the_accounting_section_is_drained_to_the_storage_destination(write_config):
@@ -63,16 +64,18 @@ def test_the_storage_queue_of_the_accounting_section_is_drained_to_the_storage_d
         ("cloud", "/var/spool/apel/outgoing/test", "/queue/global.accounting.cloud.central"),
         ("storage", "/var/spool/apel/outgoing-storage", "/queue/global.accounting.storage.central")]
     ams = load_config(write_config(STORAGE + "ssm:\n  transport: ams\n"))
-    assert [q.destination for q in ams.ssm.queues] == ["eu-egi-cloud-accounting", "eu-egi-storage-accounting"]
+    queues = ams.section(SSMSettings).queues
+    assert [q.destination for q in queues] == ["eu-egi-cloud-accounting", "eu-egi-storage-accounting"]
     own = load_config(write_config(STORAGE + "ssm:\n  destination: /queue/c\n  storage_destination: /queue/s\n"))
-    assert [q.destination for q in own.ssm.queues] == ["/queue/c", "/queue/s"]
-    assert str(own.ssm.queues[1].reject_path) == "/var/spool/apel/outgoing-storage.reject"
+    assert [q.destination for q in own.section(SSMSettings).queues] == ["/queue/c", "/queue/s"]
+    assert str(own.section(SSMSettings).queues[1].reject_path) == "/var/spool/apel/outgoing-storage.reject"
 
 
 def test_without_a_storage_queue_only_the_cloud_queue_is_drained(write_config):
     config = load_config(write_config(BASE + "ssm:\n  queue_dir: /q/caso\n  reject_dir: /q/bad\n"))
     assert _queues(config) == [("cloud", "/q/caso", "/queue/global.accounting.cloud.central")]
-    assert str(config.ssm.queue_dir) == "/q/caso" and str(config.ssm.reject_path) == "/q/bad"
+    ssm = config.section(SSMSettings)
+    assert str(ssm.queue_dir) == "/q/caso" and str(ssm.reject_path) == "/q/bad"
 
 
 def test_an_explicit_queue_list_replaces_the_derived_one(write_config):
@@ -82,9 +85,10 @@ def test_an_explicit_queue_list_replaces_the_derived_one(write_config):
     - {name: mine, queue_dir: /q/other, destination: /queue/b, reject_dir: /q/rejects}
 """))
     assert _queues(config) == [("caso", "/q/caso", "/queue/a"), ("mine", "/q/other", "/queue/b")]
-    assert str(config.ssm.queues[1].reject_path) == "/q/rejects"
+    assert str(config.section(SSMSettings).queues[1].reject_path) == "/q/rejects"
     # the single-queue keys describe the first queue (read by the probes)
-    assert str(config.ssm.queue_dir) == "/q/caso" and config.ssm.destination == "/queue/a"
+    ssm = config.section(SSMSettings)
+    assert str(ssm.queue_dir) == "/q/caso" and ssm.destination == "/queue/a"
 
 
 @pytest.mark.parametrize("section, message", [
