@@ -233,7 +233,7 @@ for _ in $(seq 100); do
     sleep 0.2
 done
 grep -q '^ams_sim: serving' "$DEMO/ams-sim.log" || { cat "$DEMO/ams-sim.log"; fail "the demo AMS simulator did not start"; }
-for daemon in accounting ssm cloudinfo images perun; do
+for daemon in $DAEMONS; do
     set +e
     /usr/bin/fedcloud-site --config "$DEMO/demo.yaml" "$daemon" once >"$DEMO/$daemon.log" 2>&1
     status=$?

@@ -29,6 +29,8 @@ class MigrationError(FedcloudSiteError):
 
 def read_text(path: Path) -> str:
     """A tool's file as text; MigrationError naming it when unreadable or not UTF-8."""
+    if "\x00" in str(path):
+        raise MigrationError(str(path).replace("\x00", "\\x00"), "a file name cannot contain a NUL character")
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:

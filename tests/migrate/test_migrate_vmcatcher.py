@@ -16,6 +16,7 @@ import pytest
 
 from fedcloud_site.cli import main
 from fedcloud_site.config import load_config
+from fedcloud_site.images.settings import Settings as ImagesSettings
 from fedcloud_site.migrate import vmcatcher
 from fedcloud_site.migrate.errors import MigrationError
 from fedcloud_site.migrate.report import Report
@@ -115,9 +116,10 @@ def test_with_atrope_both_go_into_one_images_section(make_database, tmp_path: Pa
                                                  encoding="utf-8")
     assert main(migrate) == 0
     config = load_config(site_dir / "fedcloud-site.yaml")
-    assert [s.name for s in config.images.subscriptions] == ["ttycorelinux-egi", "vo.fedcloud.egi.eu",
+    images = config.section(ImagesSettings)
+    assert [s.name for s in images.subscriptions] == ["ttycorelinux-egi", "vo.fedcloud.egi.eu",
                                                              "vo.fedcloud.egi.eu-2"]
-    assert config.images.adopt_images_from == ["atrope", "vmcatcher"]
+    assert images.adopt_images_from == ["atrope", "vmcatcher"]
     assert not (site_dir / "conf.d" / "60-migrated-vmcatcher.yaml").exists()
 
 
