@@ -38,8 +38,21 @@ _OFFLINE_HINTS = ("No matching distribution", "Could not find a version", "Faile
 
 
 def _venv_dir() -> Path:
-    key = hashlib.sha256("\n".join([*PINS, os.path.realpath(sys.executable), sys.version]).encode()).hexdigest()
+    key = hashlib.sha256("\n".join([*PINS, os.path.realpath(sys.executable), sys.prefix, sys.version]).encode()
+                         ).hexdigest()
     return CACHE / f"debian12-libs-py{sys.version_info[0]}{sys.version_info[1]}-{key[:12]}"
+
+
+def _see_running_packages(venv: Path) -> None:
+    """Let ``venv`` import what the running interpreter has (pytest, our dependencies), after its own pins.
+
+    ``--system-site-packages`` reaches only the *base* interpreter's packages: when the tests run in a
+    virtual environment (README's ``.venv``) pytest and the rest live in that environment instead. A .pth
+    file appends those directories to the new environment's path, after its own site-packages, so the pinned
+    old libraries still win."""
+    own = next((venv / "lib").glob("python*/site-packages"))
+    running = [path for path in sys.path if path.endswith(("site-packages", "dist-packages")) and Path(path).is_dir()]
+    (own / "zz-running-interpreter.pth").write_text("".join(f"{path}\n" for path in running), encoding="utf-8")
 
 
 def _python(venv: Path) -> Path:
@@ -57,6 +70,7 @@ def _build(target: Path) -> None:
         try:
             subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(scratch)],
                            check=True, capture_output=True, timeout=120)
+            _see_running_packages(scratch)
             pip = subprocess.run([sys.executable, "-m", "pip", "--python", str(_python(scratch)), "install",
                                   "--no-deps", "--disable-pip-version-check", "--no-input", "-q", *PINS],
                                  capture_output=True, text=True, timeout=300)
