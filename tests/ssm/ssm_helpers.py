@@ -58,10 +58,12 @@ class Consumer(stomp.ConnectionListener):
 
     def start(self) -> Consumer:
         conn = stomp.Connection12([("127.0.0.1", self.port)], auto_decode=False, reconnect_attempts_max=3)
+        # set before subscribing: the first message can reach on_message (receiver thread) before subscribe()
+        # returns, and an ack on a missing connection left it unacknowledged, so the broker sent no more
+        self.conn = conn
         conn.set_listener("consumer", self)
         conn.connect(wait=True)
         conn.subscribe(self.destination, id="1", ack="client-individual")
-        self.conn = conn
         return self
 
     def on_message(self, frame: Any) -> None:
