@@ -10,8 +10,7 @@ from ..config import Config
 from ..errors import UsageError
 from ..runner import run_daemon
 from .settings import Settings
-from .state import StateDB
-from .sync import state_db_path
+from .state import StateDB, state_db_path
 
 
 def add_commands(actions: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:

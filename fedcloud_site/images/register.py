@@ -19,7 +19,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import BinaryIO, Dict, List, Mapping, Optional, Sequence, Union
+from typing import BinaryIO, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..cloud.base import CloudBackend, Image, ImageSpec, NotFound, NotSupported, TemplateSpec, VMTemplate
 from .imagelist import ImageEntry, ImageList
@@ -96,6 +96,25 @@ def is_ours(image: Union[Image, VMTemplate], subscription: Optional[str] = None)
     return subscription is None or prop(image, "image_list") == subscription
 
 
+def copies_of_version(images: Iterable[Image], subscription: str, identifier: str, sha512: str) -> List[Image]:
+    """Our images of one version of a subscription's image, the one to keep first (active, newest); more than
+    one means duplicates to clean up."""
+    found = [i for i in images if is_ours(i, subscription)
+             and prop(i, "appdb_id") == identifier and prop(i, "image_hash") == f"sha512:{sha512}"]
+    return sorted(found, key=lambda i: (i.status == "active", i.created_at.isoformat() if i.created_at else ""),
+                  reverse=True)
+
+
+def metadata_changes(image: Image, name: str, properties: Mapping[str, str],
+                     keep_deprecation: bool = False) -> Tuple[Dict[str, Optional[str]], Optional[str]]:
+    """What to change on ``image`` so that it has ``name`` and ``properties``: (property changes, None meaning
+    remove; the new name or None). A deprecation mark is removed unless ``keep_deprecation``."""
+    changes: Dict[str, Optional[str]] = {k: v for k, v in properties.items() if prop(image, k) != v}
+    if not keep_deprecation and prop(image, DEPRECATED_KEY) is not None:
+        changes[DEPRECATED_KEY] = None
+    return changes, (name if image.name != name else None)
+
+
 @dataclass
 class Target:
     """Where a subscription's images go."""
@@ -130,12 +149,15 @@ class Registrar:
             self._ours = {image.id: image for image in self.cloud.list_images() if is_ours(image)}
         return self._ours
 
+    def snapshot(self) -> List[Image]:
+        """Every image of the cloud, listed once; ours among them become the run's view of :meth:`ours`."""
+        images = list(self.cloud.list_images())
+        self._ours = {image.id: image for image in images if is_ours(image)}
+        return images
+
     def find(self, subscription: str, identifier: str, sha512: str) -> List[Image]:
         """Our images of one version, newest first (more than one: duplicates to clean up)."""
-        found = [i for i in self.ours().values() if is_ours(i, subscription)
-                 and prop(i, "appdb_id") == identifier and prop(i, "image_hash") == f"sha512:{sha512}"]
-        return sorted(found, key=lambda i: (i.status == "active", i.created_at.isoformat() if i.created_at else ""),
-                      reverse=True)
+        return copies_of_version(self.ours().values(), subscription, identifier, sha512)
 
     def resolve_projects(self, names_or_ids: Sequence[str]) -> List[str]:
         """Project ids for configured project names or ids (unknown ones are kept as given)."""
@@ -174,16 +196,18 @@ class Registrar:
 
     def update_metadata(self, image: Image, name: str, properties: Mapping[str, str]) -> bool:
         """Bring name and properties up to date; True when something changed."""
-        changes: Dict[str, Optional[str]] = {k: v for k, v in properties.items() if prop(image, k) != v}
-        if prop(image, DEPRECATED_KEY) is not None:
-            changes[DEPRECATED_KEY] = None
-        new_name = name if image.name != name else None
+        changes, new_name = metadata_changes(image, name, properties)
         if not changes and new_name is None:
             return False
-        updated = self.cloud.update_image(image.id, changes, name=new_name)
-        if self._ours is not None:
-            self._ours[image.id] = updated
+        self.apply_metadata(image.id, changes, new_name)
         return True
+
+    def apply_metadata(self, image_id: str, changes: Mapping[str, Optional[str]], new_name: Optional[str]) -> Image:
+        """Set (or, for None, remove) properties and rename; the updated image."""
+        updated = self.cloud.update_image(image_id, dict(changes), name=new_name)
+        if self._ours is not None:
+            self._ours[image_id] = updated
+        return updated
 
     def deprecate(self, image_id: str, when: str) -> None:
         """Hide a retired image from new VMs (deactivate) and mark it; NotFound if it is gone."""

@@ -19,13 +19,15 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..timeutil import iso_utc, parse_time, utcnow
 
 STATES = ("listed", "awaiting-approval", "fetched", "verified", "registered", "deprecated", "removed", "failed")
 #: states in which the image (may) exist in the cloud
 IN_CLOUD = ("registered", "deprecated")
+#: states of a version that was never (or is not yet) in the cloud
+PENDING = ("listed", "awaiting-approval", "fetched", "verified", "failed")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -75,6 +77,11 @@ CREATE TABLE IF NOT EXISTS approvals (
     PRIMARY KEY (subscription, identifier)
 );
 """
+
+
+def state_db_path(settings: Any) -> Path:
+    """The subscriber's database: ``<images state dir>/images.sqlite``."""
+    return Path(settings.state_path("images")) / "images.sqlite"
 
 
 @dataclass
@@ -228,6 +235,9 @@ class StateDB:
         self.conn.execute("INSERT OR REPLACE INTO approvals VALUES (?, ?, ?)",
                           (subscription, identifier, iso_utc(utcnow())))
 
+    def approvals(self) -> Set[Tuple[str, str]]:
+        return {(r[0], r[1]) for r in self.conn.execute("SELECT subscription, identifier FROM approvals")}
+
     def approved(self, subscription: str, identifier: str) -> bool:
         return self.conn.execute("SELECT 1 FROM approvals WHERE subscription = ? AND identifier = ?",
                                  (subscription, identifier)).fetchone() is not None
@@ -251,3 +261,20 @@ class StateDB:
 
     def iter_rows(self) -> Iterator[ImageRow]:
         yield from self.images()
+
+
+def read_only_rows(path: Path) -> Tuple[List[ImageRow], List[SubscriptionRow], Set[Tuple[str, str]]]:
+    """Image rows, subscription rows and approvals of a state file, read without creating or writing it
+    (a dry run beside the running daemon); empty when there is no state yet."""
+    if not path.exists():
+        return [], [], set()
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        images = [ImageRow(**dict(r))
+                  for r in conn.execute("SELECT * FROM images ORDER BY subscription, identifier, id")]
+        subscriptions = [SubscriptionRow(**dict(r)) for r in conn.execute("SELECT * FROM subscriptions ORDER BY name")]
+        approvals = {(r[0], r[1]) for r in conn.execute("SELECT subscription, identifier FROM approvals")}
+    finally:
+        conn.close()
+    return images, subscriptions, approvals

@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..images.settings import Settings as ImagesSettings
+from ..images.state import PENDING, state_db_path
 from ..timeutil import parse_time, utcnow
 from .cli import duration
 from .report import Report, format_duration
 
 NAME = "images"
 HELP = "image lists: fresh, signature-valid, nothing pending too long, expired images retired"
-
-PENDING = ("listed", "awaiting-approval", "fetched", "verified", "failed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +56,6 @@ def _time(value: Optional[str]) -> Optional[datetime]:
 
 
 def run(args: argparse.Namespace, config: Any, report: Report) -> None:
-    from ..images.sync import state_db_path
-
     settings = config.section(ImagesSettings)
     interval = float(settings.interval)
     warning = args.warning if args.warning is not None else 3 * interval

@@ -76,7 +76,8 @@ def test_dry_run_after_the_list_expired_previews_retiring_all_its_images(world):
                                    expires=iso_utc(utcnow() + timedelta(hours=1))))
     assert world.sync() == 0
     summary = preview_at(world, utcnow() + timedelta(hours=2))
-    assert summary.lists_failed == 1 and summary.would == {"deprecate": 2}
+    # the world's grace_period is 0: the real run deletes what it deprecates in the same run
+    assert summary.lists_failed == 1 and summary.would == {"deprecate": 2, "delete": 2}
     assert summary.as_dict()["would_deprecate"] == 2 and summary.deprecated == 0
     assert len(world.by_state("registered")) == 2
 
@@ -87,9 +88,42 @@ def test_dry_run_previews_reactivating_a_deprecated_image_the_list_wants_again(w
     assert world.sync() == 0
     world.publish(world.image_list([], version="20250101000000"))
     world.write_config(grace_period=0)
-    assert preview_at(world, utcnow()).would == {"deprecate": 1}
+    assert preview_at(world, utcnow()).would == {"deprecate": 1, "delete": 1}  # no grace: deleted in the same run
     world.write_config(grace_period="1h")
     assert world.sync() == 0
     world.publish(world.image_list([entry], version="20260101000000"))
     world.write_config(grace_period=0)
     assert preview_at(world, utcnow()).would == {"reactivate": 1}  # not deleted: a real run reactivates it first
+
+
+def run_at(world, moment):
+    """An in-process real run as if it were ``moment``."""
+    config = load_config(world.config_path)
+    backend = open_backend(config)
+    return Sync(config, config.section("images"), lambda: backend, get_logger("test"), now=lambda: moment).run()
+
+
+def test_the_dry_run_announces_exactly_what_the_real_run_then_does(world):
+    a1, b, c, d = (world.image("a1.raw", identifier="a", seed=1), world.image("b.raw", identifier="b"),
+                   world.image("c.raw", identifier="c"), world.image("d.raw", identifier="d"))
+    world.publish(world.image_list([a1, b, c, d]))
+    world.write_config(grace_period="1h")
+    assert world.sync() == 0
+    world.publish(world.image_list([b], version="20250101000000"))
+    assert world.sync() == 0  # a1, c and d deprecated
+    a2 = world.image("a2.raw", identifier="a", seed=2, **{"hv:version": "2"})
+    world.publish(world.image_list([a2, d, world.image("e.raw", identifier="e")], version="20260101000000"))
+    world.write_config(grace_period=0)  # what is deprecated now is deleted in the same run
+    moment = utcnow() + timedelta(minutes=1)
+    before = world.status()
+
+    preview = preview_at(world, moment)
+    assert world.status() == before
+    real = run_at(world, moment)
+
+    # a2 and e registered; b gone from the list: deprecated, then deleted like a1 and c; d wanted again
+    assert preview.would == {"register": 2, "deprecate": 1, "delete": 3, "reactivate": 1}
+    assert (real.registered, real.deprecated, real.removed) == (2, 1, 3)
+    assert world.by_state("deprecated") == []
+    assert {r["identifier"] for r in world.by_state("registered")} == {"a", "d", "e"}
+    assert {r["identifier"] for r in world.by_state("registered")} == {"a", "d", "e"}
