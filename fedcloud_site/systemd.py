@@ -7,8 +7,16 @@ import socket
 from typing import Optional
 
 
+#: how long one notification may wait for room in the receiver's queue
+NOTIFY_TIMEOUT = 2.0
+
+
 def notify(message: str) -> bool:
-    """Send ``READY=1``, ``STATUS=...``, ``WATCHDOG=1``, ``STOPPING=1`` ... to systemd if it listens."""
+    """Send ``READY=1``, ``STATUS=...``, ``WATCHDOG=1``, ``STOPPING=1`` ... to systemd if it listens.
+
+    A datagram socket blocks the sender while the receiver's queue is full (``net.unix.max_dgram_qlen``, 10
+    by default); the wait is bounded, so a listener that stopped reading never hangs the daemon (SIGTERM
+    included): the notification is then dropped (False)."""
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
@@ -16,10 +24,11 @@ def notify(message: str) -> bool:
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(NOTIFY_TIMEOUT)
             sock.connect(address)
             sock.sendall(message.encode("utf-8"))
         return True
-    except OSError:
+    except OSError:  # includes the timeout
         return False
 
 

@@ -260,6 +260,25 @@ def _receive_until(sock, messages, wanted, timeout=15.0):
             pass
 
 
+def test_a_notify_listener_that_stopped_reading_never_hangs_the_daemon(write_config, tmp_path):
+    path = write_config(MINIMAL + "accounting: {interval: 1}\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify.sock"))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:  # the listener's queue is full
+            filler.connect(str(tmp_path / "notify.sock"))
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                for _ in range(100_000):
+                    filler.send(b"STATUS=queued by the test")
+        with running_daemon(tmp_path, path, {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}) as (proc, marker):
+            assert wait_for(marker.exists)
+            proc.send_signal(signal.SIGHUP)
+            marker.unlink()
+            assert wait_for(marker.exists), "jobs go on while notifications cannot be delivered"
+            output = stop_daemon(proc)  # nobody ever reads the socket
+    assert proc.returncode == 0 and "daemon stopped" in output
+
+
 def test_systemd_notify_ready_watchdog_and_stopping(write_config, tmp_path):
     sock_path = tmp_path / "notify.sock"
     messages = []
