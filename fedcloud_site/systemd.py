@@ -6,7 +6,6 @@ import os
 import socket
 from typing import Optional
 
-
 #: how long one notification may wait for room in the receiver's queue
 NOTIFY_TIMEOUT = 2.0
 
