@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fedcloud_site.cloud.base import BadCloudData, StateChange, VMState
-from fedcloud_site.cloud.openstack import INSTANCE_ACTION_STATES, OpenStackBackend
+from fedcloud_site.cloud.openstack import INSTANCE_ACTION_STATES, state_change
 from fedcloud_site.timeutil import parse_time
 
 WHAT = "instance actions of server s-1"
@@ -24,7 +24,7 @@ ACTIONS = st.fixed_dictionaries({}, optional={
 @given(st.one_of(ACTIONS, JSON))
 def test_any_answer_is_read_or_refused_naming_the_server(raw):
     try:
-        change = OpenStackBackend._state_change(raw, WHAT)
+        change = state_change(raw, WHAT)
     except BadCloudData as exc:
         assert WHAT in str(exc)
         return
@@ -38,13 +38,13 @@ def test_any_answer_is_read_or_refused_naming_the_server(raw):
 def test_a_successful_create_starts_running_when_the_build_ended():
     raw = {"action": "create", "message": None, "start_time": "2026-11-01T00:00:00.000000",
            "updated_at": "2026-11-01T00:05:00.000000"}
-    assert OpenStackBackend._state_change(raw, WHAT) == (StateChange(parse_time("2026-11-01T00:05:00Z"),
+    assert state_change(raw, WHAT) == (StateChange(parse_time("2026-11-01T00:05:00Z"),
                                                                      VMState.RUNNING),)
 
 
 def test_failed_and_power_neutral_actions_change_nothing():
     base = {"start_time": "2026-11-01T00:00:00.000000"}
-    assert OpenStackBackend._state_change(dict(base, action="suspend", message="Error"), WHAT) is None
-    assert OpenStackBackend._state_change(dict(base, action="resize"), WHAT) is None
-    assert OpenStackBackend._state_change(dict(base, action="suspend"), WHAT) == StateChange(
+    assert state_change(dict(base, action="suspend", message="Error"), WHAT) is None
+    assert state_change(dict(base, action="resize"), WHAT) is None
+    assert state_change(dict(base, action="suspend"), WHAT) == StateChange(
         parse_time("2026-11-01T00:00:00Z"), VMState.SUSPENDED)

@@ -1,4 +1,5 @@
-"""The ``openstack`` backend: Keystone v3, Nova, Glance v2, Neutron and Cinder through openstacksdk.
+"""The ``openstack`` backend (the facade the daemons use): Keystone v3, Nova, Glance v2, Neutron and Cinder
+through openstacksdk.
 
 Authentication (``cloud.openstack``): Keystone v3 password or application
 credential, given directly or as a named cloud of a ``clouds.yaml``; project or
@@ -37,6 +38,9 @@ Users created by this backend carry the Keystone user attribute
 keys in the attributes ``x509_dns`` and ``ssh_keys``; users without the marker
 are never updated, disabled or deleted.  Groups are projects: a user's groups
 are the projects where it holds a role (``member_role`` is granted/revoked).
+
+:mod:`.session` holds the HTTP side (connection, error mapping, paging, microversions), :mod:`.records`
+the pure converters and state tables, :mod:`.settings` the configuration section.
 """
 
 from __future__ import annotations
@@ -45,19 +49,14 @@ import contextlib
 import dataclasses
 import hashlib
 import ipaddress
-import re
-import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import (
     Any,
     BinaryIO,
     Dict,
     Iterator,
     List,
-    Literal,
     Mapping,
     Optional,
     Sequence,
@@ -65,12 +64,10 @@ from typing import (
     Tuple,
     Union,
 )
-from urllib.parse import parse_qs, urlsplit
 
-from ..log import get_logger
-from ..schema import Duration, Secret
-from ..timeutil import iso_utc, parse_time
-from .base import (
+from ...log import get_logger
+from ...timeutil import iso_utc, parse_time
+from ..base import (
     VM,
     BackendDeclaration,
     BadCloudData,
@@ -79,7 +76,6 @@ from .base import (
     CloudAuthError,
     CloudBackend,
     CloudError,
-    CloudUnavailable,
     Flavor,
     FloatingIP,
     Group,
@@ -98,167 +94,32 @@ from .base import (
     VMState,
     Volume,
 )
-from .flavor_specs import decode_flavor_specs
+from ..flavor_specs import decode_flavor_specs
+from .records import (
+    GLANCE_PATCH,
+    IMAGE_CORE,
+    MANAGED_ATTRIBUTE,
+    NOVA_STATES,
+    PROJECT_CORE,
+    USER_CORE,
+    flavor_record,
+    floating_ip_record,
+    glance_image_name,
+    state_change,
+    user_record,
+)
+from .session import (
+    COMPUTE_MICROVERSION,
+    FLAVOR_EXTRA_SPECS_MICROVERSION,
+    HYPERVISOR_STATS_MICROVERSION,
+    INSTANCE_ACTIONS_DELETED_MICROVERSION,
+    INSTANCE_ACTIONS_PAGED_MICROVERSION,
+    VOLUME_MICROVERSION,
+    Session,
+)
+from .settings import OpenStackSettings
 
-log = get_logger(__name__)
-
-#: Nova server status -> backend-neutral state (see the module documentation)
-NOVA_STATES: Dict[str, VMState] = {
-    "ACTIVE": VMState.RUNNING, "REBOOT": VMState.RUNNING, "HARD_REBOOT": VMState.RUNNING,
-    "REBUILD": VMState.RUNNING, "MIGRATING": VMState.RUNNING, "RESIZE": VMState.RUNNING,
-    "VERIFY_RESIZE": VMState.RUNNING, "REVERT_RESIZE": VMState.RUNNING, "PASSWORD": VMState.RUNNING,
-    "RESCUE": VMState.RUNNING,
-    "BUILD": VMState.PENDING,
-    "PAUSED": VMState.PAUSED,
-    "SUSPENDED": VMState.SUSPENDED,
-    "SHUTOFF": VMState.STOPPED, "SHELVED": VMState.STOPPED, "SHELVED_OFFLOADED": VMState.STOPPED,
-    "SOFT_DELETED": VMState.STOPPED,
-    "ERROR": VMState.ERROR,
-    "DELETED": VMState.DELETED,
-    "UNKNOWN": VMState.UNKNOWN,
-}
-
-#: Nova instance action -> the state it leaves the server in (when it succeeds); other actions (resize,
-#: migrate, rebuild, attach/detach, lock, backup, ...) keep the power state the server had
-INSTANCE_ACTION_STATES: Dict[str, VMState] = {
-    "start": VMState.RUNNING, "reboot": VMState.RUNNING, "resume": VMState.RUNNING, "unpause": VMState.RUNNING,
-    "unshelve": VMState.RUNNING, "restore": VMState.RUNNING, "unrescue": VMState.RUNNING,
-    "rescue": VMState.RUNNING,
-    "stop": VMState.STOPPED, "shelve": VMState.STOPPED, "shelveOffload": VMState.STOPPED,
-    "pause": VMState.PAUSED, "suspend": VMState.SUSPENDED, "delete": VMState.DELETED,
-}
-INSTANCE_ACTIONS_DELETED_MICROVERSION = (2, 21)  # actions of deleted servers
-INSTANCE_ACTIONS_PAGED_MICROVERSION = (2, 58)  # limit/marker/changes-since, updated_at
-
-#: compute microversions: what we ask for at most, and the last one with hypervisor statistics
-COMPUTE_MICROVERSION = (2, 96)
-HYPERVISOR_STATS_MICROVERSION = (2, 87)
-EMBEDDED_FLAVOR_MICROVERSION = (2, 47)
-FLAVOR_EXTRA_SPECS_MICROVERSION = (2, 61)
-VOLUME_MICROVERSION = "3.0"
-
-MANAGED_ATTRIBUTE = "fedcloud_site_managed"
-#: Keystone user attributes that are not user properties
-USER_CORE = {"id", "name", "domain_id", "enabled", "email", "description", "default_project_id", "options", "links",
-             "password_expires_at", "federated", MANAGED_ATTRIBUTE, "x509_dns", "ssh_keys"}
-PROJECT_CORE = {"id", "name", "domain_id", "enabled", "description", "parent_id", "is_domain", "tags", "options",
-                "links"}
-#: Glance image attributes that are not image properties
-IMAGE_CORE = {"id", "name", "status", "visibility", "protected", "os_hidden", "checksum", "os_hash_algo",
-              "os_hash_value", "owner", "size", "virtual_size", "min_ram", "min_disk", "disk_format",
-              "container_format", "created_at", "updated_at", "tags", "self", "file", "schema", "direct_url",
-              "locations", "stores"}
-GLANCE_PATCH = "application/openstack-images-v2.1-json-patch"
-GLANCE_MAX_NAME = 255  # Glance's image schema: name maxLength
-
-
-def glance_image_name(name: str) -> str:
-    """``name`` as Glance takes it: at most 255 characters; a longer name is cut and ends in ``~`` plus 8 hex
-    digits of its SHA-256, so two long names that share their first 255 characters stay distinct."""
-    if len(name) <= GLANCE_MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return name[: GLANCE_MAX_NAME - len(digest) - 1] + "~" + digest
-_ID_SEGMENT = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F-]{36}|\d+)$")
-#: collections whose next path segment names one member (flavour ids such as "m1.small" are free text)
-_COLLECTIONS = {"flavors", "servers", "images", "members", "projects", "users", "domains", "roles",
-                "os-quota-sets", "os-hypervisors", "volumes", "floatingips", "networks"}
-_COLLECTION_VIEWS = {"detail", "statistics", "defaults"}
-
-
-@dataclass
-class OpenStackSettings:
-    """``cloud.openstack``: how to reach and authenticate to the cloud."""
-
-    auth_url: Optional[str] = None  # Keystone v3, e.g. https://keystone.example.org:5000/v3
-    username: Optional[str] = None
-    password: Optional[Secret] = None
-    application_credential_id: Optional[str] = None
-    application_credential_secret: Optional[Secret] = None
-    user_domain_name: str = "Default"
-    project_domain_name: str = "Default"
-    project_name: Optional[str] = None
-    project_id: Optional[str] = None
-    system_scope: bool = False  # system-scoped token ("all") instead of a project
-    cloud: Optional[str] = None  # a cloud of clouds.yaml instead of the keys above
-    clouds_yaml: Optional[Path] = None  # default: the usual clouds.yaml locations
-    region: Optional[str] = None
-    cacert: Optional[Path] = None
-    verify: bool = True
-    interface: Literal["public", "internal", "admin"] = "public"
-    timeout: Duration = Duration(60)
-    page_size: int = 500
-    retries: int = 2  # per request, for connection failures, 5xx answers and cut bodies
-    retry_delay: Duration = Duration(1)
-    users_domain: str = "default"  # Keystone domain id where managed users are created
-    member_role: str = "member"  # role granted on a project to put a user in that group
-
-    def validate(self) -> None:
-        if self.cloud is None and self.auth_url is None:
-            raise ValueError("give auth_url (with credentials) or cloud (a clouds.yaml entry)")
-        if self.cloud is not None and (self.auth_url or self.username or self.application_credential_id):
-            raise ValueError("give either cloud or auth_url with credentials, not both")
-        if self.clouds_yaml is not None and self.cloud is None:
-            raise ValueError("clouds_yaml needs cloud: the name of the cloud to use from it")
-        if self.cloud is None:
-            app = self.application_credential_id is not None or self.application_credential_secret is not None
-            if app and (self.username or self.password):
-                raise ValueError("give either username/password or application_credential_id/secret, not both")
-            if app and not (self.application_credential_id and self.application_credential_secret):
-                raise ValueError("application_credential_id and application_credential_secret go together")
-            if not app and not (self.username and self.password):
-                raise ValueError("username and password (or password_file) are required without an "
-                                 "application credential")
-            if app and (self.system_scope or self.project_name or self.project_id):
-                raise ValueError("an application credential carries its own scope: drop system_scope/project_*")
-            if self.system_scope and (self.project_name or self.project_id):
-                raise ValueError("give either system_scope or project_name/project_id, not both")
-            if not app and not self.system_scope and not (self.project_name or self.project_id):
-                raise ValueError("give project_name (or project_id) or system_scope: true")
-        if self.page_size < 1:
-            raise ValueError("page_size must be at least 1")
-        if self.retries < 0:
-            raise ValueError("retries cannot be negative")
-
-
-class _RequestCounter:
-    """Counts HTTP requests by method and path template (ids replaced by ``{id}``)."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-
-    def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:
-        request = response.request
-        parts = urlsplit(request.url).path.split("/")
-        template = [parts[0]]
-        for previous, part in zip(parts, parts[1:]):
-            named = previous in _COLLECTIONS and part and part not in _COLLECTION_VIEWS
-            template.append("{id}" if named or _ID_SEGMENT.match(part) else part)
-        self.counts[f"{request.method} {'/'.join(template)}"] += 1
-        return response
-
-
-def _parse_version(text: Any) -> Tuple[int, int]:
-    if isinstance(text, tuple):
-        return int(text[0]), int(text[1])
-    major, _, minor = str(text).partition(".")
-    return int(major), int(minor or 0)
-
-
-def _message(response: Any) -> str:
-    """The error text of an OpenStack error answer (any service's format)."""
-    try:
-        body = response.json()
-    except ValueError:
-        text = re.sub(r"<[^>]+>", " ", response.text or "")
-        return " ".join(text.split())[:300] or response.reason or ""
-    if isinstance(body, dict):
-        for value in body.values():
-            if isinstance(value, dict) and "message" in value:
-                return str(value["message"])
-        if "errors" in body and body["errors"]:
-            return str(body["errors"][0].get("detail", ""))
-    return str(body)[:300]
+log = get_logger("fedcloud_site.cloud.openstack")
 
 
 class OpenStackBackend(CloudBackend):
@@ -279,9 +140,7 @@ class OpenStackBackend(CloudBackend):
 
     def __init__(self, settings: OpenStackSettings, config: Any = None) -> None:
         self.settings = settings
-        self._counter = _RequestCounter()
-        self._conn = self._connect(settings)
-        self._conn.session.session.hooks.setdefault("response", []).append(self._counter.hook)
+        self.session = Session(settings)
         self._flavors: Optional[Dict[str, Flavor]] = None  # readable flavours by id
         self._flavor_listing: List[Union[Flavor, BadCloudData]] = []  # in listing order, unreadable ones too
         self._unreadable_flavors: Dict[str, BadCloudData] = {}
@@ -289,207 +148,16 @@ class OpenStackBackend(CloudBackend):
         self._domain_names: Dict[str, str] = {}  # Keystone domain id -> name (the id where it cannot be read)
         self._domains_listed = False
         self._user_names: Optional[Dict[str, str]] = None
-        self._compute_version: Optional[Tuple[int, int]] = None
         self._external_networks: Optional[Set[str]] = None
         self._role_ids: Dict[str, str] = {}
         self._all_tenants: Optional[bool] = None  # may these credentials list every project's servers?
 
-    # -- connection ------------------------------------------------------------------------------
-    @staticmethod
-    def _connect(s: OpenStackSettings) -> Any:
-        import openstack.config
-        import openstack.connection
-
-        common: Dict[str, Any] = {
-            "interface": s.interface, "api_timeout": float(s.timeout), "connect_retries": s.retries,
-            "status_code_retries": s.retries, "image_status_code_retries": s.retries,  # openstacksdk's is 5
-            "retriable_status_codes": [500, 502, 503, 504],
-            "connect_retry_delay": float(s.retry_delay), "status_code_retry_delay": float(s.retry_delay),
-        }
-        if s.region:
-            common["region_name"] = s.region
-        if s.cacert is not None:
-            common["cacert"] = str(s.cacert)
-        if not s.verify:
-            common["verify"] = False
-        try:
-            if s.cloud is not None:
-                files = [str(s.clouds_yaml)] if s.clouds_yaml is not None else None
-                loader = openstack.config.OpenStackConfig(config_files=files, load_envvars=False)
-                region = loader.get_one(cloud=s.cloud, **common)
-                return openstack.connection.Connection(config=region)
-            auth: Dict[str, Any] = {"auth_url": s.auth_url}
-            if s.application_credential_id:
-                common["auth_type"] = "v3applicationcredential"
-                auth.update({"application_credential_id": s.application_credential_id,
-                             "application_credential_secret": str(s.application_credential_secret)})
-            else:
-                common["auth_type"] = "password"
-                auth.update({"username": s.username, "password": str(s.password),
-                             "user_domain_name": s.user_domain_name})
-                if s.system_scope:
-                    auth["system_scope"] = "all"
-                else:
-                    auth["project_domain_name"] = s.project_domain_name
-                    if s.project_id:
-                        auth["project_id"] = s.project_id
-                    else:
-                        auth["project_name"] = s.project_name
-            return openstack.connection.Connection(auth=auth, **common)
-        except Exception as exc:  # noqa: BLE001 - openstack.config raises many kinds for a bad clouds.yaml
-            raise CloudError(f"cannot set up the OpenStack connection: {exc}") from exc
-
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.close()
+        self.session.close()
 
     def request_count(self) -> Mapping[str, Any]:
         """``{"requests": total, "by_endpoint": {"GET /compute/v2.1/servers/detail": n, ...}}``."""
-        counts = dict(self._counter.counts)
-        return {"requests": sum(counts.values()), "by_endpoint": counts}
-
-    # -- HTTP with error mapping -------------------------------------------------------------------
-    def _proxy(self, service: str) -> Any:
-        return getattr(self._conn, service.replace("-", "_"))
-
-    def _call(self, service: str, method: str, path: str, what: str, ok: Tuple[int, ...] = (200,),
-              retry: bool = False, **kwargs: Any) -> Any:
-        """One API request; errors become CloudError subclasses naming ``what``.
-
-        ``retry`` (idempotent reads) also retries bodies cut short and connection failures
-        that keystoneauth does not retry itself.
-        """
-        from keystoneauth1 import exceptions as ksa
-
-        attempts = self.settings.retries + 1 if retry else 1
-        for attempt in range(attempts):
-            try:
-                response = self._proxy(service).request(path, method, **kwargs)
-                if kwargs.get("stream"):
-                    break
-                _ = response.content  # read the whole body now: a cut body fails here
-                break
-            except ksa.EndpointNotFound as cause:
-                raise NotSupported(f"{what}: the cloud has no {service} service in region "
-                                   f"{self.settings.region or 'default'}") from cause
-            except ksa.Unauthorized as exc:
-                raise CloudAuthError(f"{what}: Keystone rejected the credentials: {exc}") from exc
-            except ksa.Forbidden as exc:
-                raise CloudAuthError(f"{what}: forbidden: {exc}") from exc
-            except ksa.HttpError as exc:
-                if exc.http_status and exc.http_status >= 500:
-                    raise CloudUnavailable(f"{what}: Keystone answered {exc.http_status}: {exc}") from exc
-                raise CloudAuthError(f"{what}: authentication failed: {exc}") from exc
-            except (ksa.ConnectionError, ksa.DiscoveryFailure) as exc:
-                if attempt + 1 < attempts:
-                    log.warning("openstack_retry", what=what, attempt=attempt + 1, error=str(exc)[:200])
-                    time.sleep(float(self.settings.retry_delay))
-                    continue
-                if isinstance(exc, ksa.UnknownConnectionError):  # e.g. a body cut short
-                    raise CloudUnavailable(f"{what}: broken answer from the cloud: {exc}") from exc
-                raise CloudUnavailable(f"{what}: cannot reach the cloud: {exc}") from exc
-            except ksa.ClientException as exc:
-                raise CloudError(f"{what}: {exc}") from exc
-            except Exception as exc:  # noqa: BLE001 - requests/urllib3 errors while reading a body
-                if attempt + 1 < attempts:
-                    log.warning("openstack_retry", what=what, attempt=attempt + 1, error=str(exc)[:200])
-                    time.sleep(float(self.settings.retry_delay))
-                    continue
-                raise CloudUnavailable(f"{what}: broken answer from the cloud: {exc}") from exc
-        status = response.status_code
-        if status in ok:
-            return response
-        message = _message(response)
-        if status == 401:
-            raise CloudAuthError(f"{what}: unauthorized ({message})")
-        if status == 403:
-            raise CloudAuthError(f"{what}: forbidden ({message})")
-        if status == 404:
-            raise NotFound(f"{what}: not found ({message})")
-        if status >= 500:
-            raise CloudUnavailable(f"{what}: the cloud answered {status} ({message})")
-        raise CloudError(f"{what}: the cloud answered {status} ({message})")
-
-    def _json(self, response: Any, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise CloudUnavailable(f"{what}: the answer is not JSON (cut short?)") from exc
-
-    def _pages(self, service: str, path: str, params: Mapping[str, Any], key: str, what: str,
-               headers: Optional[Mapping[str, str]] = None, microversion: Optional[str] = None,
-               page_size: Optional[int] = None) -> Iterator[Dict[str, Any]]:
-        """Items of a paged collection, following markers until the cloud answers an empty page."""
-        limit = page_size or self.settings.page_size
-        query: Dict[str, Any] = dict(params, limit=limit)
-        extra: Dict[str, Any] = {}
-        if headers:
-            extra["headers"] = dict(headers)
-        if microversion:
-            extra["microversion"] = microversion
-        seen: Set[str] = set()
-        while True:
-            body = self._json(self._call(service, "GET", path, what, params=query, retry=True, **extra), what)
-            items = body.get(key) if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise BadCloudData(f"{what}: the answer has no '{key}' list")
-            if not items:
-                return
-            fresh = 0
-            for item in items:
-                if not isinstance(item, dict) or "id" not in item:
-                    raise BadCloudData(f"{what}: an item without id: {str(item)[:200]}")
-                if item["id"] in seen:
-                    continue
-                seen.add(item["id"])
-                fresh += 1
-                yield item
-            if fresh == 0:  # the service ignores the marker (e.g. Neutron with allow_pagination = false)
-                if len(items) >= limit:
-                    raise BadCloudData(f"{what}: the cloud repeats a full page after marker {query.get('marker')}: "
-                                       f"it does not page and more items may exist")
-                log.warning("openstack_paging_ignored", what=what, items=len(seen))
-                return
-            next_marker = self._next_marker(body, key) or items[-1]["id"]
-            if len(items) < limit:
-                log.debug("openstack_short_page", what=what, got=len(items), limit=limit)
-            query["marker"] = next_marker
-
-    @staticmethod
-    def _next_marker(body: Mapping[str, Any], key: str) -> Optional[str]:
-        href = body.get("next") if isinstance(body.get("next"), str) else None
-        links = body.get(f"{key}_links") or body.get("links") or []
-        if isinstance(links, list):
-            for link in links:
-                if isinstance(link, dict) and link.get("rel") == "next":
-                    href = link.get("href")
-        if not href:
-            return None
-        marker = parse_qs(urlsplit(str(href)).query).get("marker")
-        return marker[-1] if marker else None
-
-    # -- microversions -----------------------------------------------------------------------------
-    def _compute_max(self) -> Tuple[int, int]:
-        if self._compute_version is None:
-            from keystoneauth1 import exceptions as ksa
-
-            try:
-                data = self._conn.compute.get_endpoint_data()
-            except ksa.Unauthorized as exc:
-                raise CloudAuthError(f"compute discovery: Keystone rejected the credentials: {exc}") from exc
-            except (ksa.ConnectionError, ksa.DiscoveryFailure) as exc:
-                raise CloudUnavailable(f"compute discovery: cannot reach the cloud: {exc}") from exc
-            except ksa.ClientException as exc:
-                raise CloudError(f"compute discovery: {exc}") from exc
-            if data is None:
-                raise NotSupported("the cloud has no compute service")
-            maximum = data.max_microversion
-            self._compute_version = _parse_version(maximum) if maximum else (2, 1)
-        return self._compute_version
-
-    def _compute_microversion(self, wanted: Tuple[int, int] = COMPUTE_MICROVERSION) -> str:
-        version = min(self._compute_max(), wanted)
-        return f"{version[0]}.{version[1]}"
+        return self.session.request_count()
 
     # -- projects, flavours, capacity ----------------------------------------------------------------
     def _project(self, raw: Mapping[str, Any]) -> Project:
@@ -509,8 +177,8 @@ class OpenStackBackend(CloudBackend):
         domain_id = str(domain_id)
         if not self._domains_listed:
             try:
-                body = self._json(self._call("identity", "GET", "/domains", "list domains", retry=True),
-                                  "list domains")
+                body = self.session.json(self.session.call("identity", "GET", "/domains", "list domains", retry=True),
+                                         "list domains")
                 for raw in body.get("domains") or []:
                     if isinstance(raw, dict) and raw.get("id") and raw.get("name"):
                         self._domain_names[str(raw["id"])] = str(raw["name"])
@@ -520,8 +188,8 @@ class OpenStackBackend(CloudBackend):
         if domain_id not in self._domain_names:
             name = domain_id
             try:
-                body = self._json(self._call("identity", "GET", f"/domains/{domain_id}", f"domain {domain_id}",
-                                             retry=True), "domain")
+                body = self.session.json(self.session.call("identity", "GET", f"/domains/{domain_id}",
+                                                           f"domain {domain_id}", retry=True), "domain")
                 name = str((body.get("domain") or {}).get("name") or domain_id)
             except (CloudAuthError, NotFound) as exc:
                 log.warning("openstack_domain_name_unreadable", domain=domain_id, error=str(exc)[:300],
@@ -533,11 +201,11 @@ class OpenStackBackend(CloudBackend):
         """All projects (admin), else the projects the credentials' user has a role on; with the name of
         their Keystone domain (``Default``, as cloud-info-provider publishes it)."""
         try:
-            body = self._json(self._call("identity", "GET", "/projects", "list projects", retry=True),
-                              "list projects")
+            body = self.session.json(self.session.call("identity", "GET", "/projects", "list projects", retry=True),
+                                     "list projects")
         except CloudAuthError:
-            body = self._json(self._call("identity", "GET", "/auth/projects", "list own projects", retry=True),
-                              "list own projects")
+            body = self.session.json(self.session.call("identity", "GET", "/auth/projects", "list own projects",
+                                                       retry=True), "list own projects")
         if body.get("truncated"):
             raise BadCloudData("list projects: Keystone truncated the list (its list_limit is lower than the number "
                                "of projects); raise list_limit in keystone.conf")
@@ -552,23 +220,24 @@ class OpenStackBackend(CloudBackend):
     def _load_flavors(self) -> Dict[str, Flavor]:
         """Readable flavours by id (read once per backend); unreadable ones are kept aside in the listing."""
         if self._flavors is None:
-            version = min(self._compute_max(), COMPUTE_MICROVERSION)
+            version = min(self.session.compute_max(), COMPUTE_MICROVERSION)
             embedded_specs = version >= FLAVOR_EXTRA_SPECS_MICROVERSION
             flavors: Dict[str, Flavor] = {}
             listing: List[Union[Flavor, BadCloudData]] = []
-            for raw in self._pages("compute", "/flavors/detail", {"is_public": "None"}, "flavors", "list flavors",
-                                   microversion=f"{version[0]}.{version[1]}"):
+            for raw in self.session.pages("compute", "/flavors/detail", {"is_public": "None"}, "flavors",
+                                          "list flavors", microversion=f"{version[0]}.{version[1]}"):
                 specs = raw.get("extra_specs") if embedded_specs else None
                 if specs is None:
                     try:
-                        specs = self._json(self._call("compute", "GET", f"/flavors/{raw['id']}/os-extra_specs",
-                                                      f"flavor {raw['id']} extra specs", retry=True),
-                                           "extra specs").get("extra_specs", {})
+                        specs = self.session.json(
+                            self.session.call("compute", "GET", f"/flavors/{raw['id']}/os-extra_specs",
+                                              f"flavor {raw['id']} extra specs", retry=True),
+                            "extra specs").get("extra_specs", {})
                     except NotFound:
                         log.info("openstack_flavor_gone", flavor=raw["id"])  # deleted since the listing
                         continue
                 try:
-                    flavor = self._flavor(raw, specs)
+                    flavor = flavor_record(raw, specs)
                 except BadCloudData as exc:
                     listing.append(exc)
                     self._unreadable_flavors[str(raw["id"])] = exc
@@ -578,28 +247,10 @@ class OpenStackBackend(CloudBackend):
             self._flavors, self._flavor_listing = flavors, listing
         return self._flavors
 
-    @staticmethod
-    def _flavor(raw: Mapping[str, Any], specs: Any) -> Flavor:
-        where = f"flavor {raw.get('id')} ({raw.get('name')})"
-        try:
-            if not isinstance(specs, Mapping):
-                raise TypeError(f"extra specs are not an object: {str(specs)[:100]!r}")
-            str_specs = {str(k): str(v) for k, v in specs.items()}
-            accelerator, bench_type, bench_value = decode_flavor_specs(str_specs)
-            return Flavor(id=str(raw["id"]), name=str(raw.get("name") or raw["id"]), vcpus=float(raw["vcpus"]),
-                          ram_mb=int(raw["ram"]), disk_gb=int(raw.get("disk") or 0),
-                          ephemeral_gb=int(raw.get("OS-FLV-EXT-DATA:ephemeral") or 0),
-                          public=bool(raw.get("os-flavor-access:is_public", True)), extra_specs=str_specs,
-                          accelerator=accelerator, benchmark_type=bench_type, benchmark_value=bench_value)
-        except KeyError as exc:
-            raise BadCloudData(f"{where}: missing {exc.args[0]}") from exc
-        except (TypeError, ValueError) as exc:
-            raise BadCloudData(f"{where}: {exc}") from exc
-
     def _access_of(self, flavor: Flavor) -> Tuple[str, ...]:
         """Project ids of a private flavour's access list (``GET /flavors/{id}/os-flavor-access``)."""
-        body = self._json(self._call("compute", "GET", f"/flavors/{flavor.id}/os-flavor-access",
-                                     f"access list of flavor {flavor.id}", retry=True), "flavor access")
+        body = self.session.json(self.session.call("compute", "GET", f"/flavors/{flavor.id}/os-flavor-access",
+                                                   f"access list of flavor {flavor.id}", retry=True), "flavor access")
         entries = body.get("flavor_access") if isinstance(body, dict) else None
         if not isinstance(entries, list):
             raise BadCloudData(f"flavor {flavor.id} ({flavor.name}): its access list has no 'flavor_access' list")
@@ -661,12 +312,12 @@ class OpenStackBackend(CloudBackend):
 
     def capacity(self) -> Capacity:
         """Sums over the hypervisors (compute API at microversion 2.87, the last one with their statistics)."""
-        version = self._compute_microversion(HYPERVISOR_STATS_MICROVERSION)
+        version = self.session.compute_microversion(HYPERVISOR_STATS_MICROVERSION)
         total = Counter[str]()
         hypervisor_type = hypervisor_version = None
         found = False
-        for raw in self._pages("compute", "/os-hypervisors/detail", {}, "hypervisors", "list hypervisors",
-                               microversion=version):
+        for raw in self.session.pages("compute", "/os-hypervisors/detail", {}, "hypervisors", "list hypervisors",
+                                      microversion=version):
             found = True
             for key in ("vcpus", "vcpus_used", "memory_mb", "memory_mb_used", "running_vms"):
                 if isinstance(raw.get(key), int):
@@ -682,8 +333,8 @@ class OpenStackBackend(CloudBackend):
                         hypervisor=hypervisor_type, hypervisor_version=hypervisor_version)
 
     def quota(self, project_id: str) -> Quota:
-        body = self._json(self._call("compute", "GET", f"/os-quota-sets/{project_id}", f"quota of {project_id}",
-                                     retry=True), "quota")
+        body = self.session.json(self.session.call("compute", "GET", f"/os-quota-sets/{project_id}",
+                                                   f"quota of {project_id}", retry=True), "quota")
         quota = body.get("quota_set") or {}
 
         def limit(key: str) -> Optional[int]:
@@ -706,7 +357,7 @@ class OpenStackBackend(CloudBackend):
         if self._external_networks is None:
             try:
                 self._external_networks = {
-                    str(n.get("name")) for n in self._pages("network", "/networks", {"router:external": "True"},
+                    str(n.get("name")) for n in self.session.pages("network", "/networks", {"router:external": "True"},
                                                              "networks", "list external networks")}
             except (NotSupported, CloudAuthError):
                 self._external_networks = set()
@@ -720,8 +371,8 @@ class OpenStackBackend(CloudBackend):
             params.pop("project_id", None)
         yielded = False
         try:
-            for raw in self._pages("compute", "/servers/detail", params, "servers", what,
-                                   microversion=self._compute_microversion()):
+            for raw in self.session.pages("compute", "/servers/detail", params, "servers", what,
+                                          microversion=self.session.compute_microversion()):
                 yielded = True
                 yield raw
         except CloudAuthError as exc:
@@ -742,7 +393,7 @@ class OpenStackBackend(CloudBackend):
 
     def _own_project(self) -> Optional[str]:
         try:
-            return str(self._conn.current_project_id) if self._conn.current_project_id else None
+            return str(self.session.conn.current_project_id) if self.session.conn.current_project_id else None
         except Exception:  # noqa: BLE001 - no project scope
             return None
 
@@ -852,11 +503,11 @@ class OpenStackBackend(CloudBackend):
         is an ``error`` entry.  Actions that leave the power state alone (resize, migrate, rebuild, attach,
         ...) and failed actions are skipped.  Without a ``create`` (actions purged) the history starts with
         ``running`` at the server's creation."""
-        version = self._compute_max()
+        version = self.session.compute_max()
         if version < INSTANCE_ACTIONS_DELETED_MICROVERSION:
             return None  # deleted servers' actions cannot be read: no history rather than part of one
         paged = version >= INSTANCE_ACTIONS_PAGED_MICROVERSION
-        microversion = self._compute_microversion(INSTANCE_ACTIONS_PAGED_MICROVERSION)
+        microversion = self.session.compute_microversion(INSTANCE_ACTIONS_PAGED_MICROVERSION)
         what = f"instance actions of server {vm.id}"
         limit = min(self.settings.page_size, 100)
         params: Dict[str, Any] = {"limit": limit} if paged else {}
@@ -864,13 +515,14 @@ class OpenStackBackend(CloudBackend):
         created: Optional[StateChange] = None
         settled = False  # an action at or before ``since`` fixed the state then
         while True:
-            body = self._json(self._call("compute", "GET", f"/servers/{vm.id}/os-instance-actions", what,
-                                         params=dict(params), retry=True, microversion=microversion), what)
+            response = self.session.call("compute", "GET", f"/servers/{vm.id}/os-instance-actions", what,
+                                         params=dict(params), retry=True, microversion=microversion)
+            body = self.session.json(response, what)
             actions = body.get("instanceActions") if isinstance(body, dict) else None
             if not isinstance(actions, list):
                 raise BadCloudData(f"{what}: the answer has no 'instanceActions' list")
             for raw in actions:
-                change = self._state_change(raw, what)
+                change = state_change(raw, what)
                 if change is None:
                     continue
                 if isinstance(change, tuple):  # the create action
@@ -889,53 +541,24 @@ class OpenStackBackend(CloudBackend):
         first = created or StateChange(at=vm.created_at, state=VMState.RUNNING)
         return tuple([first] + [c for c in changes if c.at >= first.at])
 
-    @staticmethod
-    def _state_change(raw: Any, what: str) -> Union[None, StateChange, Tuple[StateChange]]:
-        """The state an instance action left the server in (None: no change); the create action as a 1-tuple."""
-        if not isinstance(raw, dict):
-            raise BadCloudData(f"{what}: an action is not an object: {str(raw)[:200]}")
-        action = str(raw.get("action") or "")
-        failed = str(raw.get("message") or "").lower() == "error"
-        try:
-            started = parse_time(raw["start_time"])
-            ended = parse_time(raw["updated_at"]) if raw.get("updated_at") else started
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise BadCloudData(f"{what}: action {action!r} has no readable start_time/updated_at: {exc}") from exc
-        if action == "create":
-            return (StateChange(at=ended, state=VMState.ERROR if failed else VMState.RUNNING),)
-        state = INSTANCE_ACTION_STATES.get(action)
-        if state is None or failed:
-            return None
-        return StateChange(at=started, state=state)
-
     def image_in_use(self, image_id: str) -> Optional[bool]:
         """One request: any live server of any project booted from the image."""
-        body = self._json(self._call("compute", "GET", "/servers", f"servers using image {image_id}", retry=True,
-                                     params={"all_tenants": "True", "image": image_id, "limit": 1}), "servers")
+        body = self.session.json(self.session.call("compute", "GET", "/servers", f"servers using image {image_id}",
+                                                   retry=True,
+                                                   params={"all_tenants": "True", "image": image_id, "limit": 1}),
+                                 "servers")
         return bool(body.get("servers"))
 
     # -- floating IPs and volumes ---------------------------------------------------------------------
     def list_floating_ips(self, project_id: Optional[str] = None) -> Iterator[FloatingIP]:
         params = {"project_id": project_id} if project_id else {}
         try:
-            for raw in self._pages("network", "/floatingips", params, "floatingips", "list floating IPs"):
-                fip = self._checked(self._floating_ip, raw)
+            for raw in self.session.pages("network", "/floatingips", params, "floatingips", "list floating IPs"):
+                fip = self._checked(floating_ip_record, raw)
                 if fip is not None:
                     yield fip
         except NotSupported:
             return
-
-    @staticmethod
-    def _floating_ip(raw: Mapping[str, Any]) -> FloatingIP:
-        where = f"floating IP {raw.get('id')}"
-        try:
-            address = ipaddress.ip_address(str(raw["floating_ip_address"]))
-            created = parse_time(raw["created_at"]) if raw.get("created_at") else None
-        except (KeyError, ValueError) as exc:
-            raise BadCloudData(f"{where}: {exc}") from exc
-        return FloatingIP(id=str(raw["id"]), address=str(address), version=address.version,
-                          project_id=str(raw.get("project_id") or raw.get("tenant_id") or ""), user_id=None,
-                          created_at=created, attached=raw.get("port_id") is not None)
 
     def list_volumes(self, project_id: Optional[str] = None,
                      active_since: Optional[datetime] = None) -> Iterator[Volume]:
@@ -944,17 +567,17 @@ class OpenStackBackend(CloudBackend):
         if project_id:
             params["project_id"] = project_id
         try:
-            for raw in self._pages("block-storage", "/volumes/detail", params, "volumes", "list volumes",
-                                   microversion=VOLUME_MICROVERSION):
+            for raw in self.session.pages("block-storage", "/volumes/detail", params, "volumes", "list volumes",
+                                          microversion=VOLUME_MICROVERSION):
                 volume = self._checked(self._volume, raw, project_id)
                 if volume is not None and volume.status != "deleted":
                     yield volume
             if active_since is None:
                 return
             since = dict(params, **{"changes-since": iso_utc(active_since)})
-            for raw in self._pages("block-storage", "/volumes/detail", since, "volumes",
-                                   "list volumes deleted since " + iso_utc(active_since),
-                                   microversion=VOLUME_MICROVERSION):
+            for raw in self.session.pages("block-storage", "/volumes/detail", since, "volumes",
+                                          "list volumes deleted since " + iso_utc(active_since),
+                                          microversion=VOLUME_MICROVERSION):
                 if str(raw.get("status") or "") == "deleted":  # live ones were listed above
                     volume = self._checked(self._volume, raw, project_id)
                     if volume is not None:
@@ -1005,8 +628,8 @@ class OpenStackBackend(CloudBackend):
 
     def _read_members(self, image_id: str) -> Tuple[str, ...]:
         try:
-            body = self._json(self._call("image", "GET", f"/images/{image_id}/members",
-                                         f"members of image {image_id}", retry=True), "members")
+            body = self.session.json(self.session.call("image", "GET", f"/images/{image_id}/members",
+                                                       f"members of image {image_id}", retry=True), "members")
         except NotFound:
             return ()  # deleted since it was listed
         members = body.get("members") if isinstance(body, dict) else None
@@ -1024,14 +647,14 @@ class OpenStackBackend(CloudBackend):
         not at all to admins), so each shared image whose members matter costs one request.
         """
         params = {"owner": owner} if owner else {}
-        for raw in self._pages("image", "/images", params, "images", "list images"):
+        for raw in self.session.pages("image", "/images", params, "images", "list images"):
             image = self._checked(self._image, raw, self._members(raw))
             if image is not None:
                 yield image
 
     def get_image(self, image_id: str) -> Image:
-        raw = self._json(self._call("image", "GET", f"/images/{image_id}", f"image {image_id}", retry=True),
-                         "image")
+        raw = self.session.json(self.session.call("image", "GET", f"/images/{image_id}", f"image {image_id}",
+                                                  retry=True), "image")
         return self._image(raw, self._members(raw))
 
     def create_image(self, spec: ImageSpec, data: BinaryIO) -> Image:
@@ -1042,8 +665,8 @@ class OpenStackBackend(CloudBackend):
         if spec.owner:
             body["owner"] = spec.owner
         body.update({str(k): str(v) for k, v in spec.properties.items()})
-        raw = self._json(self._call("image", "POST", "/images", f"create image {spec.name!r}", ok=(201,),
-                                    json=body), "create image")
+        raw = self.session.json(self.session.call("image", "POST", "/images", f"create image {spec.name!r}", ok=(201,),
+                                                  json=body), "create image")
         image_id = str(raw["id"])
         try:
             digest = hashlib.md5(usedforsecurity=False)
@@ -1057,9 +680,9 @@ class OpenStackBackend(CloudBackend):
                     yield chunk
 
             # a stream cannot be sent twice: no transparent retries of the upload
-            self._call("image", "PUT", f"/images/{image_id}/file", f"upload image {image_id}", ok=(204,),
-                       data=chunks(), headers={"Content-Type": "application/octet-stream"}, connect_retries=0,
-                       status_code_retries=0)
+            self.session.call("image", "PUT", f"/images/{image_id}/file", f"upload image {image_id}", ok=(204,),
+                              data=chunks(), headers={"Content-Type": "application/octet-stream"}, connect_retries=0,
+                              status_code_retries=0)
             stored = self.get_image(image_id)
             if stored.status != "active" or stored.size != sent or (stored.checksum and
                                                                     stored.checksum != digest.hexdigest()):
@@ -1076,22 +699,22 @@ class OpenStackBackend(CloudBackend):
     def share_image(self, image_id: str, project_id: str) -> None:
         """Make a shared image visible to a project (member added and accepted)."""
         try:
-            self._call("image", "POST", f"/images/{image_id}/members", f"share image {image_id}",
-                       json={"member": project_id})
+            self.session.call("image", "POST", f"/images/{image_id}/members", f"share image {image_id}",
+                              json={"member": project_id})
         except CloudError as exc:
             if "already exists" not in str(exc) and "409" not in str(exc):
                 raise
-        self._call("image", "PUT", f"/images/{image_id}/members/{project_id}",
-                   f"accept image {image_id} for {project_id}", json={"status": "accepted"})
+        self.session.call("image", "PUT", f"/images/{image_id}/members/{project_id}",
+                          f"accept image {image_id} for {project_id}", json={"status": "accepted"})
 
     def unshare_image(self, image_id: str, project_id: str) -> None:
-        self._call("image", "DELETE", f"/images/{image_id}/members/{project_id}",
-                   f"unshare image {image_id}", ok=(204,))
+        self.session.call("image", "DELETE", f"/images/{image_id}/members/{project_id}",
+                          f"unshare image {image_id}", ok=(204,))
 
     def iter_image_data(self, image_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """The image's bytes, streamed."""
-        response = self._call("image", "GET", f"/images/{image_id}/file", f"download image {image_id}",
-                              ok=(200, 204), stream=True)
+        response = self.session.call("image", "GET", f"/images/{image_id}/file", f"download image {image_id}",
+                                     ok=(200, 204), stream=True)
         try:
             yield from response.iter_content(chunk_size)
         finally:
@@ -1119,32 +742,32 @@ class OpenStackBackend(CloudBackend):
             ops.append({"op": "replace", "path": "/visibility", "value": visibility})
         if not ops:
             return current
-        raw = self._json(self._call("image", "PATCH", f"/images/{image_id}", f"update image {image_id}",
-                                    json=ops, headers={"Content-Type": GLANCE_PATCH}), "update image")
+        raw = self.session.json(self.session.call("image", "PATCH", f"/images/{image_id}", f"update image {image_id}",
+                                                  json=ops, headers={"Content-Type": GLANCE_PATCH}), "update image")
         return self._image(raw, self._members(raw))
 
     def set_image_active(self, image_id: str, active: bool) -> None:
         action = "reactivate" if active else "deactivate"
-        self._call("image", "POST", f"/images/{image_id}/actions/{action}", f"{action} image {image_id}",
-                   ok=(204,))
+        self.session.call("image", "POST", f"/images/{image_id}/actions/{action}", f"{action} image {image_id}",
+                          ok=(204,))
 
     def delete_image(self, image_id: str) -> None:
         try:
-            self._call("image", "DELETE", f"/images/{image_id}", f"delete image {image_id}", ok=(204,))
+            self.session.call("image", "DELETE", f"/images/{image_id}", f"delete image {image_id}", ok=(204,))
         except CloudAuthError as exc:
             raise CloudError(f"image {image_id} cannot be deleted (protected or not ours): {exc}") from exc
 
     # -- users ------------------------------------------------------------------------------------------
     def _list_keystone_users(self) -> List[Dict[str, Any]]:
-        body = self._json(self._call("identity", "GET", "/users", "list users", retry=True), "list users")
+        body = self.session.json(self.session.call("identity", "GET", "/users", "list users", retry=True), "list users")
         if body.get("truncated"):
             raise BadCloudData("list users: Keystone truncated the list (list_limit); raise list_limit")
         return list(body.get("users") or [])
 
     def _user_groups(self, user_id: Optional[str] = None) -> Dict[str, List[str]]:
         params = {"user.id": user_id} if user_id else {}
-        body = self._json(self._call("identity", "GET", "/role_assignments", "list role assignments", retry=True,
-                                     params=params), "role assignments")
+        body = self.session.json(self.session.call("identity", "GET", "/role_assignments", "list role assignments",
+                                                   retry=True, params=params), "role assignments")
         groups: Dict[str, List[str]] = {}
         for a in body.get("role_assignments") or []:
             project = ((a.get("scope") or {}).get("project") or {}).get("id")
@@ -1153,31 +776,22 @@ class OpenStackBackend(CloudBackend):
                 groups[user].append(project)
         return groups
 
-    @staticmethod
-    def _user(raw: Mapping[str, Any], groups: List[str]) -> User:
-        props = {str(k): str(v) for k, v in raw.items() if k not in USER_CORE and v is not None}
-        if raw.get(MANAGED_ATTRIBUTE):
-            props[MANAGED_ATTRIBUTE] = "true"
-        return User(id=str(raw["id"]), name=str(raw["name"]), email=raw.get("email"),
-                    display_name=raw.get("description"), enabled=bool(raw.get("enabled", True)),
-                    groups=tuple(groups), x509_dns=tuple(raw.get("x509_dns") or ()),
-                    ssh_keys=tuple(raw.get("ssh_keys") or ()), properties=props)
-
     def list_users(self) -> Iterator[User]:
         """Keystone users with their projects (one users call and one role-assignments call)."""
         users = self._list_keystone_users()
         groups = self._user_groups()
         for raw in users:
-            yield self._user(raw, groups.get(str(raw["id"]), []))
+            yield user_record(raw, groups.get(str(raw["id"]), []))
 
     def _get_user_raw(self, user_id: str) -> Dict[str, Any]:
-        body = self._json(self._call("identity", "GET", f"/users/{user_id}", f"user {user_id}", retry=True), "user")
+        body = self.session.json(self.session.call("identity", "GET", f"/users/{user_id}", f"user {user_id}",
+                                                   retry=True), "user")
         return dict(body.get("user") or {})
 
     def _role_id(self, name: str) -> str:
         if name not in self._role_ids:
-            body = self._json(self._call("identity", "GET", "/roles", f"role {name}", retry=True,
-                                         params={"name": name}), "roles")
+            body = self.session.json(self.session.call("identity", "GET", "/roles", f"role {name}", retry=True,
+                                                       params={"name": name}), "roles")
             roles = body.get("roles") or []
             if not roles:
                 raise CloudError(f"Keystone has no role named {name!r} (cloud.openstack.member_role)")
@@ -1198,24 +812,24 @@ class OpenStackBackend(CloudBackend):
         role = self._role_id(self.settings.member_role)
         for project in wanted:
             if project not in current:
-                self._call("identity", "PUT", f"/projects/{project}/users/{user_id}/roles/{role}",
-                           f"add user {user_id} to project {project}", ok=(200, 201, 204))
+                self.session.call("identity", "PUT", f"/projects/{project}/users/{user_id}/roles/{role}",
+                                  f"add user {user_id} to project {project}", ok=(200, 201, 204))
         for project in current:
             if project not in wanted:
                 try:
-                    self._call("identity", "DELETE", f"/projects/{project}/users/{user_id}/roles/{role}",
-                               f"remove user {user_id} from project {project}", ok=(204,))
+                    self.session.call("identity", "DELETE", f"/projects/{project}/users/{user_id}/roles/{role}",
+                                      f"remove user {user_id} from project {project}", ok=(204,))
                 except NotFound:
                     pass  # another role than ours: not a membership we manage
 
     def create_user(self, spec: UserSpec) -> User:
         body = self._user_body(spec)
         body["domain_id"] = self.settings.users_domain
-        raw = self._json(self._call("identity", "POST", "/users", f"create user {spec.name!r}", ok=(201,),
-                                    json={"user": body}), "create user")["user"]
+        raw = self.session.json(self.session.call("identity", "POST", "/users", f"create user {spec.name!r}", ok=(201,),
+                                                  json={"user": body}), "create user")["user"]
         self._set_groups(str(raw["id"]), list(spec.groups), [])
         self._user_names = None
-        return self._user(raw, list(spec.groups))
+        return user_record(raw, list(spec.groups))
 
     def _managed(self, user_id: str) -> Dict[str, Any]:
         raw = self._get_user_raw(user_id)
@@ -1226,20 +840,21 @@ class OpenStackBackend(CloudBackend):
 
     def update_user(self, user_id: str, spec: UserSpec) -> User:
         previous = self._managed(user_id)
-        raw = self._json(self._call("identity", "PATCH", f"/users/{user_id}", f"update user {user_id}",
-                                    json={"user": self._user_body(spec, previous)}), "update user")["user"]
+        response = self.session.call("identity", "PATCH", f"/users/{user_id}", f"update user {user_id}",
+                                     json={"user": self._user_body(spec, previous)})
+        raw = self.session.json(response, "update user")["user"]
         current = self._user_groups(user_id).get(user_id, [])
         self._set_groups(user_id, list(spec.groups), current)
-        return self._user(raw, list(spec.groups))
+        return user_record(raw, list(spec.groups))
 
     def set_user_enabled(self, user_id: str, enabled: bool) -> None:
         self._managed(user_id)
-        self._call("identity", "PATCH", f"/users/{user_id}", f"{'enable' if enabled else 'disable'} user {user_id}",
-                   json={"user": {"enabled": enabled}})
+        self.session.call("identity", "PATCH", f"/users/{user_id}",
+                          f"{'enable' if enabled else 'disable'} user {user_id}", json={"user": {"enabled": enabled}})
 
     def delete_user(self, user_id: str) -> None:
         self._managed(user_id)
-        self._call("identity", "DELETE", f"/users/{user_id}", f"delete user {user_id}", ok=(204,))
+        self.session.call("identity", "DELETE", f"/users/{user_id}", f"delete user {user_id}", ok=(204,))
         self._user_names = None
 
 
