@@ -41,6 +41,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import _paths  # noqa: F401 - tests/support (the simulators) on sys.path
 import yaml
 
 from fedcloud_site.accounting.daemon import run_extraction
@@ -50,10 +51,10 @@ from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
 from fedcloud_site.log import configure_logging, get_logger
 from fedcloud_site.queue import MessageQueue
-from fedcloud_site.testing.caso import CASO_VERSION, caso_conf, ensure_caso
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, generate
-from fedcloud_site.testing.peers import PeerUnavailable
 from fedcloud_site.timeutil import next_month
+from fedcloud_testing.caso import CASO_VERSION, caso_conf, ensure_caso
+from fedcloud_testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, generate
+from fedcloud_testing.peers import PeerUnavailable
 
 DEFAULT_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedcloud-site-bench" / \
     f"caso-{CASO_VERSION}"
@@ -221,8 +222,8 @@ def month_close(n_vms: int, n_projects: int) -> None:
 # -- 2. OpenNebula: one listing per group or one for all ----------------------------------------------------
 def _serve_opennebula(conn: Any, n_vms: int, n_groups: int) -> None:
     """Child process: generate the pool, serve it until told to stop."""
-    from fedcloud_site.testing.opennebula import OpenNebulaSimulator
-    from fedcloud_site.testing.opennebula import generate as generate_one
+    from fedcloud_testing.opennebula import OpenNebulaSimulator
+    from fedcloud_testing.opennebula import generate as generate_one
 
     cloud = generate_one(n_vms=n_vms, seed=42, n_groups=n_groups)
     with OpenNebulaSimulator(cloud) as sim:

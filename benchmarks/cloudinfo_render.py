@@ -1,6 +1,6 @@
 """Benchmark: the cloud information provider on a large site, next to cloud-info-provider 1.2.
 
-One simulated OpenStack cloud (fedcloud_site.testing.openstack, in this process) holds 50 VO projects,
+One simulated OpenStack cloud (fedcloud_testing.openstack, in this process) holds 50 VO projects,
 100 flavours and 10,000 images (public, shared with other projects, private; all with EGI registry
 metadata), VMs and quotas.  In the same run:
 
@@ -30,18 +30,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List
 
+import _paths  # noqa: F401 - tests/support (the simulators) on sys.path
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fedcloud_site.testing.cip import (  # noqa: E402
+from fedcloud_testing.cip import (  # noqa: E402
     CipUnavailable,
     add_member_user,
     ensure_venv,
     run_cip,
     site_file,
 )
-from fedcloud_site.testing.openstack import CloudData, OpenStackSim, add_admin  # noqa: E402
-from fedcloud_site.testing.openstack.model import SimImageMember  # noqa: E402
+from fedcloud_testing.openstack import CloudData, OpenStackSim, add_admin  # noqa: E402
+from fedcloud_testing.openstack.model import SimImageMember  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time

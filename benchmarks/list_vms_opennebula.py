@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
+import _paths  # noqa: F401 - tests/support (the simulators) on sys.path
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import list_vms_main  # noqa: E402
@@ -38,7 +40,7 @@ from fedcloud_site.schema import Secret  # noqa: E402
 
 def _serve(conn: Any, n_vms: int) -> None:
     """Child process: generate the pool, serve it, answer ``counts`` requests until ``stop``."""
-    from fedcloud_site.testing.opennebula import OpenNebulaSimulator, generate
+    from fedcloud_testing.opennebula import OpenNebulaSimulator, generate
 
     started = time.perf_counter()
     cloud = generate(n_vms=n_vms, seed=42)

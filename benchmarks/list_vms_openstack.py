@@ -14,11 +14,12 @@ import sys
 import time
 from typing import Any, Dict
 
+import _paths  # noqa: F401 - tests/support (the simulators) on sys.path
 from _common import list_vms_main
 
 from fedcloud_site.cloud.openstack import OpenStackBackend, OpenStackSettings
 from fedcloud_site.schema import Duration, Secret
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, generate
+from fedcloud_testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, generate
 
 
 def run(n_vms: int = 10_000, page_size: int = 1000) -> Dict[str, Any]:

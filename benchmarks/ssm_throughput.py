@@ -39,10 +39,12 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
+import _paths  # noqa: F401 - tests/support (the simulators) on sys.path
 import cryptography
 import stomp
 from dirq.QueueSimple import QueueSimple
 
+from fedcloud_site.demo import ca as pki
 from fedcloud_site.log import configure_logging, get_logger
 from fedcloud_site.queue import MessageQueue
 from fedcloud_site.ssm.pool import PooledTransport
@@ -50,8 +52,7 @@ from fedcloud_site.ssm.sender import InflightJournal, Sender
 from fedcloud_site.ssm.signing import ca_bundle, load_signer
 from fedcloud_site.ssm.stomp_transport import StompTransport, TlsFiles
 from fedcloud_site.ssm.transport import Transport
-from fedcloud_site.testing import pki
-from fedcloud_site.testing.activemq import ActiveMQBroker, BrokerTls
+from fedcloud_testing.activemq import ActiveMQBroker, BrokerTls
 
 
 def rss_mb() -> float:

@@ -216,12 +216,12 @@ rm -rf "$DEMO" && mkdir -p "$DEMO"
 cp "$SRC"/etc/fedcloud-site/demo* "$DEMO/"
 sed -i "s#\.\./\.\./demo-output#$DEMO/out#g" "$DEMO/demo.yaml"
 # the demo image subscription reads a signed list that scripts/demo.sh makes the same way
-$SYSPY -m fedcloud_site.testing.demo_pki "$DEMO/out/pki"
-# ssm delivers to the demo's AMS simulator (the installed fedcloud_site.testing, on /usr/bin/python3), on a free port
+$SYSPY -m fedcloud_site.demo.pki "$DEMO/out/pki"
+# ssm delivers to the demo's AMS simulator (the installed fedcloud_testing, on /usr/bin/python3), on a free port
 AMS_PORT=$($SYSPY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 sed -i "s#18443#$AMS_PORT#g" "$DEMO/demo.yaml"
 PKI_OUT=$DEMO/out/pki
-$SYSPY -m fedcloud_site.testing.ams_sim --port "$AMS_PORT" --cert "$PKI_OUT/ams/servercert.pem" \
+$SYSPY -m fedcloud_site.demo.ams --port "$AMS_PORT" --cert "$PKI_OUT/ams/servercert.pem" \
     --key "$PKI_OUT/ams/serverkey.pem" --token "$(cat "$PKI_OUT/ams/token")" --project accounting \
     --topic eu-egi-cloud-accounting --topic eu-egi-storage-accounting --topic demo-ip-records \
     --topic demo-accelerator-records --store "$DEMO/ams-received" --client-ca "$PKI_OUT/ca.pem" \

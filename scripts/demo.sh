@@ -17,11 +17,11 @@ CONFIG=etc/fedcloud-site/demo.yaml
 OUT=demo-output
 rm -rf "$OUT"
 # a throw-away CA with the endorser, site host and AMS server credentials, and a signed image list (offline)
-python3 -m fedcloud_site.testing.demo_pki "$OUT/pki"
+python3 -m fedcloud_site.demo.pki "$OUT/pki"
 # a local ARGO Messaging Service for ssm (port and project as in demo.yaml); it stores what it receives
 AMS_PORT=18443
 AMS_STORE=$OUT/ams-received
-python3 -m fedcloud_site.testing.ams_sim --port "$AMS_PORT" \
+python3 -m fedcloud_site.demo.ams --port "$AMS_PORT" \
   --cert "$OUT/pki/ams/servercert.pem" --key "$OUT/pki/ams/serverkey.pem" \
   --token "$(cat "$OUT/pki/ams/token")" --project accounting \
   --topic eu-egi-cloud-accounting --topic eu-egi-storage-accounting \

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from accounting_support import GOLDEN_SITE, AccountingSite
 
-from fedcloud_site.testing.opennebula import OpenNebulaSimulator, attribute_name
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim
+from fedcloud_testing.opennebula import OpenNebulaSimulator, attribute_name
+from fedcloud_testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from accounting_support import two_project_site
 from apel_loader import CloudDB, parse_message
 
 from fedcloud_site.errors import JobIncomplete
-from fedcloud_site.testing.opennebula import generate as generate_one
-from fedcloud_site.testing.openstack import from_site
 from fedcloud_site.timeutil import parse_time, to_epoch
+from fedcloud_testing.opennebula import generate as generate_one
+from fedcloud_testing.openstack import from_site
 
 NOW = "2026-11-20T10:00:00Z"
 POOL_PAGES = "one.vmpool.infoextended"
@@ -149,7 +149,7 @@ def test_a_failing_project_in_a_listing_of_all_projects_costs_only_itself(simula
 
 
 def test_a_failing_listing_of_all_projects_leaves_every_state_and_is_caught_up(simulated):
-    from fedcloud_site.testing.opennebula import OneFault
+    from fedcloud_testing.opennebula import OneFault
 
     site, sim = simulated("opennebula", opennebula_pool(300), {"accounting": {"record_types": ["cloud"]}},
                           name="faulty", page_size=100)

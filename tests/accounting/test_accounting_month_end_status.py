@@ -11,9 +11,9 @@ import pytest
 from apel_loader import parse_message
 
 from fedcloud_site.errors import JobIncomplete
-from fedcloud_site.testing.opennebula import from_static
-from fedcloud_site.testing.openstack import from_site
 from fedcloud_site.timeutil import parse_time, to_epoch
+from fedcloud_testing.opennebula import from_static
+from fedcloud_testing.openstack import from_site
 
 BASE: Dict[str, Any] = {
     "projects": [{"id": "p1", "name": "fedcloud"}],

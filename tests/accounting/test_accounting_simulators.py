@@ -10,9 +10,9 @@ from accounting_support import GOLDEN_DIR, GOLDEN_SITE, two_project_site
 from apel_loader import CloudDB, parse_message
 
 from fedcloud_site.errors import JobIncomplete
-from fedcloud_site.testing.opennebula import OneFault, from_static
-from fedcloud_site.testing.openstack import from_site, generate
 from fedcloud_site.timeutil import parse_time, to_epoch
+from fedcloud_testing.opennebula import OneFault, from_static
+from fedcloud_testing.openstack import from_site, generate
 
 NOW = "2026-11-20T10:00:00Z"
 

@@ -10,6 +10,7 @@ from typing import Dict, Iterator, Tuple
 
 import pyone
 import pytest
+from one_settings import backend_settings
 
 from fedcloud_site.cloud import backend_class, backend_names, open_backend
 from fedcloud_site.cloud.base import (
@@ -37,19 +38,18 @@ from fedcloud_site.cloud.opennebula import (
 from fedcloud_site.cloud.static import StaticBackend, StaticSettings
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import ConfigError
-from fedcloud_site.testing.opennebula import (
+from fedcloud_site.timeutil import parse_time, to_epoch
+from fedcloud_testing.opennebula import (
     OneFault,
     OpenNebulaSimulator,
     SimCloud,
     SimUser,
     SimVM,
-    backend_settings,
     config_yaml,
     from_static,
     generate,
 )
-from fedcloud_site.testing.opennebula.server import ACTION, INTERNAL
-from fedcloud_site.timeutil import parse_time, to_epoch
+from fedcloud_testing.opennebula.server import ACTION, INTERNAL
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SITE = REPO / "etc" / "fedcloud-site" / "demo-site.yaml"

@@ -7,13 +7,14 @@ import io
 from typing import Iterator
 
 import pytest
+from one_settings import backend_settings
 
 from fedcloud_site.cloud.base import CloudBackend, CloudError, ImageSpec, NotSupported, TemplateSpec
 from fedcloud_site.cloud.opennebula import OpenNebulaBackend
 from fedcloud_site.cloud.static import StaticBackend, StaticSettings
-from fedcloud_site.testing.opennebula import OneFault, OpenNebulaSimulator, backend_settings, generate
-from fedcloud_site.testing.opennebula.model import SimDatastore
-from fedcloud_site.testing.opennebula.server import ACTION, INVALID_NAME_CHARS
+from fedcloud_testing.opennebula import OneFault, OpenNebulaSimulator, generate
+from fedcloud_testing.opennebula.model import SimDatastore
+from fedcloud_testing.opennebula.server import ACTION, INVALID_NAME_CHARS
 
 VO_DATASTORE = 100
 

@@ -24,18 +24,18 @@ from fedcloud_site.cloud.base import (
 )
 from fedcloud_site.cloud.openstack import MANAGED_ATTRIBUTE, NOVA_STATES, OpenStackBackend, OpenStackSettings
 from fedcloud_site.config import load_config
+from fedcloud_site.demo.ca import CertificateAuthority
+from fedcloud_site.demo.http import server_ssl_context
 from fedcloud_site.errors import ConfigError
 from fedcloud_site.schema import Duration, Secret
-from fedcloud_site.testing.http import server_ssl_context
-from fedcloud_site.testing.openstack import (
+from fedcloud_testing.openstack import (
     ADMIN_PASSWORD,
     NOVA_STATUS_STATES,
     OpenStackSim,
     SimAddress,
     generate,
 )
-from fedcloud_site.testing.openstack.model import SimImageMember
-from fedcloud_site.testing.pki import CertificateAuthority
+from fedcloud_testing.openstack.model import SimImageMember
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from fedcloud_site.cloud.base import CloudError, ImageSpec
 from fedcloud_site.cloud.openstack import GLANCE_MAX_NAME, OpenStackBackend, OpenStackSettings, glance_image_name
 from fedcloud_site.schema import Duration, Secret
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, OpenStackSim, generate
+from fedcloud_testing.openstack import ADMIN_PASSWORD, OpenStackSim, generate
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 

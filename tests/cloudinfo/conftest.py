@@ -10,8 +10,8 @@ import pytest
 from cloudinfo_helpers import write_site_config
 
 from fedcloud_site.config import Config, load_config
-from fedcloud_site.testing.cip import VENV_ENV, CipUnavailable, ensure_venv
-from fedcloud_site.testing.ldap import SlapdServer, slapd_available
+from fedcloud_testing.cip import VENV_ENV, CipUnavailable, ensure_venv
+from fedcloud_testing.ldap import SlapdServer, slapd_available
 
 GLUE_BASE = "GLUE2GroupID=cloud,o=glue"
 

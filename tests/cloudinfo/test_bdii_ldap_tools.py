@@ -5,7 +5,7 @@ Debian 12's bdii 6.0 runs ``ldapsearch``/``ldapadd``/``ldapmodify``/``ldapdelete
 ``/usr/libexec/fedcloud-site/ldap-legacy-options``, linked under each tool's name in
 ``/usr/libexec/fedcloud-site/bdii-ldap-tools/``; with that directory first on PATH the tools get
 ``-H ldap://HOST:PORT`` instead.  These tests run the script of this checkout, laid out the same way
-by :func:`fedcloud_site.testing.ldap.legacy_ldap_tools`: first in front of an argument recorder (what
+by :func:`fedcloud_testing.ldap.legacy_ldap_tools`: first in front of an argument recorder (what
 exactly reaches the real tool), then in front of the real tools and a real slapd.
 """
 
@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ldap3 import SUBTREE
 
-from fedcloud_site.testing.ldap import SlapdServer, legacy_ldap_tools, slapd_available
+from fedcloud_testing.ldap import SlapdServer, legacy_ldap_tools, slapd_available
 
 TOOLS = ("ldapsearch", "ldapadd", "ldapmodify", "ldapdelete")
 #: stands in for a real tool: prints each argument it got, NUL-terminated

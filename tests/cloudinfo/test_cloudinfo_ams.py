@@ -9,10 +9,10 @@ import pytest
 from cloudinfo_helpers import write_site_config
 
 from fedcloud_site.config import ConfigError, load_config
+from fedcloud_site.demo.ams import AmsSimulator
+from fedcloud_site.demo.ca import CertificateAuthority
 from fedcloud_site.errors import FedcloudSiteError
 from fedcloud_site.runner import Runner
-from fedcloud_site.testing.ams_sim import AmsSimulator
-from fedcloud_site.testing.pki import CertificateAuthority
 
 TOPIC = "SITE_TEST-SITE_ENDPOINT_1234G0"  # SITE_<site>_ENDPOINT_<GOCDB service id>
 PROJECT = "egi_cloud_info"

@@ -4,7 +4,7 @@ bdii-update is driven with a throw-away bdii.conf: its provider directory holds 
 LDIF directory the ``o=glue`` root, and it writes into a test slapd serving ``o=glue`` and ``o=infosys``.
 Debian's bdii 6.0 still calls the LDAP tools with ``-h``/``-p``, which OpenLDAP 2.5 removed, so PATH
 starts with the packaged ``ldap-legacy-options`` wrappers (laid out by
-:func:`fedcloud_site.testing.ldap.legacy_ldap_tools`, as the packages install them).
+:func:`fedcloud_testing.ldap.legacy_ldap_tools`, as the packages install them).
 
 Needs the Debian packages bdii, slapd, ldap-utils and glue-schema.
 """
@@ -28,7 +28,7 @@ from ldif_reader import as_entries, read_ldif
 
 from fedcloud_site.config import load_config
 from fedcloud_site.runner import Runner
-from fedcloud_site.testing.ldap import SlapdServer, legacy_ldap_tools, root_entry_ldif, slapd_available
+from fedcloud_testing.ldap import SlapdServer, legacy_ldap_tools, root_entry_ldif, slapd_available
 
 REPO = Path(__file__).resolve().parents[2]
 HOOK = REPO / "etc" / "bdii" / "fedcloud-site-cloudinfo-provider"

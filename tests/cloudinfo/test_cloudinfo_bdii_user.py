@@ -28,7 +28,7 @@ from cloudinfo_helpers import build, ldif_of
 from ldap3 import SUBTREE
 
 from fedcloud_site.config import Config
-from fedcloud_site.testing.ldap import SlapdServer, legacy_ldap_tools, root_entry_ldif, slapd_available
+from fedcloud_testing.ldap import SlapdServer, legacy_ldap_tools, root_entry_ldif, slapd_available
 
 BDII_UPDATE = Path("/usr/sbin/bdii-update")
 BASE = "GLUE2GroupID=cloud,o=glue"

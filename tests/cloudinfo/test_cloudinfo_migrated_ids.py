@@ -14,8 +14,8 @@ from fedcloud_site.cli import main
 from fedcloud_site.cloudinfo.settings import Settings as CloudinfoSettings
 from fedcloud_site.config import load_config
 from fedcloud_site.log import configure_logging
-from fedcloud_site.testing.cip import add_member_user, run_cip, site_file
-from fedcloud_site.testing.openstack import OpenStackSim, from_site
+from fedcloud_testing.cip import add_member_user, run_cip, site_file
+from fedcloud_testing.openstack import OpenStackSim, from_site
 
 P_FED = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
 P_BIO = "1b2c3d4e5f60418293a4b5c6d7e8f90a"

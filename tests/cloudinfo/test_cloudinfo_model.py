@@ -194,7 +194,7 @@ def test_a_private_flavour_is_offered_only_in_the_shares_of_the_projects_allowed
 
 
 def test_the_configured_endpoint_certificate_gives_issuer_and_host_dn(tmp_path):
-    from fedcloud_site.testing.pki import CertificateAuthority
+    from fedcloud_site.demo.ca import CertificateAuthority
 
     ca = CertificateAuthority("/DC=org/DC=example/CN=Example Grid CA")
     files = ca.host("cloud.test.example.org").write(tmp_path / "cert")

@@ -15,7 +15,7 @@ from cloudinfo_helpers import SITE_FILE, build, json_of, ldif_of, write_site_con
 
 from fedcloud_site.cloudinfo.model import SiteModel
 from fedcloud_site.config import load_config
-from fedcloud_site.testing.opennebula import OpenNebulaSimulator, from_static
+from fedcloud_testing.opennebula import OpenNebulaSimulator, from_static
 
 
 def one_site(tmp_path: Path) -> Path:

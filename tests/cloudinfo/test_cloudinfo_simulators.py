@@ -19,8 +19,8 @@ from fedcloud_site.cloudinfo.cache import read_status
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import FedcloudSiteError
 from fedcloud_site.runner import Runner
-from fedcloud_site.testing.opennebula import OpenNebulaSimulator, from_static
-from fedcloud_site.testing.openstack import OpenStackSim, from_site
+from fedcloud_testing.opennebula import OpenNebulaSimulator, from_static
+from fedcloud_testing.openstack import OpenStackSim, from_site
 
 #: the hypervisor as the site wants it published (Nova calls KVM "QEMU"), set for every backend alike
 MANAGER = "  manager:\n    hypervisor: KVM\n    hypervisor_version: '8.2'\n"

@@ -15,7 +15,7 @@ from ldap3 import SUBTREE
 
 from fedcloud_site.cloudinfo.ldif_values import ldif_id
 from fedcloud_site.config import load_config
-from fedcloud_site.testing.ldap import root_entry_ldif, slapadd_check
+from fedcloud_testing.ldap import root_entry_ldif, slapadd_check
 
 BASE = "GLUE2GroupID=cloud,o=glue"
 pytestmark = pytest.mark.services

@@ -1,8 +1,8 @@
-"""The real-slapd test helper (fedcloud_site.testing.ldap) enforces the GLUE 2.0 schema."""
+"""The real-slapd test helper (fedcloud_testing.ldap) enforces the GLUE 2.0 schema."""
 
 from __future__ import annotations
 
-from fedcloud_site.testing.ldap import slapadd_check
+from fedcloud_testing.ldap import slapadd_check
 
 GROUP = "dn: GLUE2GroupID=cloud,o=glue\nobjectClass: GLUE2Group\nGLUE2GroupID: cloud\n\n"
 

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from fedcloud_site.ams import AmsAuthError, AmsClient, AmsError, AmsMessage, AmsUnavailable, MessageTooLarge
-from fedcloud_site.testing import pki
-from fedcloud_site.testing.ams_sim import AmsSimulator
-from fedcloud_site.testing.http import Fault
+from fedcloud_site.demo import ca as pki
+from fedcloud_site.demo.ams import AmsSimulator
+from fedcloud_site.demo.http import Fault
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_persistent_server_errors_end_as_unavailable(ams, creds):
 
 
 def test_unreachable_service_is_unavailable(creds):
-    from fedcloud_site.testing.ldap import free_port
+    from fedcloud_testing.ldap import free_port
 
     ams_client = AmsClient("127.0.0.1", "accounting", port=free_port(), token="t", verify=str(creds["ca"]),
                            retries=0, timeout=2)

@@ -68,7 +68,7 @@ def test_the_documented_statuses_are_exactly_success_and_the_error_classes():
 def test_every_error_of_the_product_derives_from_the_base_error():
     strays = []
     for module_info in pkgutil.walk_packages(fedcloud_site.__path__, "fedcloud_site."):
-        if module_info.name.startswith("fedcloud_site.testing"):
+        if module_info.name.startswith("fedcloud_testing"):
             continue  # the simulators' own errors are protocol faults, not fedcloud-site's
         module = importlib.import_module(module_info.name)
         for name, value in vars(module).items():

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from fedcloud_site import smime
-from fedcloud_site.testing import pki
+from fedcloud_site.demo import ca as pki
 
 PAYLOAD = b"APEL-cloud-message: v0.4\nVMUUID: 1\nSiteName: TEST\n%%\nVMUUID: 2\nSiteName: TEST\n"
 # Grid host certificates have no S/MIME purpose; the APEL receiver checks the chain without one

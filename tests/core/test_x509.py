@@ -1,4 +1,4 @@
-"""fedcloud_site.x509 and the test PKI (fedcloud_site.testing.pki), cross-checked with the openssl CLI."""
+"""fedcloud_site.x509 and the test PKI (fedcloud_site.demo.ca), cross-checked with the openssl CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509 as cx509
 
 from fedcloud_site import x509
-from fedcloud_site.testing.pki import CertificateAuthority, write_ca_directory, write_crl
+from fedcloud_site.demo.ca import CertificateAuthority, write_ca_directory, write_crl
 from fedcloud_site.timeutil import utcnow
 
 

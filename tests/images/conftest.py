@@ -1,7 +1,7 @@
 """Fixtures for the image-list subscriber: a test PKI, signed lists, a local image server, a site config.
 
-Everything is real: certificates from fedcloud_site.testing.pki, lists signed with fedcloud_site.smime,
-HTTP from fedcloud_site.testing.image_server on 127.0.0.1, the static cloud backend (or the simulators).
+Everything is real: certificates from fedcloud_site.demo.ca, lists signed with fedcloud_site.smime,
+HTTP from fedcloud_testing.image_server on 127.0.0.1, the static cloud backend (or the simulators).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import yaml
 from fedcloud_site import cli, smime
 from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
+from fedcloud_site.demo.ca import CertificateAuthority, Credential, write_ca_directory
 from fedcloud_site.images.register import is_ours
 from fedcloud_site.images.state import StateDB
-from fedcloud_site.testing.image_server import ImageServer, write_random_file
-from fedcloud_site.testing.opennebula import OpenNebulaSimulator, from_static
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, from_site
-from fedcloud_site.testing.pki import CertificateAuthority, Credential, write_ca_directory
 from fedcloud_site.timeutil import iso_utc, utcnow
+from fedcloud_testing.image_server import ImageServer, write_random_file
+from fedcloud_testing.opennebula import OpenNebulaSimulator, from_static
+from fedcloud_testing.openstack import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, OpenStackSim, from_site
 
 LIST_ID = "6b1f2e3d-0000-4000-8000-00000000a001"
 ENDORSER_DN = "/DC=org/DC=example/O=Hosts/CN=appdb.example.org"

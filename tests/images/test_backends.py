@@ -3,7 +3,7 @@ OpenNebula via the XML-RPC simulator (pyone)."""
 
 from __future__ import annotations
 
-from fedcloud_site.testing.openstack import ADMIN_USER
+from fedcloud_testing.openstack import ADMIN_USER
 
 
 def test_glance_registration_carries_origin_properties_and_goes_to_the_vo_project(world, openstack):

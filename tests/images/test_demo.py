@@ -1,4 +1,4 @@
-"""The offline demo: ``fedcloud_site.testing.demo_pki`` makes a signed list that the demo configuration's
+"""The offline demo: ``fedcloud_site.demo.pki`` makes a signed list that the demo configuration's
 ``demo`` subscription registers into the static backend (a copy of etc/fedcloud-site in tmp_path, so that its
 ``../../demo-output`` lands there)."""
 
@@ -37,7 +37,7 @@ def images(config: Path, *args: str) -> subprocess.CompletedProcess:
 def test_the_generated_demo_list_is_registered_into_the_static_backend(demo, tmp_path, qemu_img, disk_format):
     if qemu_img and not shutil.which(qemu_img):
         pytest.skip("qemu-img not installed")
-    made = run("-m", "fedcloud_site.testing.demo_pki", str(tmp_path / "demo-output" / "pki"),
+    made = run("-m", "fedcloud_site.demo.pki", str(tmp_path / "demo-output" / "pki"),
                "--qemu-img", qemu_img)
     assert made.returncode == 0, made.stderr
     once = images(demo, "once")
@@ -57,7 +57,7 @@ def test_without_the_generator_the_demo_subscription_fails_with_the_missing_file
     [listed] = json.loads(images(demo, "status", "--lists", "--json").stdout)
     assert listed["state"] == "failed" and "No such file or directory" in listed["reason"]
     assert str(tmp_path / "demo-output" / "pki" / "image.list") in listed["reason"]  # normalised path
-    made = run("-m", "fedcloud_site.testing.demo_pki", str(tmp_path / "demo-output" / "pki"))
+    made = run("-m", "fedcloud_site.demo.pki", str(tmp_path / "demo-output" / "pki"))
     assert made.returncode == 0, made.stderr
     assert images(demo, "once").returncode == 0
     assert [r["state"] for r in json.loads(images(demo, "status", "--json").stdout)] == ["registered"]
@@ -65,9 +65,9 @@ def test_without_the_generator_the_demo_subscription_fails_with_the_missing_file
 
 def test_a_second_generator_run_makes_a_newer_list_that_is_accepted(demo, tmp_path):
     out = tmp_path / "demo-output" / "pki"
-    assert run("-m", "fedcloud_site.testing.demo_pki", str(out), "--qemu-img", "").returncode == 0
+    assert run("-m", "fedcloud_site.demo.pki", str(out), "--qemu-img", "").returncode == 0
     assert images(demo, "once").returncode == 0
-    assert run("-m", "fedcloud_site.testing.demo_pki", str(out), "--qemu-img", "").returncode == 0
+    assert run("-m", "fedcloud_site.demo.pki", str(out), "--qemu-img", "").returncode == 0
     again = images(demo, "once")
     assert again.returncode == 0, again.stderr  # a new CA, a version not older: trusted, not a roll-back
     assert [r["state"] for r in json.loads(images(demo, "status", "--json").stdout)] == ["registered"]

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from fedcloud_site.testing.image_server import Fault
+from fedcloud_testing.image_server import Fault
 
 
 def cache_files(world):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from fedcloud_site.demo.http import server_ssl_context
 from fedcloud_site.images.convert import ConvertError, detect_format, prepare
-from fedcloud_site.testing.http import server_ssl_context
-from fedcloud_site.testing.image_server import ImageServer
+from fedcloud_testing.image_server import ImageServer
 
 
 def qemu_image(path: Path, fmt: str, size: str = "1M") -> Path:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from fedcloud_site.testing.http import server_ssl_context
-from fedcloud_site.testing.image_server import Fault, ImageServer
+from fedcloud_site.demo.http import server_ssl_context
+from fedcloud_testing.image_server import Fault, ImageServer
 
 TOKEN = "s3cret-token"
 BASIC = "Basic " + base64.b64encode(f"{TOKEN}:x-oauth-basic".encode()).decode()

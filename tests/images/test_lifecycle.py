@@ -56,7 +56,7 @@ def test_new_version_replaces_the_old_one_once_registered(world):
 
 
 def test_failed_new_version_keeps_the_old_one_registered(world):
-    from fedcloud_site.testing.image_server import Fault
+    from fedcloud_testing.image_server import Fault
 
     world.publish(world.image_list([world.image("v1.raw", identifier="app-1", seed=1)]))
     assert world.sync() == 0

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from fedcloud_site.testing.pki import CertificateAuthority, write_ca_directory, write_crl
+from fedcloud_site.demo.ca import CertificateAuthority, write_ca_directory, write_crl
 from fedcloud_site.timeutil import iso_utc, utcnow
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from fedcloud_site.config import load_config
 from fedcloud_site.errors import ConfigError
-from fedcloud_site.testing.opennebula.model import SimDatastore, SimTemplate
+from fedcloud_testing.opennebula.model import SimDatastore, SimTemplate
 
 VO_DATASTORE = 100
 
@@ -108,8 +108,8 @@ def test_a_template_deleted_by_hand_comes_back_and_switching_templates_off_remov
 
 
 def test_a_template_the_cloud_refuses_is_retried_next_run_without_failing_the_image(world, opennebula):
-    from fedcloud_site.testing.opennebula import OneFault
-    from fedcloud_site.testing.opennebula.server import ACTION
+    from fedcloud_testing.opennebula import OneFault
+    from fedcloud_testing.opennebula.server import ACTION
 
     world.publish(world.image_list([world.image("a.raw")]))
     world.write_config(opennebula_template=True)

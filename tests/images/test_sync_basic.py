@@ -97,7 +97,7 @@ def test_shutdown_during_download_keeps_the_partial_file_for_the_next_run(world)
     from fedcloud_site.config import load_config
     from fedcloud_site.images.sync import Sync
     from fedcloud_site.log import get_logger
-    from fedcloud_site.testing.image_server import Fault
+    from fedcloud_testing.image_server import Fault
 
     world.publish(world.image_list([world.image("slow.raw", size=400_000)]))
     world.server.inject("/images/slow.raw", Fault("throttle", rate=400_000))

@@ -8,12 +8,12 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
+from fedcloud_site.demo import ca as pki
+from fedcloud_site.demo.ams import AmsSimulator
 from fedcloud_site.log import configure_logging
 from fedcloud_site.smime import verify
-from fedcloud_site.testing import pki
-from fedcloud_site.testing.ams_sim import AmsSimulator
-from fedcloud_site.testing.caso import CASO_VERSION, fill_sample
-from fedcloud_site.testing.peers import PeerUnavailable, github_file, sdist_member
+from fedcloud_testing.caso import CASO_VERSION, fill_sample
+from fedcloud_testing.peers import PeerUnavailable, github_file, sdist_member
 
 #: apel/ssm's shipped sender configuration, at the 4.0.0 release
 SSM_REPO, SSM_TAG = "apel/ssm", "4.0.0-1"

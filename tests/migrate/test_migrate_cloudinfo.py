@@ -9,7 +9,7 @@ import pytest
 from fedcloud_site.migrate import cloudinfo
 from fedcloud_site.migrate.errors import MigrationError
 from fedcloud_site.migrate.report import Report
-from fedcloud_site.testing.cip import site_file
+from fedcloud_testing.cip import site_file
 
 ENDPOINT = "https://keystone.test.example.org:5000/v3"
 
@@ -58,7 +58,7 @@ def test_invalid_yaml_names_the_line(tmp_path: Path):
 
 
 def _argument_file(tmp_path: Path, *extra: str) -> Path:
-    """The options sites give cloud-info-provider-service (as fedcloud_site.testing.cip runs it), one per line:
+    """The options sites give cloud-info-provider-service (as fedcloud_testing.cip runs it), one per line:
     argparse's @file format, which cloud-info-provider reads (fromfile_prefix_chars='@')."""
     site_file(tmp_path / "site.yaml", "TEST-SITE", ENDPOINT, {"fedcloud.egi.eu": "p1"})
     args = ["--os-auth-url", ENDPOINT, "--os-auth-type", "password", "--os-username", "cloudinfo-reader",

@@ -13,7 +13,7 @@ from fedcloud_site.cloudinfo.settings import Settings as CloudinfoSettings
 from fedcloud_site.config import load_config
 from fedcloud_site.images.settings import Settings as ImagesSettings
 from fedcloud_site.ssm.settings import Settings as SSMSettings
-from fedcloud_site.testing.cip import site_file
+from fedcloud_testing.cip import site_file
 
 ENDPOINT = "https://keystone.test.example.org:5000/v3"
 

@@ -26,12 +26,12 @@ from fedcloud_site.cloud import open_backend
 from fedcloud_site.config import load_config
 from fedcloud_site.log import get_logger
 from fedcloud_site.ssm.settings import Settings as SSMSettings
-from fedcloud_site.testing.caso import caso_conf, ensure_caso, run_caso
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, ADMIN_USER, OpenStackSim
-from fedcloud_site.testing.openstack.dataset import add_admin
-from fedcloud_site.testing.openstack.model import CloudData
-from fedcloud_site.testing.peers import PeerUnavailable
 from fedcloud_site.timeutil import month_start, next_month, to_epoch
+from fedcloud_testing.caso import caso_conf, ensure_caso, run_caso
+from fedcloud_testing.openstack import ADMIN_PASSWORD, ADMIN_USER, OpenStackSim
+from fedcloud_testing.openstack.dataset import add_admin
+from fedcloud_testing.openstack.model import CloudData
+from fedcloud_testing.peers import PeerUnavailable
 
 pytestmark = pytest.mark.slow
 VOS = {"project-a": "vo-a.example.org", "project-b": "vo-b.example.org"}

@@ -20,7 +20,7 @@ from fedcloud_site.images.settings import Settings as ImagesSettings
 from fedcloud_site.migrate import vmcatcher
 from fedcloud_site.migrate.errors import MigrationError
 from fedcloud_site.migrate.report import Report
-from fedcloud_site.testing.peers import PeerUnavailable, default_venv, ensure_venv, github_file
+from fedcloud_testing.peers import PeerUnavailable, default_venv, ensure_venv, github_file
 
 SCHEMA_SHA256 = "28950789307d3a057cb021b11338f150e3ec20d49cdc9b40e105bba4f2af8cac"
 ENDORSER = {"dc:identifier": "appdb", "hv:dn": "/DC=EU/DC=EGI/C=NL/O=Hosts/O=EGI.eu/CN=appdb.egi.eu",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from perun_helpers import PKI, PerunSite
 
-from fedcloud_site.testing.perun_sim import PerunSim
+from fedcloud_testing.perun_sim import PerunSim
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from fedcloud_site import cli
 from fedcloud_site.cloud import open_backend
 from fedcloud_site.cloud.base import User
 from fedcloud_site.config import load_config
-from fedcloud_site.testing.pki import CertificateAuthority
+from fedcloud_site.demo.ca import CertificateAuthority
 
 REPO = Path(__file__).resolve().parents[2]
 ALPHA, BETA, GAMMA = "vo.alpha.eu", "vo.beta.eu", "vo.gamma.eu"

@@ -10,7 +10,7 @@ import pytest
 from perun_helpers import ALPHA, BETA, T0, member
 
 from fedcloud_site.errors import FedcloudSiteError
-from fedcloud_site.testing.opennebula import (
+from fedcloud_testing.opennebula import (
     OneFault,
     OpenNebulaSimulator,
     SimCloud,

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 from perun_helpers import ALPHA, BETA, member
 
-from fedcloud_site.testing.openstack import ADMIN_PASSWORD, OpenStackSim, generate
+from fedcloud_testing.openstack import ADMIN_PASSWORD, OpenStackSim, generate
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import pytest
 import requests
 from perun_helpers import ALPHA, BETA
 
+from fedcloud_site.demo.http import Fault
 from fedcloud_site.errors import FedcloudSiteError, JobRefused
-from fedcloud_site.testing.http import Fault
-from fedcloud_site.testing.perun_sim import LOGIN_EGI, PREFERRED_MAIL
+from fedcloud_testing.perun_sim import LOGIN_EGI, PREFERRED_MAIL
 
 
 @pytest.fixture

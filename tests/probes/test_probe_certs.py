@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fedcloud_site.testing.pki import CertificateAuthority, write_ca_directory, write_crl
+from fedcloud_site.demo.ca import CertificateAuthority, write_ca_directory, write_crl
 from fedcloud_site.timeutil import utcnow
 
 

@@ -14,8 +14,8 @@ import pytest
 from fedcloud_site import cli
 from fedcloud_site.cloudinfo.cache import note_failure
 from fedcloud_site.config import load_config
-from fedcloud_site.testing.ldap import SlapdServer, slapd_available
 from fedcloud_site.timeutil import utcnow
+from fedcloud_testing.ldap import SlapdServer, slapd_available
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SITE = REPO / "etc" / "fedcloud-site" / "demo-site.yaml"

@@ -17,9 +17,9 @@ from typing import Iterator, List
 
 import pytest
 
-from fedcloud_site.testing import pki
-from fedcloud_site.testing.activemq import ActiveMQBroker, BrokerTls, activemq_available
+from fedcloud_site.demo import ca as pki
 from fedcloud_site.timeutil import iso_utc, utcnow
+from fedcloud_testing.activemq import ActiveMQBroker, BrokerTls, activemq_available
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import List
 import pytest
 from ssm_helpers import HOST_FQDN, Consumer, Pki
 
+from fedcloud_site.demo import ca as pki
 from fedcloud_site.log import configure_logging
 from fedcloud_site.queue import MessageQueue
-from fedcloud_site.testing import pki
-from fedcloud_site.testing.activemq import ActiveMQBroker, BrokerTls, activemq_available
+from fedcloud_testing.activemq import ActiveMQBroker, BrokerTls, activemq_available
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ import stomp
 from dirq.QueueSimple import QueueSimple
 
 from fedcloud_site import smime
+from fedcloud_site.demo import ca as pki
 from fedcloud_site.queue import MessageQueue
-from fedcloud_site.testing import pki
 from fedcloud_site.x509 import subject_dn, verify_chain
 
 HOST_FQDN = "apel.example.org"

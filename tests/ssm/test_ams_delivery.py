@@ -8,9 +8,9 @@ import pytest
 from ssm_helpers import apel_receive, fill_queue, ssm_yaml
 
 from fedcloud_site.cli import main
+from fedcloud_site.demo.ams import AmsSimulator
+from fedcloud_site.demo.http import Fault
 from fedcloud_site.queue import MessageQueue
-from fedcloud_site.testing.ams_sim import AmsSimulator
-from fedcloud_site.testing.http import Fault
 
 TOPIC = "eu-egi-cloud-accounting"
 STORAGE_TOPIC = "eu-egi-storage-accounting"

@@ -14,8 +14,8 @@ from cryptography import x509 as cx509
 from ssm_helpers import apel_receive, fill_queue, ssm_yaml
 
 from fedcloud_site.cli import main
+from fedcloud_site.demo import ca as pki
 from fedcloud_site.ssm.peer import BrokerCertificateError, check_hostname
-from fedcloud_site.testing import pki
 from fedcloud_site.timeutil import utcnow
 
 pytestmark = pytest.mark.services

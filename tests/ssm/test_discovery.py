@@ -10,7 +10,7 @@ from ssm_helpers import fill_queue, ssm_yaml
 from fedcloud_site.cli import main
 from fedcloud_site.log import get_logger
 from fedcloud_site.ssm.brokers import DiscoveryError, discover, resolve_brokers
-from fedcloud_site.testing.ldap import SlapdServer, free_port, slapd_available
+from fedcloud_testing.ldap import SlapdServer, free_port, slapd_available
 
 pytestmark = pytest.mark.services
 

@@ -92,7 +92,7 @@ def test_unsendable_entries_are_moved_aside_with_the_reason_and_the_rest_is_sent
 
 
 def test_broker_down_at_start_keeps_every_message_unlocked_and_exits_1(tmp_path, test_pki, outgoing):
-    from fedcloud_site.testing.ldap import free_port
+    from fedcloud_testing.ldap import free_port
 
     queued = fill_queue(outgoing, 4)
     config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{free_port()}"])
@@ -105,7 +105,7 @@ def test_broker_down_at_start_keeps_every_message_unlocked_and_exits_1(tmp_path,
 
 def test_failover_uses_the_next_broker_when_the_first_is_down(tmp_path, test_pki, broker, destination, consume,
                                                               outgoing):
-    from fedcloud_site.testing.ldap import free_port
+    from fedcloud_testing.ldap import free_port
 
     queued = fill_queue(outgoing, 4)
     consumer = consume(broker.port, destination)
@@ -118,7 +118,7 @@ def test_failover_uses_the_next_broker_when_the_first_is_down(tmp_path, test_pki
 
 
 def test_an_empty_queue_needs_no_broker(tmp_path, test_pki, outgoing):
-    from fedcloud_site.testing.ldap import free_port
+    from fedcloud_testing.ldap import free_port
 
     config = ssm_yaml(tmp_path, test_pki, outgoing, brokers=[f"localhost:{free_port()}"])
 
@@ -145,7 +145,7 @@ def test_a_second_queue_reader_is_not_disturbed(tmp_path, test_pki, broker, dest
 def test_status_shows_queue_depth_oldest_message_rejects_and_last_run(tmp_path, test_pki, broker, outgoing, capsys):
     import json
 
-    from fedcloud_site.testing.ldap import free_port
+    from fedcloud_testing.ldap import free_port
 
     fill_queue(outgoing, 3)
     outgoing.add(b"\xff not ascii")
@@ -233,7 +233,7 @@ def test_a_pool_keeps_sending_on_the_connections_that_work(tmp_path, test_pki, b
     from fedcloud_site.ssm.sender import InflightJournal, Sender
     from fedcloud_site.ssm.signing import ca_bundle, load_signer
     from fedcloud_site.ssm.stomp_transport import StompTransport, TlsFiles
-    from fedcloud_site.testing.ldap import free_port
+    from fedcloud_testing.ldap import free_port
 
     queued = fill_queue(outgoing, 20)
     consumer = consume(broker.port, destination)

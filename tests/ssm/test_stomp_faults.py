@@ -20,14 +20,14 @@ import pytest
 from ssm_helpers import fill_queue, other_host_tls_server, ssm_yaml
 
 from fedcloud_site.cli import main
+from fedcloud_site.demo import ca as pki
 from fedcloud_site.log import get_logger
 from fedcloud_site.queue import MessageQueue
 from fedcloud_site.ssm.sender import MAX_PENDING_REMOVALS, DrainResult, InflightJournal, Sender
 from fedcloud_site.ssm.signing import ca_bundle, load_signer
 from fedcloud_site.ssm.stomp_transport import StompTransport, TlsFiles
 from fedcloud_site.ssm.transport import TransportError
-from fedcloud_site.testing import pki
-from fedcloud_site.testing.ldap import free_port
+from fedcloud_testing.ldap import free_port
 
 WINDOW = 40
 pytestmark = pytest.mark.services

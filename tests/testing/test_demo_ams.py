@@ -31,7 +31,7 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def pki(tmp_path: Path) -> Path:
     out = tmp_path / "demo-output" / "pki"
-    made = subprocess.run([sys.executable, "-m", "fedcloud_site.testing.demo_pki", str(out), "--qemu-img", ""],
+    made = subprocess.run([sys.executable, "-m", "fedcloud_site.demo.pki", str(out), "--qemu-img", ""],
                           capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr
     return out
@@ -42,7 +42,7 @@ def ams(pki: Path, tmp_path: Path) -> Iterator[tuple]:
     """The simulator started as scripts/demo.sh starts it, on an ephemeral port: (process, port, store)."""
     store = tmp_path / "demo-output" / "ams-received"
     process = subprocess.Popen(
-        [sys.executable, "-m", "fedcloud_site.testing.ams_sim", "--port", "0",
+        [sys.executable, "-m", "fedcloud_site.demo.ams", "--port", "0",
          "--cert", str(pki / "ams" / "servercert.pem"), "--key", str(pki / "ams" / "serverkey.pem"),
          "--token", (pki / "ams" / "token").read_text().strip(), "--project", "accounting",
          "--topic", "eu-egi-cloud-accounting", "--topic", "eu-egi-storage-accounting",
@@ -99,7 +99,7 @@ def test_the_demo_ssm_signs_the_accounting_records_and_delivers_them_to_the_simu
 
 def test_the_simulator_refuses_to_start_without_its_certificate(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "fedcloud_site.testing.ams_sim", "--port", "0", "--cert", str(tmp_path / "none.pem"),
+        [sys.executable, "-m", "fedcloud_site.demo.ams", "--port", "0", "--cert", str(tmp_path / "none.pem"),
          "--key", str(tmp_path / "none.key"), "--token", "t", "--topic", "x", "--store", str(tmp_path / "store")],
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "ams_sim: cannot start:" in result.stderr

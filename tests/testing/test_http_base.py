@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from fedcloud_site.testing.http import Fault, SimServer, json_response
+from fedcloud_site.demo.http import Fault, SimServer, json_response
 
 
 @pytest.fixture

@@ -12,16 +12,16 @@ import pyone
 import pytest
 import requests
 
-from fedcloud_site.testing.opennebula import OneFault, OpenNebulaSimulator, SimCloud, from_static, generate
-from fedcloud_site.testing.opennebula.render import vm_pool
-from fedcloud_site.testing.opennebula.server import (
+from fedcloud_testing.opennebula import OneFault, OpenNebulaSimulator, SimCloud, from_static, generate
+from fedcloud_testing.opennebula.render import vm_pool
+from fedcloud_testing.opennebula.server import (
     ACTION,
     AUTHENTICATION,
     INTERNAL,
     NO_EXISTS,
     XML_RPC_API,
 )
-from fedcloud_site.testing.opennebula.templates import TemplateSyntaxError, parse, render
+from fedcloud_testing.opennebula.templates import TemplateSyntaxError, parse, render
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SITE = REPO / "etc" / "fedcloud-site" / "demo-site.yaml"

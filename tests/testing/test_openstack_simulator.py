@@ -15,7 +15,7 @@ import openstack.exceptions
 import pytest
 import requests
 
-from fedcloud_site.testing.openstack import (
+from fedcloud_testing.openstack import (
     ADMIN_PASSWORD,
     OpenStackSim,
     SimAddress,

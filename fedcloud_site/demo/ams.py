@@ -11,7 +11,7 @@ Speaks what the real service speaks, driven through ``requests``:
   401 UNAUTHORIZED (no or unknown token), 403 FORBIDDEN (token of another project),
   404 NOT_FOUND (unknown topic), 400 INVALID_ARGUMENT (bad JSON or base64),
   413 INVALID_ARGUMENT "Message size is too large" (request or one message over the limit);
-  5xx, delays and dropped connections come from :class:`~fedcloud_site.testing.http.Fault`.
+  5xx, delays and dropped connections come from :class:`~fedcloud_site.demo.http.Fault`.
 
 Published messages are kept per topic (decoded) for the tests to compare and, when ``store_dir`` is given,
 also written there as files: ``<project>/<topic>/<id>.msg`` (the decoded data) and ``<id>.json`` (the
@@ -19,7 +19,7 @@ attributes).
 
 Stand-alone (the offline demo, ``scripts/demo.sh``)::
 
-    python3 -m fedcloud_site.testing.ams_sim --port 18443 --cert servercert.pem --key serverkey.pem \
+    python3 -m fedcloud_site.demo.ams --port 18443 --cert servercert.pem --key serverkey.pem \
         --token TOKEN --project accounting --topic eu-egi-cloud-accounting --store DIR \
         [--client-ca ca.pem --bind-cert hostcert.pem]
 
@@ -33,6 +33,7 @@ import argparse
 import base64
 import binascii
 import json
+import os
 import signal
 import ssl
 import sys
@@ -41,8 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Union
 
-from ..atomic import atomic_write_bytes, atomic_write_text
-from ..x509 import X509Error, load_certificate, subject_dn
+from cryptography import x509
+
+from .ca import slash_dn
 from .http import Request, Response, SimServer, json_response, peer_dn, server_ssl_context
 
 DEFAULT_LIMIT = 1_000_000
@@ -186,14 +188,21 @@ class AmsSimulator:
         assert self.store_dir is not None
         directory = self.store_dir / project / topic
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(directory / f"{int(message.id):06d}.msg", message.data)
-        atomic_write_text(directory / f"{int(message.id):06d}.json",
-                          json.dumps({"id": message.id, "attributes": message.attributes}, indent=1) + "\n")
+        _write_then_rename(directory / f"{int(message.id):06d}.msg", message.data)
+        _write_then_rename(directory / f"{int(message.id):06d}.json",
+                           (json.dumps({"id": message.id, "attributes": message.attributes}, indent=1) + "\n").encode())
+
+
+def _write_then_rename(path: Path, data: bytes) -> None:
+    """Readers see the whole file or none of it."""
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Serve the simulator on 127.0.0.1 until SIGTERM/SIGINT (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python3 -m fedcloud_site.testing.ams_sim",
+    parser = argparse.ArgumentParser(prog="python3 -m fedcloud_site.demo.ams",
                                      description="A local ARGO Messaging Service simulator (HTTPS, 127.0.0.1).")
     parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
     parser.add_argument("--cert", type=Path, required=True, help="server certificate (PEM)")
@@ -208,7 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="a client certificate (PEM) whose subject gets --token from authx509 (repeatable)")
     args = parser.parse_args(argv)
     try:
-        subjects = [subject_dn(load_certificate(path)) for path in args.bind_cert]
+        subjects = [slash_dn(x509.load_pem_x509_certificate(path.read_bytes()).subject) for path in args.bind_cert]
         sim = AmsSimulator(args.cert, args.key, client_ca_file=args.client_ca, port=args.port, store_dir=args.store)
         for topic in args.topic:
             sim.add_topic(args.project, topic)
@@ -217,7 +226,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             sim.add_certificate(subject, args.token)
         args.store.mkdir(parents=True, exist_ok=True)
         sim.start()
-    except (OSError, ssl.SSLError, X509Error) as exc:
+    except (OSError, ssl.SSLError, ValueError) as exc:
         print(f"ams_sim: cannot start: {exc}", file=sys.stderr)
         return 1
     stop = threading.Event()

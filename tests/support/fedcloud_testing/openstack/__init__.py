@@ -3,7 +3,7 @@ benchmarks, faithful enough that unmodified clients (openstacksdk, keystoneauth-
 
 Typical use::
 
-    from fedcloud_site.testing.openstack import OpenStackSim, generate
+    from fedcloud_testing.openstack import OpenStackSim, generate
 
     with OpenStackSim(generate(seed=1, n_projects=2, vms_per_project=500)) as sim:
         conn = sim.connect()             # openstacksdk Connection as the admin

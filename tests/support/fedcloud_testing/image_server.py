@@ -1,6 +1,6 @@
 """A static file server for image lists and images, on 127.0.0.1, for tests and benchmarks.
 
-Unlike :class:`~fedcloud_site.testing.http.SimServer` it streams files (``sendfile``) of any size and speaks
+Unlike :class:`~fedcloud_site.demo.http.SimServer` it streams files (``sendfile``) of any size and speaks
 the parts of HTTP a subscriber depends on: ``Range`` (206 / 416), ``ETag`` / ``Last-Modified`` with
 ``If-None-Match`` / ``If-Modified-Since`` (304), optional basic auth. Faults for the next N requests of a
 path: drop the connection after some bytes, serve wrong bytes, throttle, answer a status, ignore ``Range``.
@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Dict, List, Optional, Type, Union
 
-from .http import LoopbackHandler, LoopbackServer, take_fault
+from fedcloud_site.demo.http import LoopbackHandler, LoopbackServer, take_fault
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 

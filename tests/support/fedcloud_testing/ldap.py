@@ -315,7 +315,7 @@ class SlapdServer:
 
 
 #: the packaged ``-h``/``-p`` translator (``libexec/ldap-legacy-options``): the checkout's, else the installed one
-LEGACY_OPTIONS_SCRIPTS: Sequence[Path] = (Path(__file__).resolve().parents[2] / "libexec" / "ldap-legacy-options",
+LEGACY_OPTIONS_SCRIPTS: Sequence[Path] = (Path(__file__).resolve().parents[3] / "libexec" / "ldap-legacy-options",
                                           Path("/usr/libexec/fedcloud-site/ldap-legacy-options"))
 #: the tools bdii-update runs, each a link to the translator in a ``bdii-ldap-tools`` directory
 LEGACY_TOOL_NAMES: Sequence[str] = ("ldapsearch", "ldapadd", "ldapmodify", "ldapdelete")

@@ -6,7 +6,8 @@ import hashlib
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from ..http import Request, Response, json_response
+from fedcloud_site.demo.http import Request, Response, json_response
+
 from .common import (
     ApiError,
     Service,

@@ -6,7 +6,8 @@ import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from ..http import Request, Response, json_response
+from fedcloud_site.demo.http import Request, Response, json_response
+
 from .common import (
     TITLES,
     ApiError,

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Union
 
 import yaml
 
-from ...timeutil import parse_time
+from ..times import parse_time
 from .model import STATUS_ACTIONS, CloudData, SimAddress, SimImageMember, SimServer
 
 ADMIN_USER = "admin"

@@ -17,7 +17,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Iterator, Optional
 
-from ..http import Fault, Request, Response, SimServer
+from fedcloud_site.demo.http import Fault, Request, Response, SimServer
+
 from . import cinder, glance, keystone, neutron, nova, placement
 from .common import ApiError, Token
 from .dataset import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, add_admin

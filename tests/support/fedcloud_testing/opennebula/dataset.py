@@ -20,8 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import yaml
 from pyone import LCM_STATE, VM_STATE
 
-from ...cloud.opennebula.records import x509_password
-from ...timeutil import parse_time, to_epoch
+from ..times import parse_time, to_epoch
 from .model import (
     OWNER_ONLY,
     Permissions,
@@ -240,6 +239,13 @@ def generate(n_vms: int = 100, seed: int = 1, now: Optional[int] = None, n_group
         image.vms, image.running_vms = users, len(users)
         image.state = 2 if users else 1  # USED / READY
     return cloud
+
+
+
+def x509_password(dns: List[str]) -> str:
+    """The password oned's x509 auth driver keeps for a user: its DNs joined by ``|``, each blank written as a
+    backslash and its hex code (OpenNebula's x509_auth.rb ``escape``)."""
+    return "|".join("".join("\\" + format(ord(c), "x") if c.isspace() else c for c in dn) for dn in dns)
 
 
 # -- static site descriptions ---------------------------------------------------------------------------

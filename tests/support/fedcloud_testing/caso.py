@@ -1,6 +1,6 @@
 """cASO (the accounting extractor sites run today) in its own virtualenv, run against the OpenStack simulator.
 
-:func:`ensure_caso` installs ``caso==<version>`` from PyPI (:func:`fedcloud_site.testing.peers.ensure_venv`;
+:func:`ensure_caso` installs ``caso==<version>`` from PyPI (:func:`fedcloud_testing.peers.ensure_venv`;
 ``FEDCLOUD_SITE_CASO_VENV`` names a directory to keep between runs).  :func:`caso_conf` fills cASO's own
 ``etc/caso/caso.conf.sample`` (from its sdist) with a site's values, the way an operator edits it;
 :func:`run_caso` runs ``caso-extract`` up to a given instant.  Used by the migration tests and the

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict
 
-from ..http import Request, Response, json_response
+from fedcloud_site.demo.http import Request, Response, json_response
+
 from .common import ApiError, Service
 
 if TYPE_CHECKING:  # pragma: no cover

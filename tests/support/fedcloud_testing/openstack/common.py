@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import urlencode
 
-from ...timeutil import parse_time
-from ..http import Request, Response, json_response
+from fedcloud_site.demo.http import Request, Response, json_response
+
+from ..times import parse_time
 from .model import SimRole, SimUser
 
 if TYPE_CHECKING:  # pragma: no cover

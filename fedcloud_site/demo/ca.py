@@ -22,7 +22,7 @@ import os
 import secrets
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
@@ -31,9 +31,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from ..timeutil import utcnow
-from ..x509 import dn_to_slash, slash_to_name
 
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 DEFAULT_SANS = ("localhost", "127.0.0.1", "::1")
@@ -57,8 +54,40 @@ def new_key(key_type: str = "rsa") -> PrivateKey:
     raise ValueError(f"unknown key type {key_type!r} (rsa or ec)")
 
 
+#: the attribute names of OpenSSL's one-line ("slash") DN form used by the grid
+_OIDS = {"DC": NameOID.DOMAIN_COMPONENT, "C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME,
+         "L": NameOID.LOCALITY_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+         "CN": NameOID.COMMON_NAME, "emailAddress": NameOID.EMAIL_ADDRESS, "UID": NameOID.USER_ID,
+         "serialNumber": NameOID.SERIAL_NUMBER}
+_NAMES = {oid: key for key, oid in _OIDS.items()}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def slash_dn(name: x509.Name) -> str:
+    """``/DC=org/CN=host``: one ``/KEY=value`` per attribute, most significant first, nothing escaped."""
+    return "".join(f"/{_NAMES.get(attr.oid, attr.oid.dotted_string)}={attr.value!s}" for attr in name)
+
+
 def _name(dn: Union[str, x509.Name]) -> x509.Name:
-    return dn if isinstance(dn, x509.Name) else slash_to_name(dn)
+    """A name from the slash form; a segment that is not ``KEY=value`` continues the previous value (grid
+    convention: ``/CN=host/h.example.org``)."""
+    if isinstance(dn, x509.Name):
+        return dn
+    if not dn.startswith("/"):
+        raise ValueError(f"not a slash-form DN: {dn!r}")
+    pairs: List[List[str]] = []
+    for segment in dn[1:].split("/"):
+        key, sep, value = segment.partition("=")
+        if sep and key in _OIDS:
+            pairs.append([key, value])
+        elif pairs:
+            pairs[-1][1] += "/" + segment
+        else:
+            raise ValueError(f"DN {dn!r}: {segment!r} is not KEY=value")
+    return x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(_OIDS[k], v)]) for k, v in pairs])
 
 
 def _general_name(value: str) -> x509.GeneralName:
@@ -90,11 +119,11 @@ class Credential:
 
     @property
     def dn(self) -> str:
-        return dn_to_slash(self.cert.subject)
+        return slash_dn(self.cert.subject)
 
     @property
     def issuer_dn(self) -> str:
-        return dn_to_slash(self.cert.issuer)
+        return slash_dn(self.cert.issuer)
 
     @property
     def serial(self) -> int:
@@ -167,7 +196,7 @@ class CertificateAuthority:
 
     @property
     def dn(self) -> str:
-        return dn_to_slash(self.cert.subject)
+        return slash_dn(self.cert.subject)
 
     @property
     def chain(self) -> List[x509.Certificate]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from ..http import Request, Response, json_response
+from fedcloud_site.demo.http import Request, Response, json_response
+
 from .common import (
     ApiError,
     Service,

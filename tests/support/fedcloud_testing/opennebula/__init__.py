@@ -11,23 +11,10 @@ Typical use::
         cloud.set_now(...); cloud.poweroff(vm_id)  # move VMs through their life cycle
 """
 
-from typing import Any
 
 from .dataset import attribute_name, ensure_admin, from_static, generate
 from .model import SimCloud, SimGroup, SimHistory, SimHost, SimImage, SimTemplate, SimUser, SimVM
 from .server import OneError, OneFault, OpenNebulaSimulator
-
-
-def backend_settings(sim: OpenNebulaSimulator, **overrides: Any) -> Any:
-    """``cloud.opennebula`` settings pointing at ``sim`` as oneadmin (an OpenNebulaSettings)."""
-    from ...cloud.opennebula import OpenNebulaSettings
-    from ...schema import Secret
-
-    user = next(u for u in sim.cloud.users.values() if 0 in u.groups)
-    values: dict = {"endpoint": sim.url, "username": user.name, "password": Secret(user.password),
-                    "poll_interval": 0.01}
-    values.update(overrides)
-    return OpenNebulaSettings(**values)
 
 
 def config_yaml(sim: OpenNebulaSimulator, indent: str = "") -> str:
@@ -38,6 +25,6 @@ def config_yaml(sim: OpenNebulaSimulator, indent: str = "") -> str:
     return "".join(f"{indent}{line}\n" for line in lines)
 
 
-__all__ = ["backend_settings", "config_yaml",
+__all__ = ["config_yaml",
            "OpenNebulaSimulator", "OneFault", "OneError", "SimCloud", "SimVM", "SimHistory", "SimUser", "SimGroup",
            "SimImage", "SimTemplate", "SimHost", "generate", "from_static", "ensure_admin", "attribute_name"]

@@ -24,7 +24,8 @@ from xml.sax.saxutils import escape
 
 from pyone import IMAGE_STATES, VM_STATE
 
-from ..http import FaultingServer, LoopbackHandler
+from fedcloud_site.demo.http import FaultingServer, LoopbackHandler
+
 from . import render
 from .model import OWNER_ONLY, SimCloud, SimGroup, SimImage, SimTemplate, SimUser, SimVM
 from .templates import Template, TemplateSyntaxError, merge, parse, vectors

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
-from .http import Request, Response, SimServer, json_response, peer_dn, server_ssl_context
+from fedcloud_site.demo.http import Request, Response, SimServer, json_response, peer_dn, server_ssl_context
 
 LOGIN_EGI = "urn:perun:user:attribute-def:virt:optional-login-namespace:egi"
 PREFERRED_MAIL = "urn:perun:user:attribute-def:def:preferredMail"

@@ -1,6 +1,6 @@
 """The throw-away credentials and signed image list of the offline demo, all from one new demo CA.
 
-Usage: ``python3 -m fedcloud_site.testing.demo_pki OUTDIR`` (``scripts/demo.sh`` runs it into
+Usage: ``python3 -m fedcloud_site.demo.pki OUTDIR`` (``scripts/demo.sh`` runs it into
 ``demo-output/pki``; ``etc/fedcloud-site/demo.yaml`` reads from there).
 
 Creates in OUTDIR (replacing what an earlier run left):
@@ -34,13 +34,15 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .. import smime
-from ..timeutil import iso_utc, utcnow
-from .pki import CertificateAuthority, write_ca_directory
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from .ca import CertificateAuthority, PrivateKey, utcnow, write_ca_directory
 
 CA_DN = "/DC=org/DC=example/CN=fedcloud-site Demo CA"
 ENDORSER_HOST = "appdb.demo.example.org"
@@ -98,6 +100,16 @@ def _sha512(path: Path) -> str:
     return digest.hexdigest()
 
 
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sign_smime(payload: bytes, cert: x509.Certificate, key: PrivateKey) -> bytes:
+    """What ``openssl smime -sign -text`` writes: a multipart/signed message, text/plain part, SHA-256."""
+    return pkcs7.PKCS7SignatureBuilder().set_data(payload).add_signer(cert, key, hashes.SHA256()).sign(
+        serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Text])
+
+
 def image_list_document(list_file: Path, image: Path, image_format: str, days: int) -> Dict[str, Any]:
     """The ``hv:imagelist`` JSON document for ``image``."""
     now = utcnow()
@@ -140,7 +152,7 @@ def create(outdir: Path, days: int = 30, qemu_img: Optional[str] = "qemu-img") -
     list_file = outdir / "image.list"
     image_format = "qcow2" if image.suffix == ".qcow2" else "raw"
     document = image_list_document(list_file, image, image_format, days)
-    signed = smime.sign(json.dumps(document, indent=2).encode(), endorser.cert, endorser.key)
+    signed = sign_smime(json.dumps(document, indent=2).encode(), endorser.cert, endorser.key)
     list_file.write_bytes(signed)
     return DemoPki(capath=capath, list_file=list_file, image_file=image, image_format=image_format,
                    host_cert=host.cert, host_key=host.key, server_cert=server.cert, server_key=server.key,
@@ -148,7 +160,7 @@ def create(outdir: Path, days: int = 30, qemu_img: Optional[str] = "qemu-img") -
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m fedcloud_site.testing.demo_pki",
+    parser = argparse.ArgumentParser(prog="python3 -m fedcloud_site.demo.pki",
                                      description="Write a throw-away CA, endorser, site host and AMS server "
                                                  "credentials, AMS token, image and signed image list.")
     parser.add_argument("outdir", type=Path, help="directory to write into (e.g. demo-output/pki)")
@@ -157,7 +169,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         made = create(args.outdir, days=args.days, qemu_img=args.qemu_img or None)
-    except (OSError, subprocess.SubprocessError, smime.SmimeError) as exc:
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
         print(f"demo pki: cannot create it in {args.outdir}: {exc}", file=sys.stderr)
         return 1
     print(f"demo pki: CA directory {made.capath}; image list {made.list_file} (signed by {made.endorser_dn}), "
