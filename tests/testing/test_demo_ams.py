@@ -1,5 +1,5 @@
-"""The offline demo's accounting chain: ``demo_pki`` credentials, the ``ams_sim`` command line and the demo
-configuration's ``ssm`` section (records -> queue -> signed -> delivered over HTTPS -> queue empty).
+"""The offline demo's accounting chain: ``fedcloud_site.demo.pki`` credentials, the ``fedcloud_site.demo.ams``
+command line and the demo configuration's ``ssm`` section (records -> queue -> signed -> delivered over HTTPS -> queue empty).
 
 The demo configuration is copied into tmp_path (so ``../../demo-output`` lands there) with its fixed AMS port
 replaced by the simulator's ephemeral one."""
