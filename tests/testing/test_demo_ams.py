@@ -1,5 +1,6 @@
 """The offline demo's accounting chain: ``fedcloud_site.demo.pki`` credentials, the ``fedcloud_site.demo.ams``
-command line and the demo configuration's ``ssm`` section (records -> queue -> signed -> delivered over HTTPS -> queue empty).
+command line and the demo configuration's ``ssm`` section (records -> queue -> signed -> delivered over HTTPS
+-> queue empty).
 
 The demo configuration is copied into tmp_path (so ``../../demo-output`` lands there) with its fixed AMS port
 replaced by the simulator's ephemeral one."""
