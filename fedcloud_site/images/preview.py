@@ -74,6 +74,7 @@ def describe(action: Action) -> Optional[Tuple[str, str, Dict[str, Any]]]:
 def preview(plan: Plan, summary: Summary, log: Any) -> None:
     """Log and count every action of ``plan`` that would change something; the versions a download
     replaces are said as deprecations once the new version is active."""
+    said_any = False
     for action in plan.actions():
         if isinstance(action, Problem):
             summary.problem(action.subscription, action.reason)
@@ -83,6 +84,7 @@ def preview(plan: Plan, summary: Summary, log: Any) -> None:
         if said is None:
             continue
         counted, event, details = said
+        said_any = True
         summary.would[counted] = summary.would.get(counted, 0) + 1
         log.info(event, **details)
         if isinstance(action, Download):
@@ -90,3 +92,5 @@ def preview(plan: Plan, summary: Summary, log: Any) -> None:
                 summary.would["deprecate"] = summary.would.get("deprecate", 0) + 1
                 log.info("dry run: would deprecate once the new version is active", subscription=key[0],
                          identifier=key[1], sha512=key[2][:16], reason=f"replaced by version {action.entry.version}")
+    if not said_any:
+        log.info("dry run: nothing would change", subscriptions=len(plan.subscriptions))

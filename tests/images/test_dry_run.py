@@ -45,6 +45,16 @@ def test_dry_run_previews_a_replacement_and_a_removal_and_changes_nothing(world,
     assert world.status() == before
     assert {i.status for i in world.cloud_images()} == {"active"} and len(world.cloud_images()) == 3
     assert world.server.requests_for("/images/a2.raw") == []
+    assert "nothing would change" not in err
+
+
+def test_a_dry_run_on_a_synced_site_says_that_nothing_would_change(world, capsys):
+    world.publish(world.image_list([world.image("a.raw")]))
+    assert world.sync() == 0
+    capsys.readouterr()
+    assert world.sync("--dry-run") == 0
+    err = capsys.readouterr().err
+    assert "dry run: nothing would change" in err and "would_" not in err
 
 
 def test_dry_run_previews_deletions_due_after_the_grace_period_and_a_removed_subscription(world, capsys):
