@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from ..cloud.base import CloudBackend, CloudError, NotFound, NotSupported, TemplateSpec
-from ..timeutil import iso_utc, parse_time
+from ..timeutil import iso_utc
 from .cache import Cache, CacheFull
 from .convert import ConvertError, Prepared, prepare
 from .download import DownloadError, DownloadStopped, download
@@ -47,7 +47,7 @@ from .plan import (
     Vanished,
     VersionKey,
 )
-from .register import Registrar, Target, architecture, image_properties
+from .register import Registrar, Target, architecture
 from .settings import Settings, Subscription
 from .state import PENDING, ImageRow, StateDB
 from .summary import Summary
@@ -190,7 +190,7 @@ class Applier:
                 self.summary.removed += 1
         elif isinstance(action, EnsureTemplate):
             assert sub is not None
-            self.ensure_template(sub, action.image_list, action.entry, action.image_id)
+            self.ensure_template(sub.name, action.entry, action.image_id, action.properties)
         elif isinstance(action, RetryLater):
             self.summary.failed += 1
             self.summary.problem(f"{row.subscription}/{row.identifier}",
@@ -321,7 +321,7 @@ class Applier:
                  shared_with=list(target.share_with))
         self.hook("AvailablePostfix", entry, sub, image_list, filename=str(prepared.path), image_id=image.id)
         if action.template:
-            self.ensure_template(sub, image_list, entry, image.id)
+            self.ensure_template(sub.name, entry, image.id, action.properties)
         for key in action.replaces:
             self._retire_replaced(key, entry.version)
         if not self.settings.keep_cache:
@@ -368,9 +368,6 @@ class Applier:
         """A version deprecated past the grace period: deleted unless VMs still use it."""
         if row.state != "deprecated":
             return  # its deprecation did not happen (cloud failure, failed download): no grace period began
-        grace = timedelta(seconds=float(self.settings.grace_period))
-        if row.deprecated_at and parse_time(row.deprecated_at) + grace > self.now():
-            return
         now = iso_utc(self.now())
         if not row.image_id:
             self.db.update_image(row.id, state="removed", removed_at=now)
@@ -403,20 +400,20 @@ class Applier:
                             owner=image.owner, visibility=image.visibility, properties=properties,
                             attributes=defaults.extra_attributes())
 
-    def ensure_template(self, sub: Subscription, image_list: ImageList, entry: ImageEntry, image_id: str) -> None:
+    def ensure_template(self, subscription: str, entry: ImageEntry, image_id: str,
+                        properties: Dict[str, str]) -> None:
         """The VM template of a registered image (failures: next run)."""
         try:
             image = self.registrar.ours().get(image_id) or self.registrar.cloud.get_image(image_id)
-            spec = self._template_spec(image, entry, image_properties(sub.name, image_list, entry, sub.vo))
-            template = self.registrar.ensure_template(spec)
+            template = self.registrar.ensure_template(self._template_spec(image, entry, properties))
         except NotSupported as exc:
-            self._templates_unsupported(sub.name, exc)
+            self._templates_unsupported(subscription, exc)
             return
         except CloudError as exc:
-            self.cloud_failed(sub.name, exc)
+            self.cloud_failed(subscription, exc)
             return
         if template is not None:
-            self.log.info("VM template created", subscription=sub.name, identifier=entry.identifier,
+            self.log.info("VM template created", subscription=subscription, identifier=entry.identifier,
                           image_id=image_id, template_id=template.id, name=template.name, ram_mb=template.ram_mb,
                           vcpus=template.vcpus)
 

@@ -162,8 +162,8 @@ class EnsureTemplate:
 
     key: VersionKey
     image_id: str
-    image_list: ImageList
     entry: ImageEntry
+    properties: Dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -397,7 +397,7 @@ class Planner:
                     self._set(key, state="registered", deprecated_at=None, reason=None)
                 changes, new_name = metadata_changes(image, name, properties, keep_deprecation=reactivating)
                 update = _update(key, image.id, changes, new_name)
-                return actions + update + self._settled(sub, image_list, entry, key, image.id)
+                return actions + update + self._settled(sub, entry, properties, key, image.id)
             actions.append(Vanished(key, current.image_id))
             self._set(key, state="listed", image_id=None, reason="image vanished from the cloud")
         copies = copies_of_version(self.cloud.ours.values(), sub.name, entry.identifier, entry.sha512)
@@ -407,14 +407,14 @@ class Planner:
             self._set(key, state="registered", image_id=found.id, reason=None)
             changes, new_name = metadata_changes(found, name, properties)
             update = _update(key, found.id, changes, new_name)
-            return actions + self._settled(sub, image_list, entry, key, found.id, update_after_duplicates=update)
+            return actions + self._settled(sub, entry, properties, key, found.id, update_after_duplicates=update)
         adopted = self._foreign(entry)
         if adopted:
             (image, origin), others = adopted[0], adopted[1:]
             changes, new_name = metadata_changes(image, name, properties)
             actions.append(Adopt(key, image.id, origin, tuple(i.id for i, _ in others), changes, new_name))
             self._set(key, state="registered", image_id=image.id, reason=None)
-            return actions + self._settled(sub, image_list, entry, key, image.id)
+            return actions + self._settled(sub, entry, properties, key, image.id)
         row = current.row
         if current.state == "failed" and row is not None and not row.due(self.now):
             return actions + [RetryLater(key, row.reason or "failed", row.next_attempt or "")]
@@ -430,14 +430,14 @@ class Planner:
         return actions + [Download(key, image_list, entry, self.cache_path(*key), name, properties, current.state,
                                    replaces, self.settings.wants_template(sub))]
 
-    def _settled(self, sub: Subscription, image_list: ImageList, entry: ImageEntry, key: VersionKey, image_id: str,
-                 update_after_duplicates: Sequence[Action] = ()) -> List[Action]:
+    def _settled(self, sub: Subscription, entry: ImageEntry, properties: Dict[str, str], key: VersionKey,
+                 image_id: str, update_after_duplicates: Sequence[Action] = ()) -> List[Action]:
         """A version that is in the cloud: its duplicates go, its template is made, older versions retire."""
         actions: List[Action] = [RemoveDuplicate(key, copy.id, image_id) for copy in
                                  copies_of_version(self.cloud.ours.values(), *key) if copy.id != image_id]
         actions.extend(update_after_duplicates)
         if self.settings.wants_template(sub):
-            actions.append(EnsureTemplate(key, image_id, image_list, entry))
+            actions.append(EnsureTemplate(key, image_id, entry, properties))
         for old in self._keys(sub.name, entry.identifier, ("registered",)):
             if old != key:
                 actions.extend(self._retire(old, f"replaced by version {entry.version}"))

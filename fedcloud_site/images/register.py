@@ -155,10 +155,6 @@ class Registrar:
         self._ours = {image.id: image for image in images if is_ours(image)}
         return images
 
-    def find(self, subscription: str, identifier: str, sha512: str) -> List[Image]:
-        """Our images of one version, newest first (more than one: duplicates to clean up)."""
-        return copies_of_version(self.ours().values(), subscription, identifier, sha512)
-
     def resolve_projects(self, names_or_ids: Sequence[str]) -> List[str]:
         """Project ids for configured project names or ids (unknown ones are kept as given)."""
         if not names_or_ids:
@@ -193,14 +189,6 @@ class Registrar:
             delay = min(delay * 2, 10)
             image = self.cloud.get_image(image.id)
         return image
-
-    def update_metadata(self, image: Image, name: str, properties: Mapping[str, str]) -> bool:
-        """Bring name and properties up to date; True when something changed."""
-        changes, new_name = metadata_changes(image, name, properties)
-        if not changes and new_name is None:
-            return False
-        self.apply_metadata(image.id, changes, new_name)
-        return True
 
     def apply_metadata(self, image_id: str, changes: Mapping[str, Optional[str]], new_name: Optional[str]) -> Image:
         """Set (or, for None, remove) properties and rename; the updated image."""

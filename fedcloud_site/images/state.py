@@ -137,9 +137,15 @@ class SubscriptionRow:
 class StateDB:
     """Thin typed access to the sqlite file; every write commits at once (one thread only)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """Open (and create) the database; ``read_only`` opens an existing file without writing anything to
+        it or beside it (a dry run next to the running daemon)."""
         self.path = path
+        if read_only:
+            self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            self.conn.row_factory = sqlite3.Row
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         # a rollback journal (not WAL): every commit lands in the main file, which read-only/immutable
@@ -223,13 +229,6 @@ class StateDB:
         cursor = self.conn.execute("DELETE FROM images WHERE state = 'removed' AND removed_at < ?", (before,))
         return cursor.rowcount
 
-    def known_identifiers(self, subscription: str) -> set:
-        return {r[0] for r in self.conn.execute("SELECT DISTINCT identifier FROM images WHERE subscription = ?",
-                                                (subscription,))}
-
-    def subscriptions_with_images(self) -> List[str]:
-        return [r[0] for r in self.conn.execute("SELECT DISTINCT subscription FROM images ORDER BY 1")]
-
     # -- approvals -----------------------------------------------------------------------
     def approve(self, subscription: str, identifier: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO approvals VALUES (?, ?, ?)",
@@ -237,10 +236,6 @@ class StateDB:
 
     def approvals(self) -> Set[Tuple[str, str]]:
         return {(r[0], r[1]) for r in self.conn.execute("SELECT subscription, identifier FROM approvals")}
-
-    def approved(self, subscription: str, identifier: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM approvals WHERE subscription = ? AND identifier = ?",
-                                 (subscription, identifier)).fetchone() is not None
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> List[Dict[str, Any]]:
@@ -262,19 +257,3 @@ class StateDB:
     def iter_rows(self) -> Iterator[ImageRow]:
         yield from self.images()
 
-
-def read_only_rows(path: Path) -> Tuple[List[ImageRow], List[SubscriptionRow], Set[Tuple[str, str]]]:
-    """Image rows, subscription rows and approvals of a state file, read without creating or writing it
-    (a dry run beside the running daemon); empty when there is no state yet."""
-    if not path.exists():
-        return [], [], set()
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
-    try:
-        images = [ImageRow(**dict(r))
-                  for r in conn.execute("SELECT * FROM images ORDER BY subscription, identifier, id")]
-        subscriptions = [SubscriptionRow(**dict(r)) for r in conn.execute("SELECT * FROM subscriptions ORDER BY name")]
-        approvals = {(r[0], r[1]) for r in conn.execute("SELECT subscription, identifier FROM approvals")}
-    finally:
-        conn.close()
-    return images, subscriptions, approvals

@@ -37,7 +37,7 @@ from .plan import CloudView, ListView, Plan, Planner, StateView
 from .preview import preview
 from .register import Registrar, is_ours
 from .settings import Settings, Subscription
-from .state import StateDB, SubscriptionRow, read_only_rows, state_db_path
+from .state import StateDB, SubscriptionRow, state_db_path
 from .summary import Summary
 from .trust import ListRejected, verify_list
 
@@ -93,16 +93,14 @@ class Sync:
     def _dry_run(self) -> Summary:
         """Fetch and verify the lists and print the plan a real run would apply; nothing is written,
         downloaded or changed in the cloud."""
-        rows, subscriptions, approvals = read_only_rows(state_db_path(self.settings))
-        views = self._refresh_all(None, {s.name: s for s in subscriptions})
-        registrar: List[Registrar] = []
-
-        def cloud() -> Registrar:
-            if not registrar:
-                registrar.append(Registrar(self._cloud_factory(), self.log))
-            return registrar[0]
-
-        preview(self._plan(views, StateView(rows, approvals), cloud, None), self.summary, self.log)
+        path = state_db_path(self.settings)
+        state, subscriptions = StateView([]), {}
+        if path.exists():
+            with StateDB(path, read_only=True) as db:
+                state, subscriptions = StateView(db.images(), db.approvals()), {s.name: s for s in db.subscriptions()}
+        views = self._refresh_all(None, subscriptions)
+        plan = self._plan(views, state, lambda: Registrar(self._cloud_factory(), self.log), None)
+        preview(plan, self.summary, self.log)
         return self.summary
 
     def _refresh_all(self, db: Optional[StateDB], rows: dict) -> List[ListView]:
@@ -129,7 +127,8 @@ class Sync:
         return plan
 
     def _cloud_view(self, views: List[ListView], now: datetime, registrar: Callable[[], Registrar]) -> CloudView:
-        """The cloud's images, listed once, when some list is usable (else the cloud is not contacted)."""
+        """The cloud's images, listed once, when some list is usable (else the cloud is not contacted);
+        ``registrar`` is called at most once."""
         if not any(v.image_list is not None and not v.image_list.expired(now) for v in views):
             return CloudView()
         try:
