@@ -30,20 +30,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, List
 
-import _paths  # noqa: F401 - tests/support (the simulators) on sys.path
+from _paths import REPO  # the checkout, and tests/support (the simulators), on sys.path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from fedcloud_testing.cip import (  # noqa: E402
+from fedcloud_testing.cip import (
     CipUnavailable,
     add_member_user,
     ensure_venv,
     run_cip,
     site_file,
 )
-from fedcloud_testing.openstack import CloudData, OpenStackSim, add_admin  # noqa: E402
-from fedcloud_testing.openstack.model import SimImageMember  # noqa: E402
+from fedcloud_testing.openstack import CloudData, OpenStackSim, add_admin
+from fedcloud_testing.openstack.model import SimImageMember
 
 CHILD = r"""
 import json, resource, sys, time

@@ -20,12 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import _paths  # noqa: F401 - tests/support (the simulators) on sys.path
+from _paths import REPO  # the checkout, and tests/support (the simulators), on sys.path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from fedcloud_testing.image_server import ImageServer, write_random_file  # noqa: E402
+from fedcloud_testing.image_server import ImageServer, write_random_file
 
 CHILD = r"""
 import json, resource, sys, time

@@ -25,17 +25,13 @@ import multiprocessing
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-import _paths  # noqa: F401 - tests/support (the simulators) on sys.path
+import _paths  # noqa: F401 - the checkout and tests/support (the simulators) on sys.path
+from _common import list_vms_main
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from _common import list_vms_main  # noqa: E402
-
-from fedcloud_site.cloud.opennebula import OpenNebulaBackend, OpenNebulaSettings  # noqa: E402
-from fedcloud_site.schema import Secret  # noqa: E402
+from fedcloud_site.cloud.opennebula import OpenNebulaBackend, OpenNebulaSettings
+from fedcloud_site.schema import Secret
 
 
 def _serve(conn: Any, n_vms: int) -> None:

@@ -65,7 +65,6 @@ from typing import (
     Union,
 )
 
-from ...log import get_logger
 from ...timeutil import iso_utc, parse_time
 from ..base import (
     VM,
@@ -116,10 +115,9 @@ from .session import (
     INSTANCE_ACTIONS_PAGED_MICROVERSION,
     VOLUME_MICROVERSION,
     Session,
+    log,
 )
 from .settings import OpenStackSettings
-
-log = get_logger("fedcloud_site.cloud.openstack")
 
 
 class OpenStackBackend(CloudBackend):

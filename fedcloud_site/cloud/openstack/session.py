@@ -15,7 +15,7 @@ from ...log import get_logger
 from ..base import BadCloudData, CloudAuthError, CloudError, CloudUnavailable, NotFound, NotSupported
 from .settings import OpenStackSettings
 
-log = get_logger("fedcloud_site.cloud.openstack")
+log = get_logger("fedcloud_site.cloud.openstack")  # one logger for the whole backend
 
 INSTANCE_ACTIONS_DELETED_MICROVERSION = (2, 21)  # actions of deleted servers
 INSTANCE_ACTIONS_PAGED_MICROVERSION = (2, 58)  # limit/marker/changes-since, updated_at
